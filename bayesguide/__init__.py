@@ -1,0 +1,50 @@
+"""bayesguide: Bayesian model selection of neural-network architectures with guided priors.
+
+>>> import bayesguide as bg
+>>> prior = bg.GuidedLaplace(strength=1e-4, guidance=bg.guidance.linear())
+"""
+
+from __future__ import annotations
+
+from bayesguide import guidance
+from bayesguide.infer import (
+    DeltaGuide,
+    FitResult,
+    LowRankGuide,
+    MeanFieldGuide,
+    NonFiniteLossError,
+    fit_map,
+    fit_svi,
+)
+from bayesguide.likelihoods import Likelihood
+from bayesguide.model import GuidedModel
+from bayesguide.priors import (
+    GuidedGroupLasso,
+    GuidedLaplace,
+    GuidedNormal,
+    UnitPrior,
+    make_prior,
+    strength_from_mean_loss,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DeltaGuide",
+    "FitResult",
+    "GuidedGroupLasso",
+    "GuidedLaplace",
+    "GuidedModel",
+    "GuidedNormal",
+    "Likelihood",
+    "LowRankGuide",
+    "MeanFieldGuide",
+    "NonFiniteLossError",
+    "UnitPrior",
+    "__version__",
+    "fit_map",
+    "fit_svi",
+    "guidance",
+    "make_prior",
+    "strength_from_mean_loss",
+]

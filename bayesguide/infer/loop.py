@@ -1,0 +1,190 @@
+"""The optimisation loop shared by MAP and SVI: batches, schedule, progress, guards.
+
+``optimize`` minimises ``objective(idx)`` (``idx`` the minibatch indices, ``None`` for
+the full batch) with Adam. It records the loss every step and, every
+``record_every`` steps, a snapshot from ``record()`` (the unit norms). It stops early
+when the smoothed loss has not improved by a relative ``min_delta`` for ``patience``
+steps, and stops with :class:`NonFiniteLossError` as soon as the loss is NaN or
+infinite, naming the step and — through ``diagnose`` — the offending site.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bayesguide._options import Option
+
+__all__ = ["Schedule", "LoopSettings", "LoopOutput", "NonFiniteLossError", "optimize"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step and site."""
+
+
+class Schedule(Option):
+    """Learning-rate schedules."""
+
+    #: the same learning rate at every step
+    CONSTANT = "constant"
+    #: cosine decay from ``lr`` to ``lr / 100`` over the run
+    COSINE = "cosine"
+
+    @property
+    def description(self) -> str:
+        return {"constant": "fixed learning rate", "cosine": "cosine decay to lr/100"}[self.value]
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Everything that controls one optimisation run (validated on construction)."""
+
+    steps: int
+    lr: float
+    batch_size: int | None = None
+    schedule: Schedule = Schedule.CONSTANT
+    patience: int | None = None
+    min_delta: float = 1e-4
+    seed: int | None = 0
+    progress: bool = True
+    record_every: int | None = None
+    description: str = "fit"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive int, got {self.steps!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.batch_size is not None and (
+            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive int or None (full batch), got {self.batch_size!r}")
+        object.__setattr__(self, "schedule", Schedule.resolve(self.schedule, "schedule"))
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ValueError(f"patience must be a positive int or None (no early stopping), got {self.patience!r}")
+        if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
+            raise ValueError(f"min_delta must be >= 0, got {self.min_delta!r}")
+        if self.record_every is not None and (not isinstance(self.record_every, int) or self.record_every < 1):
+            raise ValueError(f"record_every must be a positive int or None, got {self.record_every!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps, "lr": self.lr, "batch_size": self.batch_size,
+            "schedule": self.schedule.value, "patience": self.patience,
+            "min_delta": self.min_delta, "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class LoopOutput:
+    losses: np.ndarray
+    records: list[dict[str, torch.Tensor]]
+    record_steps: np.ndarray
+    stop_reason: str
+    optimizer_state: dict[str, Any]
+    wall_time: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _lr_factor(schedule: Schedule, step: int, total: int) -> float:
+    if schedule is Schedule.COSINE:
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * step / max(total - 1, 1)))
+    return 1.0
+
+
+def optimize(
+    objective: Callable[[torch.Tensor | None], torch.Tensor],
+    parameters: list[torch.nn.Parameter],
+    n_data: int,
+    settings: LoopSettings,
+    *,
+    record: Callable[[], dict[str, torch.Tensor]],
+    diagnose: Callable[[torch.Tensor | None], str],
+    optimizer_state: dict[str, Any] | None = None,
+    step_offset: int = 0,
+) -> LoopOutput:
+    """Minimise ``objective`` over ``parameters``; see the module docstring."""
+    optimizer = torch.optim.Adam(parameters, lr=settings.lr)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr
+    steps = settings.steps
+    every = settings.record_every or max(1, steps // 100)
+    batch = settings.batch_size if settings.batch_size and settings.batch_size < n_data else None
+    losses = np.empty(steps)
+    records: list[dict[str, torch.Tensor]] = []
+    record_steps: list[int] = []
+    stop_reason = "completed"
+    best, since_best, smooth = math.inf, 0, math.nan
+    generator = torch.Generator()
+    if settings.seed is not None:
+        generator.manual_seed(settings.seed + step_offset)
+    perm, cursor = torch.randperm(n_data, generator=generator) if batch else None, 0
+
+    with torch.random.fork_rng(devices=[], enabled=settings.seed is not None):
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed + step_offset)
+        start = time.perf_counter()
+        bar = tqdm(total=steps, desc=settings.description, disable=not settings.progress,
+                   leave=False, mininterval=0.5)
+        done = 0
+        try:
+            for step in range(steps):
+                idx = None
+                if batch is not None:
+                    assert perm is not None
+                    if cursor + batch > n_data:
+                        perm, cursor = torch.randperm(n_data, generator=generator), 0
+                    idx = perm[cursor : cursor + batch]
+                    cursor += batch
+                if settings.schedule is not Schedule.CONSTANT:
+                    for group in optimizer.param_groups:
+                        group["lr"] = settings.lr * _lr_factor(settings.schedule, step, steps)
+                optimizer.zero_grad(set_to_none=True)
+                loss = objective(idx)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"the loss became {value} at step {step_offset + step}: {diagnose(idx)}"
+                    )
+                loss.backward()
+                optimizer.step()
+                losses[step] = value
+                done = step + 1
+                if step % every == 0 or step == steps - 1:
+                    records.append(record())
+                    record_steps.append(step_offset + step)
+                if step % 50 == 0:
+                    bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+                bar.update(1)
+                if settings.patience is not None:
+                    smooth = value if math.isnan(smooth) else 0.9 * smooth + 0.1 * value
+                    if smooth < best - settings.min_delta * abs(best) or math.isinf(best):
+                        best, since_best = smooth, 0
+                    else:
+                        since_best += 1
+                        if since_best >= settings.patience:
+                            stop_reason = f"plateau: no relative improvement above {settings.min_delta:g} in {settings.patience} steps"
+                            if record_steps[-1] != step_offset + step:
+                                records.append(record())
+                                record_steps.append(step_offset + step)
+                            break
+        finally:
+            bar.close()
+        wall = time.perf_counter() - start
+    return LoopOutput(
+        losses=losses[:done].copy(),
+        records=records,
+        record_steps=np.asarray(record_steps, dtype=np.int64),
+        stop_reason=stop_reason,
+        optimizer_state=optimizer.state_dict(),
+        wall_time=wall,
+    )

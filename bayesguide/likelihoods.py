@@ -1,0 +1,101 @@
+"""Observation models ``p(y | f(x; θ))`` for the network output ``f``.
+
+Each likelihood knows three things: how to check targets before any training
+(:meth:`Likelihood.prepare_targets`), its Pyro distribution for the model, and the
+summed log-likelihood of a batch written directly in torch (the lean path of
+:func:`bayesguide.fit_map`). Tests check that the two agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro.distributions as dist
+import torch
+from torch.nn import functional as F
+
+from bayesguide._options import Option
+
+__all__ = ["Likelihood"]
+
+
+class Likelihood(Option):
+    """Observation model of the network output."""
+
+    #: ``y ~ Categorical(logits=f(x))``; ``y`` holds class indices ``0 … C-1``.
+    CATEGORICAL = "categorical"
+    #: ``y ~ Normal(f(x), σ)``; ``σ`` fixed (``noise=σ``) or learned (``noise=None``).
+    GAUSSIAN = "gaussian"
+    #: ``y ~ Bernoulli(logits=f(x))``; ``y`` in ``{0, 1}``, one column per output.
+    BERNOULLI = "bernoulli"
+
+    @property
+    def description(self) -> str:
+        return {
+            "categorical": "class indices, softmax of the outputs (cross-entropy)",
+            "gaussian": "real targets, Normal(output, σ) (squared error)",
+            "bernoulli": "0/1 targets, sigmoid of the outputs (binary cross-entropy)",
+        }[self.value]
+
+    def prepare_targets(self, y: torch.Tensor, out_dim: int, dtype: torch.dtype) -> torch.Tensor:
+        """Validate ``y`` for this likelihood and an output of ``out_dim`` columns.
+
+        Returns ``y`` as a long tensor ``(N,)`` (categorical) or a float tensor
+        ``(N, out_dim)`` (gaussian, bernoulli).
+        """
+        if self is Likelihood.CATEGORICAL:
+            if y.ndim != 1:
+                raise ValueError(
+                    f"categorical targets must be 1-D class indices, got shape {tuple(y.shape)}"
+                )
+            if y.is_floating_point():
+                if not torch.equal(y, y.round()):
+                    raise ValueError("categorical targets must be integers (class indices)")
+            elif y.dtype == torch.bool:
+                raise ValueError("categorical targets must be integer class indices, got bool")
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= out_dim:
+                raise ValueError(
+                    f"categorical labels must lie in [0, {out_dim - 1}] for a network with "
+                    f"{out_dim} outputs; found labels in [{lo}, {hi}]"
+                )
+            return y.long()
+        y = y.to(dtype)
+        if y.ndim == 1:
+            y = y.unsqueeze(-1)
+        if y.ndim != 2 or y.shape[1] != out_dim:
+            raise ValueError(
+                f"{self.value} targets of shape {tuple(y.shape)} do not match a network with "
+                f"{out_dim} outputs; expected ({y.shape[0]},) or ({y.shape[0]}, {out_dim})"
+            )
+        if self is Likelihood.BERNOULLI and not ((y == 0) | (y == 1)).all():
+            raise ValueError("bernoulli targets must be 0 or 1")
+        return y
+
+    def distribution(self, out: torch.Tensor, noise: torch.Tensor | None) -> dist.TorchDistribution:
+        """Pyro distribution of a batch of targets, batch shape ``(B,)``."""
+        if self is Likelihood.CATEGORICAL:
+            return dist.Categorical(logits=out)
+        if self is Likelihood.GAUSSIAN:
+            assert noise is not None
+            return dist.Normal(out, noise).to_event(1)
+        return dist.Bernoulli(logits=out).to_event(1)
+
+    def log_prob_sum(
+        self, out: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``Σ_i log p(y_i | out_i)`` over the batch, written directly in torch."""
+        if self is Likelihood.CATEGORICAL:
+            return -F.cross_entropy(out, y, reduction="sum")
+        if self is Likelihood.GAUSSIAN:
+            assert noise is not None
+            sq = (y - out).pow(2).sum()
+            n = y.numel()
+            return -0.5 * sq / noise.pow(2) - n * torch.log(noise) - 0.5 * n * math.log(2 * math.pi)
+        return -F.binary_cross_entropy_with_logits(out, y, reduction="sum")
+
+    def pointwise_log_prob(
+        self, out: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``log p(y_i | out_i)`` per example, shape ``(B,)``."""
+        return self.distribution(out, noise).log_prob(y)

@@ -1,0 +1,276 @@
+"""``GuidedModel``: a Pyro model around an ordinary ``nn.Sequential`` network.
+
+The joint density is
+
+.. math::
+
+    \\log p(y, θ \\mid X) = \\sum_{i=1}^{N} \\log p(y_i \\mid f(x_i; θ))
+        + \\sum_{l \\text{ prunable}} \\log p_{\\text{guided}}(Θ_l)
+        + \\sum_{l \\text{ other}} \\log p_{\\text{plain}}(Θ_l),
+
+with ``Θ_l`` the ``(n_l, p_l)`` unit matrix of layer ``l`` (see
+:mod:`bayesguide.network`). Prunable layers (every ``Linear`` / ``Conv2d`` but the
+output layer) get the guided unit prior; the output layer and ``BatchNorm`` affine
+parameters get ``plain_prior`` (default: plain L2, ``GuidedNormal`` with the same
+strength and uniform guidance, i.e. ordinary weight decay). The negative log joint is
+therefore "summed NLL + guided penalty + plain penalty + const": MAP training of this
+model *is* guided regularization.
+
+Minibatches go through ``pyro.plate("data", N, subsample=idx)``, which scales the
+likelihood by ``N / B``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions import constraints
+from torch import nn
+
+from bayesguide.guidance import coefficients_for_layer, uniform
+from bayesguide.likelihoods import Likelihood
+from bayesguide.network import Layer, Site, functional_forward, parse_network
+from bayesguide.priors import GuidedNormal, UnitGroupDistribution, UnitPrior
+
+__all__ = ["GuidedModel"]
+
+ArrayLike = Any  # torch.Tensor | np.ndarray | sequence
+
+
+def _as_tensor(a: ArrayLike, name: str) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        t = a.detach()
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(a))
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must be an array or tensor: {err}") from None
+    if t.dtype == torch.bool:
+        t = t.to(torch.int64)
+    if not (t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)):
+        raise TypeError(f"{name} must be numeric, got dtype {t.dtype}")
+    return t
+
+
+class GuidedModel:
+    """A Pyro model whose priors carry guidance coefficients.
+
+    Parameters
+    ----------
+    net
+        An ``nn.Sequential`` of ``Linear``, ``Conv2d``, ``BatchNorm1d/2d``, ``Flatten``,
+        ``Dropout`` and elementwise activations. It is used as a template: fits work on
+        copies and never change it.
+    prior
+        The guided unit prior of the prunable layers, e.g.
+        ``bg.GuidedLaplace(strength=1e-4, guidance=bg.guidance.linear())``.
+    likelihood
+        ``"categorical"``, ``"gaussian"`` or ``"bernoulli"``.
+    noise
+        For ``"gaussian"``: a fixed noise standard deviation ``σ``, or ``None`` to learn
+        it (a point estimate under a flat prior on ``σ > 0``). Not allowed otherwise.
+    plain_prior
+        Prior of the non-prunable parameters (output layer, BatchNorm). Default:
+        ``GuidedNormal(prior.strength, guidance.uniform())``.
+
+    Examples
+    --------
+    >>> import torch, bayesguide as bg
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> model = bg.GuidedModel(net, bg.GuidedLaplace(strength=1e-3), likelihood="categorical")
+    >>> [s.name for s in model.prunable_sites]
+    ['0.units']
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        prior: UnitPrior,
+        likelihood: str | Likelihood = "categorical",
+        *,
+        noise: float | None = None,
+        plain_prior: UnitPrior | None = None,
+    ) -> None:
+        if not isinstance(prior, UnitPrior):
+            raise TypeError(
+                f"prior must be a unit prior such as bg.GuidedLaplace, bg.GuidedNormal or "
+                f"bg.GuidedGroupLasso, got {type(prior).__name__}"
+            )
+        self.likelihood = Likelihood.resolve(likelihood, "likelihood")
+        if noise is not None:
+            if self.likelihood is not Likelihood.GAUSSIAN:
+                raise ValueError(f"noise is only used by the gaussian likelihood, not {self.likelihood.value!r}")
+            if not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise > 0):
+                raise ValueError(f"noise must be a positive finite standard deviation or None, got {noise!r}")
+        self.noise = None if noise is None else float(noise)
+        self.net = net
+        self.prior = prior
+        self.plain_prior = plain_prior if plain_prior is not None else GuidedNormal(prior.strength, uniform())
+        self.layers: list[Layer]
+        self.sites: list[Site]
+        self.layers, self.sites = parse_network(net)
+        self.coefficients: dict[str, torch.Tensor] = {}
+        for site in self.sites:
+            family = self.prior if site.prunable else self.plain_prior
+            self.coefficients[site.name] = coefficients_for_layer(
+                family.guidance, site.layer.name, site.n_units
+            )
+        self._dist_cache: dict[tuple[str, torch.dtype], UnitGroupDistribution] = {}
+
+    # ------------------------------------------------------------------ structure
+
+    @property
+    def prunable_sites(self) -> list[Site]:
+        """Sites of the hidden ``Linear`` / ``Conv2d`` layers, in layer order."""
+        return [s for s in self.sites if s.prunable]
+
+    @property
+    def learns_noise(self) -> bool:
+        """Whether the Gaussian noise ``σ`` is a parameter of the fit."""
+        return self.likelihood is Likelihood.GAUSSIAN and self.noise is None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
+    def site_distribution(self, site: Site, dtype: torch.dtype | None = None) -> UnitGroupDistribution:
+        """The prior over ``site``'s ``(n, p)`` unit matrix (cached per dtype)."""
+        dtype = self.dtype if dtype is None else dtype
+        key = (site.name, dtype)
+        if key not in self._dist_cache:
+            family = self.prior if site.prunable else self.plain_prior
+            g = self.coefficients[site.name].to(dtype)
+            self._dist_cache[key] = family.unit_distribution(g, site.group_size)
+        return self._dist_cache[key]
+
+    def chain(self, module: nn.Module) -> list[Layer]:
+        """``module``'s layers in this model's structure (``module`` is a copy of ``net``)."""
+        named = dict(module.named_modules())
+        return [Layer(ly.name, ly.position, named[ly.name]) for ly in self.layers]
+
+    def unit_norms(self, module: nn.Module) -> dict[str, torch.Tensor]:
+        """Euclidean norm of every unit group of every prunable layer of ``module``."""
+        params = dict(module.named_parameters())
+        with torch.no_grad():
+            return {
+                s.layer.name: torch.linalg.vector_norm(s.pack(params), dim=-1)
+                for s in self.prunable_sites
+            }
+
+    # ------------------------------------------------------------------ data
+
+    def prepare_data(self, X: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate ``X`` and ``y`` against this model and return them as tensors.
+
+        Checks, before any training: equal lengths, no NaN or inf, that ``X`` fits the
+        network's input, and the targets the likelihood needs (integer labels in range
+        for ``categorical``, 0/1 for ``bernoulli``, matching shape for ``gaussian``).
+        """
+        Xt = _as_tensor(X, "X")
+        yt = _as_tensor(y, "y")
+        if Xt.ndim < 2:
+            raise ValueError(f"X must have one row per example (at least 2-D), got shape {tuple(Xt.shape)}")
+        n_y = yt.shape[0] if yt.ndim else 0
+        if Xt.shape[0] != n_y:
+            raise ValueError(f"X has {Xt.shape[0]} rows but y has {n_y}: they must have the same length")
+        if Xt.shape[0] == 0:
+            raise ValueError("X and y are empty")
+        for name, t in (("X", Xt), ("y", yt)):
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                row = int((~torch.isfinite(t.reshape(t.shape[0], -1))).any(1).nonzero()[0])
+                raise ValueError(f"{name} contains NaN or inf (first at row {row})")
+        Xt = Xt.to(self.dtype)
+        probe = copy.deepcopy(self.net).eval()
+        try:
+            with torch.no_grad():
+                out = probe(Xt[:2])
+        except RuntimeError as err:
+            raise ValueError(f"X of shape {tuple(Xt.shape)} does not fit the network's input: {err}") from None
+        if out.ndim != 2:
+            raise ValueError(
+                f"the network's output must be 2-D (examples × outputs), got shape {tuple(out.shape)}"
+            )
+        return Xt, self.likelihood.prepare_targets(yt, out.shape[1], self.dtype)
+
+    # ------------------------------------------------------------------ densities
+
+    def log_joint(
+        self,
+        chain: list[Layer],
+        values: Mapping[str, torch.Tensor],
+        X: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        scale: float = 1.0,
+        noise: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale · Σ log p(y | X, θ), log p(θ))`` for site values ``θ``, in plain torch.
+
+        This is the Pyro model's log joint written without Pyro's tracing (tests check
+        that the two agree); ``scale`` is ``N / B`` for a minibatch.
+        """
+        out = functional_forward(chain, self.sites, values, X)
+        loglik = self.likelihood.log_prob_sum(out, y, self.noise_tensor(noise, X.dtype))
+        logprior = torch.zeros((), dtype=X.dtype)
+        for site in self.sites:
+            logprior = logprior + self.site_distribution(site, X.dtype).log_prob(values[site.name])
+        return loglik * scale, logprior
+
+    def noise_tensor(self, noise: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+        """The Gaussian ``σ`` to use: the fixed one, else ``noise`` (``None`` if not Gaussian)."""
+        if self.likelihood is not Likelihood.GAUSSIAN:
+            return None
+        if self.noise is not None:
+            return torch.tensor(self.noise, dtype=dtype)
+        if noise is None:
+            raise ValueError("this model learns the noise σ: pass its current value")
+        return noise
+
+    def model(
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor | None = None,
+        subsample: torch.Tensor | None = None,
+        module: nn.Module | None = None,
+    ) -> torch.Tensor:
+        """The Pyro model: samples every site, then observes ``y`` in a data plate.
+
+        Parameters
+        ----------
+        X, y
+            Inputs and (prepared) targets; ``y=None`` samples the targets.
+        subsample
+            Indices of a minibatch; the plate scales its log-likelihood by ``N / B``.
+        module
+            The copy of ``net`` whose buffers and train/eval mode are used (default
+            ``net`` itself).
+        """
+        chain = self.chain(self.net if module is None else module)
+        values = {
+            site.name: pyro.sample(site.name, self.site_distribution(site, X.dtype))
+            for site in self.sites
+        }
+        if self.learns_noise:
+            noise = pyro.sample("noise", dist.ImproperUniform(constraints.positive, (), ()))
+        else:
+            noise = self.noise_tensor(None, X.dtype)
+        with pyro.plate("data", X.shape[0], subsample=subsample) as idx:
+            out = functional_forward(chain, self.sites, values, X[idx])
+            obs = None if y is None else y[idx]
+            pyro.sample("obs", self.likelihood.distribution(out, noise), obs=obs)
+        return out
+
+    __call__ = model
+
+    def __repr__(self) -> str:
+        widths = [s.n_units for s in self.prunable_sites]
+        return (
+            f"GuidedModel(prunable widths={widths}, prior={self.prior}, "
+            f"likelihood={self.likelihood.value!r})"
+        )

@@ -1,0 +1,196 @@
+"""Reading an ``nn.Sequential`` network as layers and unit groups.
+
+bayesguide supports feed-forward chains: ``nn.Sequential`` (nested ones are flattened)
+of ``Linear``, ``Conv2d``, ``BatchNorm1d/2d``, ``Flatten``, ``Dropout`` and elementwise
+activations. Every layer with parameters becomes one Pyro sample *site* holding an
+``(n, p)`` unit matrix:
+
+* ``Linear(in, out)``: ``n = out`` units, row ``j`` = ``[W[j, :], b[j]]``;
+* ``Conv2d``: ``n = out_channels``, row ``j`` = ``[W[j].flatten(), b[j]]``;
+* ``BatchNorm``: ``n = num_features``, row ``j`` = ``[γ_j, β_j]``.
+
+``Linear`` and ``Conv2d`` layers are *prunable* except the last one (the output layer,
+never pruned). Site names are ``"<layer name>.units"``, the layer name being its
+dotted position in the ``Sequential`` (``"0"``, ``"3"``, ``"block.1"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["Layer", "Site", "parse_network", "SUPPORTED_LAYERS"]
+
+_PARAM_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)
+_PASS_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Flatten,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Identity,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Hardswish,
+    nn.Tanhshrink,
+    nn.LogSigmoid,
+)
+SUPPORTED_LAYERS: tuple[str, ...] = tuple(c.__name__ for c in _PARAM_LAYERS + _PASS_LAYERS)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One leaf of the chain: its dotted ``name``, its ``position`` and the module."""
+
+    name: str
+    position: int
+    module: nn.Module
+
+    @property
+    def has_units(self) -> bool:
+        return isinstance(self.module, _PARAM_LAYERS)
+
+
+@dataclass(frozen=True)
+class Site:
+    """A sample site: the ``(n, p)`` unit matrix of one parametrised layer.
+
+    ``param_names`` are the module's parameter names (e.g. ``"2.weight"``) packed, in
+    order, into the columns of the unit matrix; ``widths`` their column counts.
+    """
+
+    name: str
+    layer: Layer
+    param_names: tuple[str, ...]
+    widths: tuple[int, ...]
+    shapes: tuple[torch.Size, ...]
+    prunable: bool
+
+    @property
+    def n_units(self) -> int:
+        return self.shapes[0][0]
+
+    @property
+    def group_size(self) -> int:
+        return sum(self.widths)
+
+    def pack(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The ``(n, p)`` unit matrix from the module's parameter tensors."""
+        n = self.n_units
+        parts = [params[k].reshape(n, -1) for k in self.param_names]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def unpack(self, value: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The module's parameter tensors from a ``(n, p)`` unit matrix (views when possible)."""
+        out: dict[str, torch.Tensor] = {}
+        start = 0
+        for name, width, shape in zip(self.param_names, self.widths, self.shapes):
+            out[name] = value[:, start : start + width].reshape(shape)
+            start += width
+        return out
+
+
+def _flatten(net: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    out: list[tuple[str, nn.Module]] = []
+    for name, child in net.named_children():
+        full = f"{prefix}{name}"
+        if isinstance(child, nn.Sequential):
+            out.extend(_flatten(child, full + "."))
+        else:
+            out.append((full, child))
+    return out
+
+
+def parse_network(net: nn.Module) -> tuple[list[Layer], list[Site]]:
+    """Split ``net`` into supported layers and build its sample sites.
+
+    Raises
+    ------
+    TypeError
+        If ``net`` is not an ``nn.Sequential`` or contains an unsupported layer (the
+        message names the layer, its position and the supported types).
+    ValueError
+        If the network has no ``Linear`` / ``Conv2d`` layer.
+    """
+    if not isinstance(net, nn.Sequential):
+        raise TypeError(
+            f"GuidedModel needs an nn.Sequential chain of layers, got {type(net).__name__}; "
+            f"networks with branches or residual connections are not supported"
+        )
+    layers = [Layer(name, i, m) for i, (name, m) in enumerate(_flatten(net))]
+    for layer in layers:
+        if not isinstance(layer.module, _PARAM_LAYERS + _PASS_LAYERS):
+            raise TypeError(
+                f"unsupported layer {type(layer.module).__name__} at position {layer.position} "
+                f"(name {layer.name!r}); supported layers: {', '.join(SUPPORTED_LAYERS)}"
+            )
+        if isinstance(layer.module, nn.Conv2d) and layer.module.padding_mode != "zeros":
+            raise TypeError(
+                f"Conv2d at position {layer.position} (name {layer.name!r}) uses "
+                f"padding_mode={layer.module.padding_mode!r}; only 'zeros' is supported"
+            )
+    weighted = [ly for ly in layers if isinstance(ly.module, (nn.Linear, nn.Conv2d))]
+    if not weighted:
+        raise ValueError("the network has no Linear or Conv2d layer to put a prior on")
+    output = weighted[-1]
+    sites: list[Site] = []
+    for layer in layers:
+        if not layer.has_units:
+            continue
+        own = [(k, p) for k, p in layer.module.named_parameters(recurse=False)]
+        if not own:
+            continue  # BatchNorm without affine parameters
+        n = own[0][1].shape[0]
+        sites.append(
+            Site(
+                name=f"{layer.name}.units",
+                layer=layer,
+                param_names=tuple(f"{layer.name}.{k}" for k, _ in own),
+                widths=tuple(p.numel() // n for _, p in own),
+                shapes=tuple(p.shape for _, p in own),
+                prunable=isinstance(layer.module, (nn.Linear, nn.Conv2d)) and layer is not output,
+            )
+        )
+    return layers, sites
+
+
+def functional_forward(
+    layers: list[Layer], sites: list[Site], values: Mapping[str, torch.Tensor], x: torch.Tensor
+) -> torch.Tensor:
+    """Run the chain on ``x`` with parameters taken from site values (not the modules').
+
+    Buffers (BatchNorm running statistics) and train/eval mode come from the modules.
+    """
+    by_layer = {s.layer.name: s for s in sites}
+    for layer in layers:
+        m = layer.module
+        site = by_layer.get(layer.name)
+        if site is None:
+            x = m(x)
+            continue
+        p = site.unpack(values[site.name])
+        w = p[f"{layer.name}.weight"]
+        b = p.get(f"{layer.name}.bias")
+        if isinstance(m, nn.Linear):
+            x = F.linear(x, w, b)
+        elif isinstance(m, nn.Conv2d):
+            x = m._conv_forward(x, w, b)
+        else:
+            x = torch.func.functional_call(m, {"weight": w, "bias": b}, (x,))
+    return x
