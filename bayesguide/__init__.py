@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from bayesguide import guidance
+from bayesguide import datasets, guidance
 from bayesguide.infer import (
     DeltaGuide,
     FitResult,
@@ -44,6 +44,7 @@ __all__ = [
     "__version__",
     "fit_map",
     "fit_svi",
+    "datasets",
     "guidance",
     "make_prior",
     "strength_from_mean_loss",

@@ -40,24 +40,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, Union, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 
 from bayesguide._options import Option
 
 __all__ = [
-    "Profile",
     "GuidanceSpec",
+    "Profile",
     "ProfileName",
-    "linear",
-    "geometric",
-    "uniform",
-    "partial",
-    "custom",
-    "get",
-    "validate_coefficients",
     "coefficients_for_layer",
+    "custom",
+    "geometric",
+    "get",
+    "linear",
+    "partial",
+    "uniform",
+    "validate_coefficients",
 ]
 
 
@@ -68,7 +68,7 @@ class Profile(Protocol):
     def __call__(self, n_units: int) -> torch.Tensor: ...
 
 
-GuidanceSpec = Union[Profile, Mapping[Union[str, int], Profile]]
+GuidanceSpec = Profile | Mapping[str | int, Profile]
 """One profile for every prunable layer, or a mapping ``layer name -> profile``."""
 
 
@@ -199,7 +199,7 @@ class _Partial:
         if self.count is not None:
             return min(self.count, n_units)
         assert self.fraction is not None
-        return int(math.floor(n_units * self.fraction + 1e-9))
+        return math.floor(n_units * self.fraction + 1e-9)
 
     def __call__(self, n_units: int) -> torch.Tensor:
         _check_n(n_units)

@@ -53,7 +53,8 @@ def _as_tensor(a: ArrayLike, name: str) -> torch.Tensor:
             raise TypeError(f"{name} must be an array or tensor: {err}") from None
     if t.dtype == torch.bool:
         t = t.to(torch.int64)
-    if not (t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)):
+    integer = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+    if not (t.is_floating_point() or t.dtype in integer):
         raise TypeError(f"{name} must be numeric, got dtype {t.dtype}")
     return t
 
@@ -105,7 +106,9 @@ class GuidedModel:
         self.likelihood = Likelihood.resolve(likelihood, "likelihood")
         if noise is not None:
             if self.likelihood is not Likelihood.GAUSSIAN:
-                raise ValueError(f"noise is only used by the gaussian likelihood, not {self.likelihood.value!r}")
+                raise ValueError(
+                    f"noise is only used by the gaussian likelihood, not {self.likelihood.value!r}"
+                )
             if not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise > 0):
                 raise ValueError(f"noise must be a positive finite standard deviation or None, got {noise!r}")
         self.noise = None if noise is None else float(noise)
@@ -175,7 +178,9 @@ class GuidedModel:
         Xt = _as_tensor(X, "X")
         yt = _as_tensor(y, "y")
         if Xt.ndim < 2:
-            raise ValueError(f"X must have one row per example (at least 2-D), got shape {tuple(Xt.shape)}")
+            raise ValueError(
+                f"X must have one row per example (at least 2-D), got shape {tuple(Xt.shape)}"
+            )
         n_y = yt.shape[0] if yt.ndim else 0
         if Xt.shape[0] != n_y:
             raise ValueError(f"X has {Xt.shape[0]} rows but y has {n_y}: they must have the same length")
@@ -191,7 +196,9 @@ class GuidedModel:
             with torch.no_grad():
                 out = probe(Xt[:2])
         except RuntimeError as err:
-            raise ValueError(f"X of shape {tuple(Xt.shape)} does not fit the network's input: {err}") from None
+            raise ValueError(
+                f"X of shape {tuple(Xt.shape)} does not fit the network's input: {err}"
+            ) from None
         if out.ndim != 2:
             raise ValueError(
                 f"the network's output must be 2-D (examples × outputs), got shape {tuple(out.shape)}"
@@ -256,6 +263,7 @@ class GuidedModel:
             site.name: pyro.sample(site.name, self.site_distribution(site, X.dtype))
             for site in self.sites
         }
+        noise: torch.Tensor | None
         if self.learns_noise:
             noise = pyro.sample("noise", dist.ImproperUniform(constraints.positive, (), ()))
         else:

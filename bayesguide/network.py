@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Layer", "Site", "parse_network", "SUPPORTED_LAYERS"]
+__all__ = ["SUPPORTED_LAYERS", "Layer", "Site", "parse_network"]
 
 _PARAM_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)
 _PASS_LAYERS: tuple[type[nn.Module], ...] = (
@@ -192,5 +192,6 @@ def functional_forward(
         elif isinstance(m, nn.Conv2d):
             x = m._conv_forward(x, w, b)
         else:
-            x = torch.func.functional_call(m, {"weight": w, "bias": b}, (x,))
+            bn_params = {"weight": w} if b is None else {"weight": w, "bias": b}
+            x = torch.func.functional_call(m, bn_params, (x,))
     return x

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from pyro.distributions import TorchDistribution, constraints
@@ -45,15 +47,15 @@ from bayesguide._options import Option
 from bayesguide.guidance import GuidanceSpec, linear
 
 __all__ = [
-    "UnitGroupDistribution",
-    "UnitNormal",
-    "UnitLaplace",
-    "UnitGroupLaplace",
-    "UnitPrior",
-    "GuidedNormal",
-    "GuidedLaplace",
     "GuidedGroupLasso",
+    "GuidedLaplace",
+    "GuidedNormal",
     "PriorKind",
+    "UnitGroupDistribution",
+    "UnitGroupLaplace",
+    "UnitLaplace",
+    "UnitNormal",
+    "UnitPrior",
     "make_prior",
     "strength_from_mean_loss",
 ]
@@ -62,7 +64,7 @@ __all__ = [
 # --------------------------------------------------------------------------- distributions
 
 
-class UnitGroupDistribution(TorchDistribution, ABC):  # type: ignore[misc]
+class UnitGroupDistribution(TorchDistribution, ABC):
     """Independent rows of an ``(n, p)`` unit matrix, row ``j`` with rate ``λ g_j``.
 
     Contract: ``log_prob(value)`` takes ``value`` of shape ``(..., n, p)`` and returns
@@ -77,7 +79,7 @@ class UnitGroupDistribution(TorchDistribution, ABC):  # type: ignore[misc]
         ``p``, the number of weights in one unit group.
     """
 
-    arg_constraints: dict[str, constraints.Constraint] = {}
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {}
     support = constraints.independent(constraints.real, 2)
     has_rsample = False
 
@@ -127,7 +129,7 @@ class UnitGroupDistribution(TorchDistribution, ABC):  # type: ignore[misc]
             self._validate_sample(value)
         return self._log_norm - self.penalty(value)
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         if not self.is_proper:
             bad = int((~self.proper_mask).nonzero()[0])
             raise ValueError(
@@ -354,7 +356,7 @@ def make_prior(kind: str | PriorKind, strength: float, guidance: GuidanceSpec | 
     GuidedGroupLasso(strength=0.1, guidance=linear())
     """
     member = PriorKind.resolve(kind, "prior kind")
-    cls: type[UnitPrior] = {
+    cls: Callable[..., UnitPrior] = {
         PriorKind.L1: GuidedLaplace,
         PriorKind.L2: GuidedNormal,
         PriorKind.GROUP: GuidedGroupLasso,

@@ -133,8 +133,8 @@ class FitResult:
 
 
 _RESUMABLE = {
-    "map": {"lr", "batch_size", "schedule", "patience", "min_delta", "seed", "progress", "engine", "record_every"},
-    "svi": {"lr", "batch_size", "schedule", "patience", "min_delta", "seed", "progress", "engine", "record_every"},
+    "map": {"lr", "batch_size", "schedule", "patience", "min_delta", "seed", "engine", "record_every"},
+    "svi": {"lr", "batch_size", "schedule", "patience", "min_delta", "seed", "engine", "record_every"},
 }
 
 
