@@ -1,0 +1,306 @@
+"""``Candidate`` and ``prune``: from a fit to one physically smaller network.
+
+``prune(fit, ...)`` scores every unit (:mod:`~bayesguide.prune.scores`), decides
+which to keep (:mod:`~bayesguide.prune.decisions`), cuts a new, smaller network
+(:mod:`~bayesguide.prune.surgery`) and carries the prior and the approximate posterior
+over to it (:mod:`~bayesguide.prune.posterior`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from bayesguide.infer.guides import Guide
+from bayesguide.infer.result import FitResult, data_fingerprint
+from bayesguide.model import ArrayLike, GuidedModel
+from bayesguide.prune._structure import Structure, analyse, costs, output_positions
+from bayesguide.prune.decisions import (
+    Budget,
+    BudgetUnit,
+    Context,
+    Decision,
+    KeepK,
+    Prefix,
+    Relative,
+    RuleName,
+    Threshold,
+    guard_empty,
+)
+from bayesguide.prune.posterior import pruned_model, slice_guide
+from bayesguide.prune.scores import UnitScore, make_score
+from bayesguide.prune.surgery import apply_plan, plan_surgery
+
+__all__ = ["Candidate", "prune"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A pruned architecture: a smaller dense network, its prior and its posterior.
+
+    Attributes
+    ----------
+    module
+        The new, smaller ``nn.Module`` (eval mode); the fit's network is untouched.
+    widths
+        Hidden widths (units of each prunable layer), in layer order.
+    kept
+        Per prunable layer, the original indices of the kept units (ascending).
+    n_params, flops
+        Parameters and FLOPs per example (2 per multiply-add of the ``Linear`` /
+        ``Conv2d`` layers; ``None`` for a CNN whose input shape was not given).
+    original_widths, original_params, original_flops
+        The same for the fitted network.
+    model
+        A :class:`~bayesguide.GuidedModel` around ``module`` with the fit's prior family
+        and strength and the kept units' guidance coefficients.
+    guide
+        The fit's guide marginalised onto the kept weights (or the fine-tuned one).
+    fit
+        The fit the candidate was cut from (provenance).
+    rule
+        How the units were chosen, in words.
+    retained
+        Per prunable layer, units the rule removed but surgery kept because their
+        constant output could not be folded exactly into the next layer.
+    tuned
+        The fine-tuning fit (warm-started MAP steps on ``model``), or ``None``.
+    """
+
+    module: nn.Module
+    widths: tuple[int, ...]
+    kept: dict[str, tuple[int, ...]]
+    n_params: int
+    flops: int | None
+    original_widths: tuple[int, ...]
+    original_params: int
+    original_flops: int | None
+    model: GuidedModel
+    guide: Guide
+    fit: FitResult
+    rule: str
+    retained: dict[str, tuple[int, ...]]
+    tuned: FitResult | None = None
+
+    @property
+    def name(self) -> str:
+        """A short label, e.g. ``"w12-5"``."""
+        return "w" + "-".join(str(w) for w in self.widths)
+
+    @property
+    def compression(self) -> float:
+        """``original_params / n_params``."""
+        return self.original_params / self.n_params
+
+    def predict(self, X: ArrayLike) -> torch.Tensor:
+        """Network output (logits or means) of the pruned network, in eval mode."""
+        Xt = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
+        with torch.no_grad():
+            return self.module.eval()(Xt.to(self.model.dtype))
+
+    def __str__(self) -> str:
+        flops = "" if self.flops is None or self.original_flops is None else (
+            f", {self.flops:,} FLOPs ({self.flops / max(self.original_flops, 1):.1%})"
+        )
+        lines = [
+            f"Candidate {self.name}: widths {list(self.widths)} of {list(self.original_widths)}, "
+            f"{self.n_params:,} parameters ({self.n_params / self.original_params:.1%}){flops}",
+            f"  rule: {self.rule}"
+            + ("" if self.tuned is None else f"; fine-tuned {self.tuned.steps} MAP steps"),
+        ]
+        for layer, idx in self.kept.items():
+            shown = ", ".join(map(str, idx[:12])) + (", …" if len(idx) > 12 else "")
+            lines.append(f"  layer {layer!r}: kept {len(idx)} units [{shown}]")
+            if self.retained.get(layer):
+                lines.append(f"    retained (constant not foldable): {list(self.retained[layer])}")
+        return "\n".join(lines)
+
+
+def check_data(fit: FitResult, X: ArrayLike, y: ArrayLike) -> torch.Tensor:
+    """Refuse data other than the fit's training data; return the prepared ``X``."""
+    Xt, yt = fit.model.prepare_data(X, y)
+    if data_fingerprint(Xt, yt) != fit.data_fingerprint:
+        raise ValueError(
+            f"X, y are not the data this fit was trained on (fingerprint {data_fingerprint(Xt, yt)} "
+            f"!= {fit.data_fingerprint}); pass the training data or refit"
+        )
+    return Xt
+
+
+def _resolve_rule(
+    rule: str | RuleName | Decision | None, threshold: float | None, fraction: float | None,
+    keep: int | Mapping[str, int] | None, budget: float | None, budget_unit: str,
+) -> tuple[Decision, str]:
+    given = {k: v for k, v in (("threshold", threshold), ("fraction", fraction), ("keep", keep),
+                               ("budget", budget)) if v is not None}
+    if rule is not None and callable(rule) and not isinstance(rule, str):
+        return rule, getattr(rule, "__name__", repr(rule))
+    if rule is None:
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of threshold, fraction, keep or budget (or a rule); got "
+                f"{sorted(given) or 'none'}"
+            )
+        rule = {"threshold": RuleName.THRESHOLD, "fraction": RuleName.RELATIVE, "keep": RuleName.KEEP_K,
+                "budget": RuleName.BUDGET}[next(iter(given))]
+    member = RuleName.resolve(rule, "rule")
+    need = {RuleName.THRESHOLD: "threshold", RuleName.RELATIVE: "fraction", RuleName.KEEP_K: "keep",
+            RuleName.BUDGET: "budget"}
+    if member is RuleName.PREFIX:
+        p = Prefix(keep=keep, threshold=threshold)
+        return p, f"prefix({'keep=' + str(keep) if keep is not None else f'threshold={threshold:g}'})"
+    if need[member] not in given:
+        raise ValueError(f"rule {member.value!r} needs {need[member]}=...")
+    decision: Decision
+    if member is RuleName.THRESHOLD and threshold is not None:
+        decision = Threshold(threshold)
+    elif member is RuleName.RELATIVE and fraction is not None:
+        decision = Relative(fraction)
+    elif member is RuleName.KEEP_K and keep is not None:
+        decision = KeepK(keep)
+    else:
+        assert budget is not None
+        decision = Budget(budget, BudgetUnit.resolve(budget_unit, "budget unit"))
+    return decision, f"{member.value}({need[member]}={given[need[member]]})"
+
+
+def check_scores(scores: Mapping[str, np.ndarray], structure: Structure) -> dict[str, np.ndarray]:
+    """Validate a score's output against the network: every prunable layer, right length, finite."""
+    if list(scores) != structure.names:
+        raise ValueError(f"scores name layers {list(scores)}, expected the prunable layers {structure.names}")
+    out: dict[str, np.ndarray] = {}
+    for b in structure.blocks:
+        s = np.asarray(scores[b.layer.name], dtype=np.float64)
+        if s.shape != (b.n_units,) or not np.isfinite(s).all():
+            raise ValueError(f"scores of layer {b.layer.name!r} must be {b.n_units} finite numbers, got {s}")
+        out[b.layer.name] = s
+    return out
+
+
+def build(
+    fit: FitResult, structure: Structure, masks: Mapping[str, np.ndarray], rule: str,
+    positions: dict[str, int] | None,
+) -> Candidate:
+    """Cut the candidate for keep-``masks`` (after :func:`guard_empty`)."""
+    plan = plan_surgery(structure, {k: torch.as_tensor(v) for k, v in masks.items()})
+    module = apply_plan(fit.module, structure, plan).eval()
+    model = pruned_model(fit.model, module, plan)
+    guide = slice_guide(fit.guide, fit.model, model, module, plan)
+    full = {b.layer.name: b.n_units for b in structure.blocks}
+    widths = {k: len(v) for k, v in plan.kept.items()}
+    p0, f0 = costs(structure, full, positions)
+    p1, f1 = costs(structure, widths, positions)
+    return Candidate(
+        module=module, widths=tuple(widths.values()), kept=dict(plan.kept), n_params=p1,
+        flops=None if f1 < 0 else f1, original_widths=tuple(full.values()), original_params=p0,
+        original_flops=None if f0 < 0 else f0, model=model, guide=guide, fit=fit, rule=rule,
+        retained={k: v for k, v in plan.retained.items() if v},
+    )
+
+
+def setup(
+    fit: FitResult, X: ArrayLike | None, y: ArrayLike | None, input_shape: Sequence[int] | None
+) -> tuple[Structure, dict[str, int] | None, Context]:
+    """Analyse the fit's network, check the data, find spatial sizes; the decision context."""
+    if not isinstance(fit, FitResult):
+        raise TypeError(f"expected a FitResult from bg.fit_map or bg.fit_svi, got {type(fit).__name__}")
+    if (X is None) != (y is None):
+        raise ValueError("pass both X and y (the training data) or neither")
+    if X is not None and y is not None:
+        Xt = check_data(fit, X, y)
+        input_shape = tuple(Xt.shape[1:]) if input_shape is None else input_shape
+    structure = analyse(fit.module)
+    try:
+        positions: dict[str, int] | None = output_positions(fit.module, structure, input_shape)
+    except ValueError:
+        positions = None
+    order = {s.layer.name: np.argsort(fit.model.coefficients[s.name].numpy(), kind="stable")
+             for s in fit.model.prunable_sites}
+
+    def cost(widths: Mapping[str, int]) -> tuple[int, int]:
+        return costs(structure, widths, positions)
+
+    return structure, positions, Context(order, cost)
+
+
+def prune(
+    fit: FitResult,
+    threshold: float | None = None,
+    *,
+    rule: str | RuleName | Decision | None = None,
+    score: str | UnitScore = "norm",
+    direction: str = "incoming",
+    fraction: float | None = None,
+    keep: int | Mapping[str, int] | None = None,
+    budget: float | None = None,
+    budget_unit: str = "params",
+    eps: float = 1e-3,
+    samples: int = 256,
+    X: ArrayLike | None = None,
+    y: ArrayLike | None = None,
+    input_shape: Sequence[int] | None = None,
+) -> Candidate:
+    """Prune a fit: score the units, decide, and cut a smaller network.
+
+    Parameters
+    ----------
+    fit
+        A MAP or SVI :class:`~bayesguide.FitResult`.
+    threshold, fraction, keep, budget
+        The decision, by its parameter (give one): keep units with score
+        ``> threshold``; with score ``> fraction · max`` of their layer; the ``keep``
+        best per layer (an int or ``{layer: k}``); the best within ``budget``
+        parameters (or FLOPs, ``budget_unit="flops"``).
+    rule
+        ``"threshold"``, ``"relative"``, ``"keep_k"``, ``"prefix"`` (first ``keep`` units
+        of the guided order, or the shortest guided prefix holding every unit above
+        ``threshold``), ``"budget"``, or any callable decision (see
+        :mod:`bayesguide.prune.decisions`).
+    score
+        ``"norm"`` (``‖θ_j‖₂/√p``; ``direction`` ``"incoming"``, ``"outgoing"`` or
+        ``"both"``), ``"inclusion"`` (posterior probability that the unit's norm exceeds
+        ``eps``, from ``samples`` draws; SVI fits), ``"snr"`` (SVI fits), ``"guidance"``,
+        or any callable score (see :mod:`bayesguide.prune.scores`).
+    X, y
+        The training data (optional): checked against the fit's fingerprint, and its
+        shape gives the input shape for FLOPs.
+    input_shape
+        Shape of one example, for the FLOPs of a convolutional network.
+
+    Returns
+    -------
+    Candidate
+
+    Warns
+    -----
+    PruningWarning
+        When the rule would remove every unit of a layer: its best unit is kept.
+
+    Examples
+    --------
+    >>> import torch, bayesguide as bg
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2))
+    >>> fit = bg.fit_map(bg.GuidedModel(net, bg.GuidedGroupLasso(5.0)), torch.randn(40, 3),
+    ...                  torch.randint(0, 2, (40,)), steps=300, lr=0.05, progress=False)
+    >>> from bayesguide.prune import prune
+    >>> cand = prune(fit, threshold=1e-3)
+    >>> cand.widths[0] < 6, cand.module[0].out_features == cand.widths[0]
+    (True, True)
+    """
+    structure, positions, context = setup(fit, X, y, input_shape)
+    decision, described = _resolve_rule(rule, threshold, fraction, keep, budget, budget_unit)
+    scorer = make_score(score, direction=direction, eps=eps, samples=samples)
+    scores = check_scores(scorer(fit), structure)
+    masks = guard_empty(decision(scores, context), scores)
+    name = score if isinstance(score, str) else getattr(score, "__name__", type(score).__name__)
+    return build(fit, structure, masks, f"{described} on score {name!r}", positions)
+
+
+def with_tuning(cand: Candidate, tuned: FitResult) -> Candidate:
+    """``cand`` with the fine-tuned network and guide of ``tuned``."""
+    return dataclasses.replace(cand, module=tuned.module, guide=tuned.guide, tuned=tuned)

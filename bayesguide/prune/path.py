@@ -1,0 +1,128 @@
+"""``pruning_path``: nested architectures from the full network down to one unit per layer.
+
+All units of all prunable layers are ranked once, globally, by their score (lowest
+first; ties: the later index first). Candidate ``i`` removes the first ``r_i`` units
+of that ranking (never the last ``min_width`` of a layer), with ``r_i`` evenly spaced
+from 0 to all removable units, plus the point where every unit with score
+``≤ threshold`` is gone when ``threshold`` is given. The kept sets are therefore
+nested: every candidate's units are a subset of the previous one's. With ordered
+(guided) priors the ranking follows the guidance and the path walks the prefixes of
+each layer, the path through model space of ``DESIGN.md``.
+
+Each candidate can be fine-tuned with a few MAP steps under the same prior, warm
+started from its pruned weights (``fine_tune=k``), through
+:func:`bayesguide.fit_map` on the candidate's own :class:`~bayesguide.GuidedModel`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from bayesguide.infer.map import fit_map
+from bayesguide.infer.result import FitResult
+from bayesguide.model import ArrayLike
+from bayesguide.prune.candidate import Candidate, build, check_scores, setup, with_tuning
+from bayesguide.prune.scores import UnitScore, make_score
+
+__all__ = ["pruning_path", "removal_order"]
+
+
+def removal_order(scores: dict[str, np.ndarray], min_width: int = 1) -> list[tuple[str, int]]:
+    """``(layer, unit)`` pairs in the order the path removes them.
+
+    Examples
+    --------
+    >>> removal_order({"0": np.array([3.0, 1.0, 2.0]), "2": np.array([0.5, 4.0])})
+    [('2', 0), ('0', 1), ('0', 2)]
+    """
+    layers = list(scores)
+    entries = sorted((float(s), -j, li) for li, k in enumerate(layers) for j, s in enumerate(scores[k]))
+    left = {k: len(v) for k, v in scores.items()}
+    order: list[tuple[str, int]] = []
+    for _, neg_j, li in entries:
+        layer = layers[li]
+        if left[layer] > min_width:
+            order.append((layer, -neg_j))
+            left[layer] -= 1
+    return order
+
+
+def pruning_path(
+    fit: FitResult,
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    score: str | UnitScore = "norm",
+    direction: str = "incoming",
+    n_candidates: int = 8,
+    threshold: float | None = None,
+    min_width: int = 1,
+    fine_tune: int = 0,
+    lr: float = 1e-3,
+    seed: int | None = 0,
+    input_shape: Sequence[int] | None = None,
+) -> list[Candidate]:
+    """Nested candidates from the full width down to ``min_width`` units per layer.
+
+    Parameters
+    ----------
+    fit
+        A MAP or SVI fit; ``X, y`` must be its training data (checked).
+    score, direction
+        The unit score ranking the units (see :func:`bayesguide.prune.prune`).
+    n_candidates
+        Number of evenly spaced points of the path (at least 2: full and smallest).
+    threshold
+        If given, add the candidate that removes exactly the units scoring ``≤ threshold``.
+    min_width
+        Units every prunable layer keeps, at least 1.
+    fine_tune, lr, seed
+        MAP steps (0: none) and their learning rate and seed for each candidate.
+
+    Returns
+    -------
+    list[Candidate]
+        Largest first, each with the kept units of the next as a superset.
+
+    Examples
+    --------
+    >>> import torch, bayesguide as bg
+    >>> from bayesguide.prune import pruning_path
+    >>> X, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> fit = bg.fit_map(bg.GuidedModel(net, bg.GuidedLaplace(0.1)), X, y, steps=5, progress=False)
+    >>> [c.widths for c in pruning_path(fit, X, y, n_candidates=3)]
+    [(8,), (4,), (1,)]
+    """
+    if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 2:
+        raise ValueError(f"n_candidates must be an int >= 2, got {n_candidates!r}")
+    if isinstance(fine_tune, bool) or not isinstance(fine_tune, int) or fine_tune < 0:
+        raise ValueError(f"fine_tune must be a number of steps >= 0, got {fine_tune!r}")
+    structure, positions, _ = setup(fit, X, y, input_shape)
+    smallest = min(b.n_units for b in structure.blocks)
+    if isinstance(min_width, bool) or not isinstance(min_width, int) or not 1 <= min_width <= smallest:
+        raise ValueError(
+            f"min_width must be an int in [1, {smallest}] (the narrowest layer), got {min_width!r}"
+        )
+    scorer = make_score(score, direction=direction)
+    scores = check_scores(scorer(fit), structure)
+    order = removal_order(scores, min_width)
+    counts = set(np.round(np.linspace(0, len(order), n_candidates)).astype(int).tolist())
+    if threshold is not None:
+        if not (np.isfinite(threshold) and threshold >= 0):
+            raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+        counts.add(sum(1 for layer, j in order if scores[layer][j] <= threshold))
+    name = score if isinstance(score, str) else getattr(score, "__name__", type(score).__name__)
+    path: list[Candidate] = []
+    for r in sorted(counts):
+        masks = {k: np.ones(len(v), dtype=bool) for k, v in scores.items()}
+        for layer, j in order[:r]:
+            masks[layer][j] = False
+        cand = build(fit, structure, masks, f"path: {r} lowest-{name!s} units removed", positions)
+        if fine_tune:
+            tuned = fit_map(cand.model, X, y, steps=fine_tune, lr=lr, seed=seed, progress=False)
+            cand = with_tuning(cand, tuned)
+        path.append(cand)
+    return path
