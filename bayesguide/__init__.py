@@ -17,6 +17,7 @@ from bayesguide.infer import (
     fit_svi,
 )
 from bayesguide.likelihoods import Likelihood
+from bayesguide.marglik import Evidence, evidence
 from bayesguide.model import GuidedModel
 from bayesguide.priors import (
     GuidedGroupLasso,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DeltaGuide",
+    "Evidence",
     "FitResult",
     "GuidedGroupLasso",
     "GuidedLaplace",
@@ -42,9 +44,10 @@ __all__ = [
     "NonFiniteLossError",
     "UnitPrior",
     "__version__",
+    "datasets",
+    "evidence",
     "fit_map",
     "fit_svi",
-    "datasets",
     "guidance",
     "make_prior",
     "strength_from_mean_loss",

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pyro
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)

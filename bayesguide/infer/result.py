@@ -86,7 +86,7 @@ class FitResult:
     def noise(self) -> float | None:
         """The learned Gaussian noise ``σ`` (``None`` when not learned)."""
         sigma = self.guide.noise()
-        return None if sigma is None else float(sigma)
+        return None if sigma is None else float(sigma.detach())
 
     def final_unit_norms(self) -> dict[str, np.ndarray]:
         """Unit-group norms at the end of the fit, per prunable layer."""
