@@ -1,0 +1,84 @@
+"""pruning_path: nested candidates, the dead-unit point, fine-tuning, bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from bayesguide.infer.result import FitResult
+from bayesguide.prune import pruning_path
+from bayesguide.prune.path import removal_order
+
+
+def test_path_is_nested_from_full_to_one_unit_per_layer(
+    map_fit: FitResult, data: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    X, y = data
+    path = pruning_path(map_fit, X, y, n_candidates=4)
+    assert path[0].widths == (6, 5) and path[-1].widths == (1, 1)
+    assert [sum(c.widths) for c in path] == [11, 8, 5, 2]  # 9 removable units, r = 0, 3, 6, 9
+    for big, small in itertools.pairwise(path):
+        for layer in big.kept:
+            assert set(small.kept[layer]) <= set(big.kept[layer])
+    torch.testing.assert_close(path[0].predict(X), map_fit.predict(X), atol=1e-5, rtol=0)
+
+
+def test_threshold_point_is_the_dead_unit_candidate(
+    map_fit: FitResult, data: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    X, y = data
+    path = pruning_path(map_fit, X, y, n_candidates=2, threshold=1e-3)
+    assert [c.widths for c in path] == [(6, 5), (4, 4), (1, 1)]
+    torch.testing.assert_close(path[1].predict(X), map_fit.predict(X), atol=1e-5, rtol=0)
+
+
+def test_min_width() -> None:
+    import numpy as np
+
+    order = removal_order({"0": np.array([1.0, 2.0, 3.0]), "2": np.array([0.5, 0.1])}, min_width=2)
+    assert order == [("0", 0)]  # layer "2" is already at 2 units
+    assert removal_order({"0": np.array([1.0, 2.0, 3.0]), "2": np.array([0.5, 0.1])}) == [
+        ("2", 1),
+        ("0", 0),
+        ("0", 1),
+    ]
+
+
+def test_fine_tuning_warm_starts_map_on_the_candidate_model(
+    map_fit: FitResult, data: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    X, y = data
+    plain = pruning_path(map_fit, X, y, n_candidates=2)
+    tuned = pruning_path(map_fit, X, y, n_candidates=2, fine_tune=5, lr=0.01)
+    for p, t in zip(plain, tuned):
+        assert t.tuned is not None and t.tuned.steps == 5 and t.tuned.model is t.model
+        assert t.widths == p.widths and t.module is t.tuned.module
+        assert t.tuned.losses[-1] < t.tuned.losses[0]
+        assert "fine-tuned 5 MAP steps" in str(t)
+    assert p.module is not t.module
+
+
+def test_path_refuses_other_data(map_fit: FitResult, data: tuple[torch.Tensor, torch.Tensor]) -> None:
+    X, y = data
+    with pytest.raises(ValueError, match="not the data this fit was trained on"):
+        pruning_path(map_fit, X[:10], y[:10])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_candidates": 1}, "n_candidates must be an int >= 2"),
+        ({"fine_tune": -1}, "fine_tune must be a number of steps >= 0"),
+        ({"min_width": 0}, r"min_width must be an int in \[1, 5\]"),
+        ({"min_width": 6}, r"min_width must be an int in \[1, 5\]"),
+        ({"threshold": float("nan")}, "threshold must be a finite number >= 0"),
+        ({"score": "bogus"}, "unknown score 'bogus'; choose one of"),
+    ],
+)
+def test_bad_arguments(
+    map_fit: FitResult, data: tuple[torch.Tensor, torch.Tensor], kwargs: dict[str, object], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        pruning_path(map_fit, *data, **kwargs)  # type: ignore[arg-type]
