@@ -284,12 +284,14 @@ def prune(
     Examples
     --------
     >>> import torch, bayesguide as bg
-    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2))
-    >>> fit = bg.fit_map(bg.GuidedModel(net, bg.GuidedGroupLasso(5.0)), torch.randn(40, 3),
-    ...                  torch.randint(0, 2, (40,)), steps=300, lr=0.05, progress=False)
     >>> from bayesguide.prune import prune
+    >>> _ = torch.manual_seed(0)
+    >>> X = torch.randn(64, 4); y = (X[:, 0] > 0).long()
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    >>> model = bg.GuidedModel(net, bg.GuidedGroupLasso(2.0, bg.guidance.linear()))
+    >>> fit = bg.fit_map(model, X, y, steps=300, lr=0.02, schedule="cosine", progress=False)
     >>> cand = prune(fit, threshold=1e-3)
-    >>> cand.widths[0] < 6, cand.module[0].out_features == cand.widths[0]
+    >>> cand.widths[0] < 16, bool((cand.predict(X) - fit.predict(X)).abs().max() < 1e-4)
     (True, True)
     """
     structure, positions, context = setup(fit, X, y, input_shape)
