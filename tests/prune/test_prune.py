@@ -172,3 +172,20 @@ def test_bad_custom_scores_are_refused(map_fit: FitResult) -> None:
         prune(map_fit, score=lambda fit: {"0": np.ones(6)}, threshold=0.1)
     with pytest.raises(ValueError, match="scores of layer '2' must be 5 finite numbers"):
         prune(map_fit, score=lambda fit: {"0": np.ones(6), "2": np.full(5, np.nan)}, threshold=0.1)
+
+
+def test_cnn_candidate_counts_match_the_module() -> None:
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.BatchNorm1d(3 * 9),
+        torch.nn.Linear(27, 2),
+    )  # fmt: skip
+    X, y = torch.randn(16, 1, 5, 5), torch.randint(0, 2, (16,))
+    fit = bg.fit_map(bg.GuidedModel(net, bg.GuidedNormal(1.0)), X, y, steps=2, progress=False)
+    assert prune(fit, keep=2).flops is None  # no input shape: FLOPs unknown
+    cand = prune(fit, keep=2, X=X, y=y)
+    assert cand.widths == (2, 2)
+    assert cand.n_params == sum(p.numel() for p in cand.module.parameters())
+    # 2·(out·in·k² per position): conv 2·(2·1·9)·25 + conv 2·(2·2·9)·9 + linear 2·(2·18)
+    assert cand.flops == 2 * 18 * 25 + 2 * 36 * 9 + 2 * 36
+    assert cand.module[6].num_features == 18 and cand.module[7].in_features == 18
