@@ -27,10 +27,12 @@ from bayesguide.priors import (
     make_prior,
     strength_from_mean_loss,
 )
+from bayesguide.pruning import Candidate, prune, pruning_path
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Candidate",
     "DeltaGuide",
     "Evidence",
     "FitResult",
@@ -50,5 +52,7 @@ __all__ = [
     "fit_svi",
     "guidance",
     "make_prior",
+    "prune",
+    "pruning_path",
     "strength_from_mean_loss",
 ]

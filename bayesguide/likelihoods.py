@@ -53,6 +53,8 @@ class Likelihood(Option):
                     raise ValueError("categorical targets must be integers (class indices)")
             elif y.dtype == torch.bool:
                 raise ValueError("categorical targets must be integer class indices, got bool")
+            if y.numel() == 0:
+                raise ValueError("categorical targets are empty")
             lo, hi = int(y.min()), int(y.max())
             if lo < 0 or hi >= out_dim:
                 raise ValueError(
@@ -60,13 +62,16 @@ class Likelihood(Option):
                     f"{out_dim} outputs; found labels in [{lo}, {hi}]"
                 )
             return y.long()
+        shape = tuple(y.shape)
         y = y.to(dtype)
-        if y.ndim == 1:
+        if y.ndim == 1 and out_dim == 1:
             y = y.unsqueeze(-1)
         if y.ndim != 2 or y.shape[1] != out_dim:
+            n = shape[0] if shape else "N"
+            valid = f"({n},) or ({n}, 1)" if out_dim == 1 else f"({n}, {out_dim})"
             raise ValueError(
-                f"{self.value} targets of shape {tuple(y.shape)} do not match a network with "
-                f"{out_dim} outputs; expected ({y.shape[0]},) or ({y.shape[0]}, {out_dim})"
+                f"{self.value} targets of shape {shape} do not match a network with "
+                f"{out_dim} outputs; expected {valid}"
             )
         if self is Likelihood.BERNOULLI and not ((y == 0) | (y == 1)).all():
             raise ValueError("bernoulli targets must be 0 or 1")

@@ -23,6 +23,8 @@ likelihood by ``N / B``.
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,13 +105,18 @@ class GuidedModel:
                 f"prior must be a unit prior such as bg.GuidedLaplace, bg.GuidedNormal or "
                 f"bg.GuidedGroupLasso, got {type(prior).__name__}"
             )
+        if plain_prior is not None and not isinstance(plain_prior, UnitPrior):
+            raise TypeError(
+                f"plain_prior must be a unit prior such as bg.GuidedNormal, got {type(plain_prior).__name__}"
+            )
         self.likelihood = Likelihood.resolve(likelihood, "likelihood")
         if noise is not None:
             if self.likelihood is not Likelihood.GAUSSIAN:
                 raise ValueError(
                     f"noise is only used by the gaussian likelihood, not {self.likelihood.value!r}"
                 )
-            if not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise > 0):
+            real = isinstance(noise, numbers.Real) and not isinstance(noise, bool)
+            if not (real and math.isfinite(noise) and noise > 0):
                 raise ValueError(f"noise must be a positive finite standard deviation or None, got {noise!r}")
         self.noise = None if noise is None else float(noise)
         self.net = net

@@ -35,6 +35,7 @@ References: Rafid & Sandu, arXiv 2305.18448 (guided regularization); E & Gao, ar
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -206,10 +207,9 @@ class UnitGroupLaplace(UnitGroupDistribution):
 
 
 def _check_strength(strength: float) -> float:
-    try:
-        value = float(strength)
-    except (TypeError, ValueError):
-        raise TypeError(f"strength must be a number, got {type(strength).__name__}") from None
+    if isinstance(strength, (bool, str)) or not isinstance(strength, numbers.Real):
+        raise TypeError(f"strength must be a number, got {type(strength).__name__}")
+    value = float(strength)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"strength must be a positive finite number (the prior's rate λ), got {strength!r}")
     return value

@@ -6,7 +6,7 @@ batch of 256 examples, alternated inside one process (so machine load hits all o
 alike), and the median over repeats is reported:
 
 * ``original`` — the dense network;
-* ``pruned``   — ``bayesguide.prune.shrink``: a new, smaller dense network (outputs
+* ``pruned``   — ``bayesguide.pruning.shrink``: a new, smaller dense network (outputs
   checked equal to the original's);
 * ``masked``   — ``torch.nn.utils.prune`` masks on the original: same FLOPs, no gain.
 
@@ -31,8 +31,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from bayesguide.prune._structure import analyse, costs, output_positions
-from bayesguide.prune.surgery import shrink
+from bayesguide.pruning._structure import analyse, costs, output_positions
+from bayesguide.pruning.surgery import shrink
 
 
 def mlp(width: int, n_in: int) -> nn.Sequential:

@@ -309,11 +309,6 @@ def test_strength_must_be_a_number(bad: object) -> None:
         GuidedLaplace(bad)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="priors.py _check_strength converts with float(), so a numeric string such as '0.1' is accepted "
-    "as λ = 0.1 while 'strong' is rejected with 'strength must be a number, got str'",
-)
 def test_numeric_string_strength_is_rejected() -> None:
     with pytest.raises(TypeError, match="strength must be a number, got str"):
         GuidedLaplace("0.1")  # type: ignore[arg-type]

@@ -1,19 +1,19 @@
 """Structured pruning: physically smaller networks and nested pruning paths.
 
-Scores (:mod:`~bayesguide.prune.scores`) say how much every unit matters, decisions
-(:mod:`~bayesguide.prune.decisions`) which units to keep, surgery
-(:mod:`~bayesguide.prune.surgery`) cuts a new, smaller dense network with the removed
+Scores (:mod:`~bayesguide.pruning.scores`) say how much every unit matters, decisions
+(:mod:`~bayesguide.pruning.decisions`) which units to keep, surgery
+(:mod:`~bayesguide.pruning.surgery`) cuts a new, smaller dense network with the removed
 units' constant outputs folded exactly into the next layer, and
-:mod:`~bayesguide.prune.posterior` carries the prior and the SVI posterior over.
+:mod:`~bayesguide.pruning.posterior` carries the prior and the SVI posterior over.
 :func:`prune` does all of it for one rule; :func:`pruning_path` gives nested
 candidates for model comparison.
 """
 
 from __future__ import annotations
 
-from bayesguide.prune._structure import UnsupportedStructureError
-from bayesguide.prune.candidate import Candidate, prune
-from bayesguide.prune.decisions import (
+from bayesguide.pruning._structure import UnsupportedStructureError
+from bayesguide.pruning.candidate import Candidate, prune
+from bayesguide.pruning.decisions import (
     Budget,
     BudgetUnit,
     Context,
@@ -25,8 +25,8 @@ from bayesguide.prune.decisions import (
     RuleName,
     Threshold,
 )
-from bayesguide.prune.path import pruning_path
-from bayesguide.prune.scores import (
+from bayesguide.pruning.path import pruning_path
+from bayesguide.pruning.scores import (
     Direction,
     GroupNorm,
     GuidanceOrder,
@@ -36,7 +36,7 @@ from bayesguide.prune.scores import (
     UnitScore,
     make_score,
 )
-from bayesguide.prune.surgery import SurgeryPlan, shrink
+from bayesguide.pruning.surgery import SurgeryPlan, shrink
 
 __all__ = [
     "Budget",

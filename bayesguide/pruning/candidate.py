@@ -1,9 +1,9 @@
 """``Candidate`` and ``prune``: from a fit to one physically smaller network.
 
-``prune(fit, ...)`` scores every unit (:mod:`~bayesguide.prune.scores`), decides
-which to keep (:mod:`~bayesguide.prune.decisions`), cuts a new, smaller network
-(:mod:`~bayesguide.prune.surgery`) and carries the prior and the approximate posterior
-over to it (:mod:`~bayesguide.prune.posterior`).
+``prune(fit, ...)`` scores every unit (:mod:`~bayesguide.pruning.scores`), decides
+which to keep (:mod:`~bayesguide.pruning.decisions`), cuts a new, smaller network
+(:mod:`~bayesguide.pruning.surgery`) and carries the prior and the approximate posterior
+over to it (:mod:`~bayesguide.pruning.posterior`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from torch import nn
 from bayesguide.infer.guides import Guide
 from bayesguide.infer.result import FitResult, data_fingerprint
 from bayesguide.model import ArrayLike, GuidedModel
-from bayesguide.prune._structure import Structure, analyse, costs, output_positions
-from bayesguide.prune.decisions import (
+from bayesguide.pruning._structure import Structure, analyse, costs, output_positions
+from bayesguide.pruning.decisions import (
     Budget,
     BudgetUnit,
     Context,
@@ -32,9 +32,9 @@ from bayesguide.prune.decisions import (
     Threshold,
     guard_empty,
 )
-from bayesguide.prune.posterior import pruned_model, slice_guide
-from bayesguide.prune.scores import UnitScore, make_score
-from bayesguide.prune.surgery import apply_plan, plan_surgery
+from bayesguide.pruning.posterior import pruned_model, slice_guide
+from bayesguide.pruning.scores import UnitScore, make_score
+from bayesguide.pruning.surgery import apply_plan, plan_surgery
 
 __all__ = ["Candidate", "prune"]
 
@@ -260,12 +260,12 @@ def prune(
         ``"threshold"``, ``"relative"``, ``"keep_k"``, ``"prefix"`` (first ``keep`` units
         of the guided order, or the shortest guided prefix holding every unit above
         ``threshold``), ``"budget"``, or any callable decision (see
-        :mod:`bayesguide.prune.decisions`).
+        :mod:`bayesguide.pruning.decisions`).
     score
         ``"norm"`` (``‖θ_j‖₂/√p``; ``direction`` ``"incoming"``, ``"outgoing"`` or
         ``"both"``), ``"inclusion"`` (posterior probability that the unit's norm exceeds
         ``eps``, from ``samples`` draws; SVI fits), ``"snr"`` (SVI fits), ``"guidance"``,
-        or any callable score (see :mod:`bayesguide.prune.scores`).
+        or any callable score (see :mod:`bayesguide.pruning.scores`).
     X, y
         The training data (optional): checked against the fit's fingerprint, and its
         shape gives the input shape for FLOPs.
@@ -284,7 +284,7 @@ def prune(
     Examples
     --------
     >>> import torch, bayesguide as bg
-    >>> from bayesguide.prune import prune
+    >>> from bayesguide.pruning import prune
     >>> _ = torch.manual_seed(0)
     >>> X = torch.randn(64, 4); y = (X[:, 0] > 0).long()
     >>> net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))

@@ -2,7 +2,7 @@
 
 Contract: a *decision* is a callable ``rule(scores, context) -> dict[str, np.ndarray]``
 taking the unit scores (``{layer: (n,) float64}``, larger = more important, see
-:mod:`bayesguide.prune.scores`) and a :class:`Context` (the guided order of every
+:mod:`bayesguide.pruning.scores`) and a :class:`Context` (the guided order of every
 layer and a cost function of the widths) and returning a boolean keep-mask per layer.
 
 Built in (``rule=`` names, :class:`RuleName`):

@@ -23,8 +23,8 @@ import numpy as np
 from bayesguide.infer.map import fit_map
 from bayesguide.infer.result import FitResult
 from bayesguide.model import ArrayLike
-from bayesguide.prune.candidate import Candidate, build, check_scores, setup, with_tuning
-from bayesguide.prune.scores import UnitScore, make_score
+from bayesguide.pruning.candidate import Candidate, build, check_scores, setup, with_tuning
+from bayesguide.pruning.scores import UnitScore, make_score
 
 __all__ = ["pruning_path", "removal_order"]
 
@@ -71,7 +71,7 @@ def pruning_path(
     fit
         A MAP or SVI fit; ``X, y`` must be its training data (checked).
     score, direction
-        The unit score ranking the units (see :func:`bayesguide.prune.prune`).
+        The unit score ranking the units (see :func:`bayesguide.pruning.prune`).
     n_candidates
         Number of evenly spaced points of the path (at least 2: full and smallest).
     threshold
@@ -89,7 +89,7 @@ def pruning_path(
     Examples
     --------
     >>> import torch, bayesguide as bg
-    >>> from bayesguide.prune import pruning_path
+    >>> from bayesguide.pruning import pruning_path
     >>> X, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     >>> fit = bg.fit_map(bg.GuidedModel(net, bg.GuidedLaplace(0.1)), X, y, steps=5, progress=False)

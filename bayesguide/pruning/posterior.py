@@ -22,7 +22,7 @@ from bayesguide.guidance import Profile, custom
 from bayesguide.infer.guides import DeltaGuide, Guide, LowRankGuide, MeanFieldGuide, _key
 from bayesguide.model import GuidedModel
 from bayesguide.network import Site
-from bayesguide.prune.surgery import SurgeryPlan
+from bayesguide.pruning.surgery import SurgeryPlan
 
 __all__ = ["pruned_model", "site_selection", "slice_guide"]
 

@@ -4,7 +4,7 @@ Contract (one paragraph, as for Torch-Pruning's ``Importance``): a *unit score* 
 callable ``score(fit) -> dict[str, np.ndarray]`` that takes a
 :class:`~bayesguide.FitResult` and returns, for every prunable layer name (in layer
 order), a float64 array with one finite number per unit; **larger means more
-important**. Decisions (:mod:`bayesguide.prune.decisions`)
+important**. Decisions (:mod:`bayesguide.pruning.decisions`)
 only compare scores, so any callable with this contract plugs in.
 
 Built in (``score=`` names, :class:`ScoreName`):
@@ -25,7 +25,7 @@ Built in (``score=`` names, :class:`ScoreName`):
 Examples
 --------
 >>> import torch, bayesguide as bg
->>> from bayesguide.prune.scores import make_score
+>>> from bayesguide.pruning.scores import make_score
 >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
 >>> fit = bg.fit_map(bg.GuidedModel(net, bg.GuidedLaplace(1.0), "gaussian", noise=1.0),
 ...                  torch.randn(8, 2), torch.randn(8, 1), steps=2, progress=False)
@@ -47,7 +47,7 @@ from torch.nn import functional as F
 from bayesguide._options import Option
 from bayesguide.infer.guides import LowRankGuide, MeanFieldGuide
 from bayesguide.infer.result import FitResult
-from bayesguide.prune._structure import analyse
+from bayesguide.pruning._structure import analyse
 
 __all__ = [
     "Direction",

@@ -27,7 +27,7 @@ Examples
 --------
 >>> import torch
 >>> from torch import nn
->>> from bayesguide.prune.surgery import shrink
+>>> from bayesguide.pruning.surgery import shrink
 >>> net = nn.Sequential(nn.Linear(3, 4), nn.Sigmoid(), nn.Linear(4, 2))
 >>> with torch.no_grad():
 ...     net[0].weight[2:] = 0.0            # units 2 and 3 are dead
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bayesguide.prune._structure import Block, Structure, analyse
+from bayesguide.pruning._structure import Block, Structure, analyse
 
 __all__ = ["SurgeryPlan", "apply_plan", "plan_surgery", "shrink"]
 

@@ -174,8 +174,6 @@ def test_map_learns_the_noise_as_the_residual_std() -> None:
     assert noise == pytest.approx(0.5, rel=0.15)  # the noise that generated y
 
 
-@pytest.mark.xfail(strict=True, raises=UserWarning,
-                   reason="bug: FitResult.noise calls float() on a tensor that requires grad")
 def test_fit_result_noise_is_a_plain_float() -> None:
     X, y, _, _ = _conjugate_problem()
     fit = bg.fit_map(_linear_model(None, 1e-3), X, y, steps=5, progress=False)

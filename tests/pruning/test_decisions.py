@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesguide.prune import Budget, Context, KeepK, Prefix, PruningWarning, Relative, Threshold
-from bayesguide.prune.decisions import guard_empty
+from bayesguide.pruning import Budget, Context, KeepK, Prefix, PruningWarning, Relative, Threshold
+from bayesguide.pruning.decisions import guard_empty
 
 SCORES = {"0": np.array([0.5, 0.0, 2.0, 1.0]), "2": np.array([3.0, 0.2, 0.2])}
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from bayesguide.infer.result import FitResult
-from bayesguide.prune import pruning_path
-from bayesguide.prune.path import removal_order
+from bayesguide.pruning import pruning_path
+from bayesguide.pruning.path import removal_order
 
 
 def test_path_is_nested_from_full_to_one_unit_per_layer(

@@ -10,7 +10,7 @@ import torch
 
 import bayesguide as bg
 from bayesguide.infer.result import FitResult
-from bayesguide.prune import Candidate, PruningWarning, prune
+from bayesguide.pruning import Candidate, PruningWarning, prune
 
 
 def test_threshold_removes_the_dead_units_exactly(
@@ -86,7 +86,7 @@ def test_svi_guide_is_marginalised_onto_the_kept_weights(svi_fit: FitResult) -> 
 
 
 def _variances(fit: FitResult) -> dict[str, torch.Tensor]:
-    from bayesguide.prune.scores import marginal_variances
+    from bayesguide.pruning.scores import marginal_variances
 
     return marginal_variances(fit)
 

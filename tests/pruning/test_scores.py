@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from bayesguide.infer.result import FitResult
-from bayesguide.prune import GroupNorm, InclusionProbability, SignalToNoise, make_score
+from bayesguide.pruning import GroupNorm, InclusionProbability, SignalToNoise, make_score
 
 
 def test_incoming_norm_is_row_norm_over_root_group_size(map_fit: FitResult) -> None:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from bayesguide.prune import UnsupportedStructureError, shrink
+from bayesguide.pruning import UnsupportedStructureError, shrink
 
 ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
