@@ -15,6 +15,10 @@ def test_demo_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert set(results["alive_units"]) == {"0", "2"}
     assert len(results["final_unit_norms"]["0"]) == 128
     assert 0.0 <= results["test_accuracy"] <= 1.0
+    pruned = results["pruned"]
+    assert len(pruned["widths"]) == 2
+    full_size = 64 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10
+    assert pruned["n_params"] <= pruned["original_n_params"] == full_size
     assert "test accuracy" in capsys.readouterr().out
     assert not list(tmp_path.glob(".results.json.*"))  # no temporary file left behind
 
