@@ -110,18 +110,45 @@ def optimize(
     optimizer_state: dict[str, Any] | None = None,
     step_offset: int = 0,
 ) -> LoopOutput:
-    """Minimise ``objective`` over ``parameters``; see the module docstring."""
+    """Minimise ``objective`` over ``parameters``; see the module docstring.
+
+    The loop is kept lean: per step it evaluates the objective, reads the loss once
+    (``loss.item()``, needed for the history and the non-finite guard), steps Adam and
+    copies a snapshot into a buffer allocated once, so that no small long-lived tensors
+    accumulate between the large per-step temporaries.
+    """
     optimizer = torch.optim.Adam(parameters, lr=settings.lr)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
         for group in optimizer.param_groups:
             group["lr"] = settings.lr
-    steps = settings.steps
+    steps, lr, schedule, patience = settings.steps, settings.lr, settings.schedule, settings.patience
     every = settings.record_every or max(1, steps // 100)
     batch = settings.batch_size if settings.batch_size and settings.batch_size < n_data else None
     losses = np.empty(steps)
-    records: list[dict[str, torch.Tensor]] = []
     record_steps: list[int] = []
+    # snapshots: one (capacity, *shape) buffer per key, filled row by row; a snapshot
+    # whose keys or shapes change falls back to a list
+    capacity = (steps - 1) // every + 3
+    store: dict[str, torch.Tensor] = {}
+    spilled: list[dict[str, torch.Tensor]] = []
+
+    def snapshot(step: int) -> None:
+        snap = record()
+        row = len(record_steps)
+        record_steps.append(step_offset + step)
+        if not store and not spilled:
+            store.update({k: v.detach().new_empty((capacity, *v.shape)) for k, v in snap.items()})
+        if not spilled and row < capacity and snap.keys() == store.keys() and all(
+            v.shape == store[k].shape[1:] and v.dtype == store[k].dtype for k, v in snap.items()
+        ):
+            for k, v in snap.items():
+                store[k][row].copy_(v.detach())
+            return
+        if not spilled:
+            spilled.extend({k: buf[i] for k, buf in store.items()} for i in range(row))
+        spilled.append(snap)
+
     stop_reason = "completed"
     best, since_best, smooth = math.inf, 0, math.nan
     generator = torch.Generator()
@@ -135,6 +162,7 @@ def optimize(
         start = time.perf_counter()
         bar = tqdm(total=steps, desc=settings.description, disable=not settings.progress,
                    leave=False, mininterval=0.5)
+        show = not bar.disable
         done = 0
         try:
             for step in range(steps):
@@ -145,9 +173,9 @@ def optimize(
                         perm, cursor = torch.randperm(n_data, generator=generator), 0
                     idx = perm[cursor : cursor + batch]
                     cursor += batch
-                if settings.schedule is not Schedule.CONSTANT:
+                if schedule is not Schedule.CONSTANT:
                     for group in optimizer.param_groups:
-                        group["lr"] = settings.lr * _lr_factor(settings.schedule, step, steps)
+                        group["lr"] = lr * _lr_factor(schedule, step, steps)
                 optimizer.zero_grad(set_to_none=True)
                 loss = objective(idx)
                 value = loss.item()
@@ -160,26 +188,29 @@ def optimize(
                 losses[step] = value
                 done = step + 1
                 if step % every == 0 or step == steps - 1:
-                    records.append(record())
-                    record_steps.append(step_offset + step)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-                bar.update(1)
-                if settings.patience is not None:
+                    snapshot(step)
+                if show:
+                    if step % 50 == 0:
+                        bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+                    bar.update(1)
+                if patience is not None:
                     smooth = value if math.isnan(smooth) else 0.9 * smooth + 0.1 * value
                     if smooth < best - settings.min_delta * abs(best) or math.isinf(best):
                         best, since_best = smooth, 0
                     else:
                         since_best += 1
-                        if since_best >= settings.patience:
-                            stop_reason = f"plateau: no relative improvement above {settings.min_delta:g} in {settings.patience} steps"
+                        if since_best >= patience:
+                            stop_reason = (
+                                f"plateau: no relative improvement above {settings.min_delta:g} "
+                                f"in {patience} steps"
+                            )
                             if record_steps[-1] != step_offset + step:
-                                records.append(record())
-                                record_steps.append(step_offset + step)
+                                snapshot(step)
                             break
         finally:
             bar.close()
         wall = time.perf_counter() - start
+    records = spilled or [{k: buf[i] for k, buf in store.items()} for i in range(len(record_steps))]
     return LoopOutput(
         losses=losses[:done].copy(),
         records=records,

@@ -3,6 +3,8 @@ records, the non-finite guard and settings validation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyro
 import pytest
@@ -10,6 +12,7 @@ import torch
 from torch import nn
 
 import bayesguide as bg
+from bayesguide.infer.loop import LoopSettings, optimize
 
 
 def _net(dropout: bool = False, dtype: torch.dtype = torch.float64) -> nn.Sequential:
@@ -253,3 +256,46 @@ def test_init_must_be_a_fit_of_the_same_model() -> None:
         bg.fit_map(model, X, y, steps=2, init={}, progress=False)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"expected a bg.GuidedModel, got Sequential"):
         bg.fit_map(model.net, X, y, steps=2, progress=False)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- optimize itself
+
+
+def _quadratic() -> tuple[nn.Parameter, Callable[[torch.Tensor | None], torch.Tensor]]:
+    w = nn.Parameter(torch.tensor([3.0, -2.0], dtype=torch.float64))
+    return w, lambda idx: (w - 1).pow(2).sum()
+
+
+def test_optimize_records_snapshots_of_each_step() -> None:
+    w, objective = _quadratic()
+    settings = LoopSettings(steps=20, lr=0.1, progress=False, record_every=5)
+    out = optimize(objective, [w], 10, settings, record=lambda: {"w": w, "sum": w.sum().reshape(1)},
+                   diagnose=lambda idx: "")
+    # independent trajectory: plain torch Adam on the same function
+    v = nn.Parameter(torch.tensor([3.0, -2.0], dtype=torch.float64))
+    adam, expected = torch.optim.Adam([v], lr=0.1), {}
+    for step in range(20):
+        adam.zero_grad()
+        (v - 1).pow(2).sum().backward()
+        adam.step()
+        expected[step] = v.detach().clone()
+    assert list(out.record_steps) == [0, 5, 10, 15, 19]
+    for step, rec in zip(out.record_steps, out.records):
+        # a copy at that step, even though record() returned the live parameter
+        torch.testing.assert_close(rec["w"], expected[int(step)], rtol=1e-12, atol=0)
+        torch.testing.assert_close(rec["sum"], expected[int(step)].sum().reshape(1), rtol=1e-12, atol=0)
+
+
+def test_optimize_keeps_records_whose_shape_changes() -> None:
+    w, objective = _quadratic()
+    calls: list[int] = []
+
+    def record() -> dict[str, torch.Tensor]:
+        calls.append(len(calls))
+        return {"seen": torch.arange(len(calls))}
+
+    settings = LoopSettings(steps=6, lr=0.1, progress=False, record_every=2)
+    out = optimize(objective, [w], 10, settings, record=record, diagnose=lambda idx: "")
+    assert [r["seen"].tolist() for r in out.records] == [[0], [0, 1], [0, 1, 2], [0, 1, 2, 3]]
+    empty = optimize(objective, [w], 10, settings, record=dict, diagnose=lambda idx: "")
+    assert empty.records == [{}, {}, {}, {}]
