@@ -242,3 +242,57 @@ def test_fit_map_reaches_the_convex_minimiser() -> None:
     assert np.abs(got - expected).max() < 1e-4
     # and the starting point was far from it
     assert np.abs(_unit_rows(net).detach().numpy() - expected).max() > 0.1
+
+
+# --------------------------------------------------------------------------- fast path structure
+
+
+class _DoubledNormal(bg.priors.UnitNormal):
+    """A user-defined unit prior: twice the L2 statistic (a prior the fast path does not know)."""
+
+    def unit_statistic(self, value: torch.Tensor) -> torch.Tensor:
+        return 2 * value.pow(2).sum(-1)
+
+
+class _DoubledFamily(bg.GuidedNormal):
+    def _distribution(self, rate: torch.Tensor, group_size: int) -> bg.priors.UnitGroupDistribution:
+        return _DoubledNormal(rate, group_size)
+
+
+def _conv_net() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 5), nn.Tanh(), nn.Linear(5, 3, bias=False),
+    ).double()
+
+
+@pytest.mark.parametrize("family", [bg.GuidedLaplace, bg.GuidedNormal, bg.GuidedGroupLasso, _DoubledFamily])
+def test_fast_and_pyro_engines_agree_on_conv_batchnorm_and_zero_units(family: type[bg.UnitPrior]) -> None:
+    """Conv filters, BatchNorm (γ, β) groups, a layer without bias, an exactly-zero unit
+    (the group norm's subgradient 0) and a prior the fast path does not special-case."""
+    net = _conv_net()
+    with torch.no_grad():
+        net[0].weight[1].zero_()
+        net[0].bias[1] = 0.0
+        net[4].weight[2].zero_()
+        net[4].bias[2] = 0.0
+    prior, plain_prior = family(LAM, bg.guidance.linear()), family(LAM, bg.guidance.uniform())
+    model = bg.GuidedModel(net, prior, plain_prior=plain_prior)
+    X, y = torch.randn(10, 1, 6, 6, dtype=torch.float64), torch.randint(0, 3, (10,))
+    module = copy.deepcopy(net).train()
+    guide = DeltaGuide(model, module)
+    fast = _fast_objective(model, guide, X, y)(None)
+    fast_grads = _grads(fast, module)
+    with torch.no_grad():  # undo the BatchNorm running-statistics update of the first pass
+        for a, b in zip(module.buffers(), net.buffers()):
+            a.copy_(b)
+    slow = pyro_objective(model, guide, module, X, y)(None)
+    assert fast.item() == pytest.approx(slow.item(), rel=1e-12)
+    for got, want in zip(fast_grads, _grads(slow, module)):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    if family is _DoubledFamily:  # the user's statistic is used, not the built-in L2
+        l2 = bg.GuidedNormal(LAM, bg.guidance.linear())
+        plain = bg.GuidedModel(net, l2, plain_prior=bg.GuidedNormal(LAM, bg.guidance.uniform()))
+        other = _fast_objective(plain, DeltaGuide(plain, copy.deepcopy(net)), X, y)(None)
+        assert abs(other.item() - fast.item()) > 1e-3
