@@ -21,6 +21,7 @@ Usage::
 
     python benchmarks/map_overhead.py                    # 7 rounds × 300 steps
     python benchmarks/map_overhead.py --rounds 5 --steps 200 --prior l1
+    python benchmarks/map_overhead.py --stable-malloc     # without page-fault noise
     python benchmarks/map_overhead.py --smoke            # tiny, seconds (CI)
 """
 
@@ -136,10 +137,43 @@ def reference_svi(problem: Problem, net: nn.Sequential, steps: int) -> list[floa
     return losses
 
 
-def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+def stable_malloc() -> bool:
+    """Stop glibc from handing freed memory back to the OS (``mallopt``), for both sides.
+
+    Each step allocates and frees activations of a few MB; by default glibc may unmap or
+    trim them and fault the pages in again on the next step, which costs up to a third of
+    a step and depends on what else lives on the heap. With fixed mmap / trim thresholds
+    the timings measure the arithmetic and the Python overhead only. Returns whether it
+    took effect (glibc only).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is unavailable)."""
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return 0
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, int, object]:
+    """Wall time, minor page faults (memory handed back by the allocator and touched
+    again: a cost of neither side's arithmetic) and the result of ``fn()``."""
+    faults = _minor_faults()
     start = time.perf_counter()
     out = fn()
-    return time.perf_counter() - start, out
+    return time.perf_counter() - start, _minor_faults() - faults, out
 
 
 def compare(
@@ -157,21 +191,21 @@ def compare(
     ratios = []
     first = (math.nan, math.nan)
     print(f"\n{name}: {rounds} rounds × {steps} steps")
-    print(f"{'round':>5} {'reference s':>12} {'bayesguide s':>13} {'ratio':>7}")
+    print(f"{'round':>5} {'reference s':>12} {'bayesguide s':>13} {'ratio':>7} {'page faults ref / bg':>22}")
     for r in range(rounds):
         run_ref = functools.partial(reference, problem, copy.deepcopy(problem.net), steps)
         run_lib = functools.partial(library, steps)
         if r % 2 == 0:
-            t_ref, ref_losses = _timed(run_ref)
-            t_lib, fit = _timed(run_lib)
+            t_ref, f_ref, ref_losses = _timed(run_ref)
+            t_lib, f_lib, fit = _timed(run_lib)
         else:
-            t_lib, fit = _timed(run_lib)
-            t_ref, ref_losses = _timed(run_ref)
+            t_lib, f_lib, fit = _timed(run_lib)
+            t_ref, f_ref, ref_losses = _timed(run_ref)
         assert isinstance(fit, bg.FitResult) and isinstance(ref_losses, list)
         if r == 0:
             first = (float(fit.losses[0]), ref_losses[0])
         ratios.append(t_lib / t_ref)
-        print(f"{r:>5} {t_ref:>12.3f} {t_lib:>13.3f} {t_lib / t_ref:>7.3f}")
+        print(f"{r:>5} {t_ref:>12.3f} {t_lib:>13.3f} {t_lib / t_ref:>7.3f} {f_ref:>11} / {f_lib:<9}")
     median = statistics.median(ratios)
     print(f"{name} median ratio bayesguide/reference: {median:.3f}")
     return median, first
@@ -183,15 +217,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--prior", choices=["group", "l1"], default="group")
     parser.add_argument("--skip-svi", action="store_true", help="time MAP only")
+    parser.add_argument("--stable-malloc", action="store_true",
+                        help="fix glibc's mmap/trim thresholds so page faults do not add noise")
     parser.add_argument("--smoke", action="store_true", help="tiny problem, seconds: checks the script runs")
     args = parser.parse_args(argv)
     rounds, steps, hidden, n = args.rounds, args.steps, 256, None
     if args.smoke:
         rounds, steps, hidden, n = 2, 5, 16, 200
+    malloc = "default allocator"
+    if args.stable_malloc:
+        fixed = stable_malloc()
+        malloc = "glibc mmap/trim thresholds fixed" if fixed else "default allocator (mallopt failed)"
     problem = make_problem(args.prior, hidden, n)
     print(
         f"digits train {tuple(problem.X.shape)}, MLP 64-{hidden}-{hidden}-10 ReLU, float32, "
-        f"prior {args.prior}, torch threads {torch.get_num_threads()}"
+        f"prior {args.prior}, torch threads {torch.get_num_threads()}, {malloc}"
     )
     model = problem.model
 
