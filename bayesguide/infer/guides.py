@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from bayesguide._options import Option
 from bayesguide.model import GuidedModel
 
-__all__ = ["GuideKind", "Guide", "DeltaGuide", "MeanFieldGuide", "LowRankGuide", "make_guide"]
+__all__ = ["DeltaGuide", "Guide", "GuideKind", "LowRankGuide", "MeanFieldGuide", "make_guide"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -179,7 +179,8 @@ class LowRankGuide(Guide):
         flat = torch.cat([s.pack(params).detach().reshape(-1) for s in model.sites])
         self._sizes = [s.n_units * s.group_size for s in model.sites]
         self.loc = nn.Parameter(flat.clone())
-        self.cov_factor = nn.Parameter(torch.randn(flat.numel(), rank, dtype=flat.dtype) * init_scale / (2 * math.sqrt(rank)))
+        factor = torch.randn(flat.numel(), rank, dtype=flat.dtype) * init_scale / (2 * math.sqrt(rank))
+        self.cov_factor = nn.Parameter(factor)
         self.diag_unconstrained = nn.Parameter(torch.full_like(flat, _inv_softplus(init_scale)))
 
     def distribution(self) -> torch.distributions.LowRankMultivariateNormal:
@@ -201,8 +202,11 @@ class LowRankGuide(Guide):
     def forward(self, X: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None,
                 module: nn.Module | None = None) -> None:
         q = self.distribution()
-        latent = pyro.sample("_lowrank_latent", dist.LowRankMultivariateNormal(q.loc, q.cov_factor, q.cov_diag),
-                             infer={"is_auxiliary": True})
+        latent = pyro.sample(
+            "_lowrank_latent",
+            dist.LowRankMultivariateNormal(q.loc, q.cov_factor, q.cov_diag),
+            infer={"is_auxiliary": True},
+        )
         for name, value in self._unflatten(latent).items():
             pyro.sample(name, dist.Delta(value, event_dim=2))
         self._sample_noise_site()

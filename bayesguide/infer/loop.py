@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from bayesguide._options import Option
 
-__all__ = ["Schedule", "LoopSettings", "LoopOutput", "NonFiniteLossError", "optimize"]
+__all__ = ["LoopOutput", "LoopSettings", "NonFiniteLossError", "Schedule", "optimize"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -65,13 +65,18 @@ class LoopSettings:
         if self.batch_size is not None and (
             isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1
         ):
-            raise ValueError(f"batch_size must be a positive int or None (full batch), got {self.batch_size!r}")
+            raise ValueError(
+                f"batch_size must be a positive int or None (full batch), got {self.batch_size!r}"
+            )
         object.__setattr__(self, "schedule", Schedule.resolve(self.schedule, "schedule"))
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise ValueError(f"patience must be a positive int or None (no early stopping), got {self.patience!r}")
+            raise ValueError(
+                f"patience must be a positive int or None (no early stopping), got {self.patience!r}"
+            )
         if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
             raise ValueError(f"min_delta must be >= 0, got {self.min_delta!r}")
-        if self.record_every is not None and (not isinstance(self.record_every, int) or self.record_every < 1):
+        every = self.record_every
+        if every is not None and (not isinstance(every, int) or every < 1):
             raise ValueError(f"record_every must be a positive int or None, got {self.record_every!r}")
 
     def as_dict(self) -> dict[str, Any]:

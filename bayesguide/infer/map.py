@@ -172,7 +172,10 @@ def fit_map(
         state, offset = None, 0 if init is None else init.steps
     module.train()
 
-    objective = _fast_objective(model, guide, Xt, yt) if engine is Engine.FAST else pyro_objective(model, guide, module, Xt, yt)
+    if engine is Engine.FAST:
+        objective = _fast_objective(model, guide, Xt, yt)
+    else:
+        objective = pyro_objective(model, guide, module, Xt, yt)
     out = optimize(
         objective,
         list(guide.parameters()),
