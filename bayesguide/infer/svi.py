@@ -106,7 +106,9 @@ def fit_svi(
     def record() -> dict[str, torch.Tensor]:
         with torch.no_grad():
             means = q.mean_values()
-            return {s.layer.name: torch.linalg.vector_norm(means[s.name], dim=-1) for s in model.prunable_sites}
+            return {
+                s.layer.name: torch.linalg.vector_norm(means[s.name], dim=-1) for s in model.prunable_sites
+            }
 
     out = optimize(
         objective, list(q.parameters()), n, settings, record=record,
