@@ -142,15 +142,19 @@ class MeanFieldGuide(Guide):
         return {s.name: self.locs[_key(s.name)] for s in self._model.sites}
 
     def sample_values(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        # log q = Σ [−log σ − ε²/2] − (D/2) log 2π over all D weights, at loc + σ·ε
         values: dict[str, torch.Tensor] = {}
-        log_q = torch.zeros((), dtype=self._model.dtype)
+        log_scales, squares, size = [], [], 0
         for s in self._model.sites:
-            loc = self.locs[_key(s.name)]
-            scale = F.softplus(self.scales_unconstrained[_key(s.name)])
+            key = _key(s.name)
+            loc = self.locs[key]
+            scale = F.softplus(self.scales_unconstrained[key])
             eps = torch.randn_like(loc)
             values[s.name] = loc + scale * eps
-            # log N(loc + scale·eps | loc, scale) summed over elements
-            log_q = log_q - scale.log().sum() - 0.5 * eps.pow(2).sum() - 0.5 * _LOG_2PI * eps.numel()
+            log_scales.append(scale.log().sum())
+            squares.append(eps.pow(2).sum())
+            size += eps.numel()
+        log_q = -torch.stack(log_scales).sum() - 0.5 * torch.stack(squares).sum() - 0.5 * _LOG_2PI * size
         return values, log_q
 
     def forward(self, X: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None,
