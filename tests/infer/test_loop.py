@@ -194,11 +194,18 @@ def test_huge_learning_rate_raises_naming_step_and_site() -> None:
         bg.fit_map(model, X, y, steps=20, lr=1e30, progress=False)
 
 
+_DIAGNOSE_BUG = pytest.mark.xfail(
+    strict=True, raises=ValueError,
+    reason="bug: make_diagnose calls the prior's log_prob, whose support check raises on NaN",
+)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), pytest.param(float("nan"), marks=_DIAGNOSE_BUG)])
 @pytest.mark.parametrize("method", ["map", "svi"])
-def test_infinite_initial_weight_raises_at_step_0(method: str) -> None:
+def test_non_finite_initial_weight_raises_at_step_0(method: str, bad: float) -> None:
     net = _net()
     with torch.no_grad():
-        net[2].weight[1, 3] = float("inf")
+        net[2].weight[1, 3] = bad
     model = bg.GuidedModel(net, bg.GuidedGroupLasso(0.1))
     X, y = _data()
     fit = bg.fit_map if method == "map" else bg.fit_svi
