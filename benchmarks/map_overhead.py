@@ -12,7 +12,8 @@ hidden layers and the default plain L2 prior on the output layer.
   ``loss = −(summed log-likelihood + log prior − log q)``.
 
 The bayesguide side times the whole ``fit_map`` / ``fit_svi`` call (data checks, copies,
-result assembly included); the reference times building its optimiser and its loop. The two
+result assembly included); the reference times copying the network, building its optimiser
+and its loop. The two
 alternate for several rounds in one process (order swapped every round) and the script
 prints per-round wall times and the median ratio bayesguide / reference. Targets: MAP ≤ 1.10,
 SVI ≤ 1.3.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import gc
 import math
 import statistics
 import time
@@ -167,13 +169,29 @@ def _minor_faults() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
-def _timed(fn: Callable[[], object]) -> tuple[float, int, object]:
+def _timed(fn: Callable[[], float]) -> tuple[float, int, float]:
     """Wall time, minor page faults (memory handed back by the allocator and touched
-    again: a cost of neither side's arithmetic) and the result of ``fn()``."""
+    again: a cost of neither side's arithmetic) and the result of ``fn()``.
+
+    The heap is collected first, and ``fn`` returns a number only, so that neither side
+    runs next to the other's leftovers (a live result from the previous round changes
+    where glibc can trim the heap, hence the page faults of the next run).
+    """
+    gc.collect()
     faults = _minor_faults()
     start = time.perf_counter()
     out = fn()
     return time.perf_counter() - start, _minor_faults() - faults, out
+
+
+def _reference_run(reference: Callable[[Problem, nn.Sequential, int], list[float]],
+                   problem: Problem, steps: int) -> float:
+    net = copy.deepcopy(problem.net)  # an identical copy of the template, like fit_map's
+    return reference(problem, net, steps)[0]
+
+
+def _library_run(library: Callable[[int], bg.FitResult], steps: int) -> float:
+    return float(library(steps).losses[0])
 
 
 def compare(
@@ -185,25 +203,24 @@ def compare(
     library: Callable[[int], bg.FitResult],
 ) -> tuple[float, tuple[float, float]]:
     """Alternate reference and library; return the median ratio and both step-0 losses."""
+    run_ref = functools.partial(_reference_run, reference, problem, steps)
+    run_lib = functools.partial(_library_run, library, steps)
     # warm-up (allocator, thread pools, lazy imports), not timed
-    reference(problem, copy.deepcopy(problem.net), 3)
-    library(3)
+    _reference_run(reference, problem, 3)
+    _library_run(library, 3)
     ratios = []
     first = (math.nan, math.nan)
     print(f"\n{name}: {rounds} rounds × {steps} steps")
     print(f"{'round':>5} {'reference s':>12} {'bayesguide s':>13} {'ratio':>7} {'page faults ref / bg':>22}")
     for r in range(rounds):
-        run_ref = functools.partial(reference, problem, copy.deepcopy(problem.net), steps)
-        run_lib = functools.partial(library, steps)
         if r % 2 == 0:
-            t_ref, f_ref, ref_losses = _timed(run_ref)
-            t_lib, f_lib, fit = _timed(run_lib)
+            t_ref, f_ref, ref0 = _timed(run_ref)
+            t_lib, f_lib, lib0 = _timed(run_lib)
         else:
-            t_lib, f_lib, fit = _timed(run_lib)
-            t_ref, f_ref, ref_losses = _timed(run_ref)
-        assert isinstance(fit, bg.FitResult) and isinstance(ref_losses, list)
+            t_lib, f_lib, lib0 = _timed(run_lib)
+            t_ref, f_ref, ref0 = _timed(run_ref)
         if r == 0:
-            first = (float(fit.losses[0]), ref_losses[0])
+            first = (lib0, ref0)
         ratios.append(t_lib / t_ref)
         print(f"{r:>5} {t_ref:>12.3f} {t_lib:>13.3f} {t_lib / t_ref:>7.3f} {f_ref:>11} / {f_lib:<9}")
     median = statistics.median(ratios)
