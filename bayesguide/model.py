@@ -233,7 +233,9 @@ class GuidedModel:
         loglik = self.likelihood.log_prob_sum(out, y, self.noise_tensor(noise, X.dtype))
         logprior = torch.zeros((), dtype=X.dtype)
         for site in self.sites:
-            logprior = logprior + self.site_distribution(site, X.dtype).log_prob(values[site.name])
+            prior = self.site_distribution(site, X.dtype)
+            # log_prob without the support check, so a NaN reaches the caller's guard
+            logprior = logprior + (prior.log_normaliser - prior.penalty(values[site.name]))
         return loglik * scale, logprior
 
     def noise_tensor(self, noise: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:

@@ -188,7 +188,7 @@ def functional_forward(
         w = p[f"{layer.name}.weight"]
         b = p.get(f"{layer.name}.bias")
         if isinstance(m, nn.Linear):
-            x = F.linear(x, w, b)
+            x = F.linear(x, w.contiguous(), b)  # a strided slice makes F.linear slower
         elif isinstance(m, nn.Conv2d):
             x = m._conv_forward(x, w, b)
         else:

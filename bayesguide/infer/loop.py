@@ -69,21 +69,23 @@ class LoopSettings:
                 f"batch_size must be a positive int or None (full batch), got {self.batch_size!r}"
             )
         object.__setattr__(self, "schedule", Schedule.resolve(self.schedule, "schedule"))
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+        if self.patience is not None and (
+            isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1
+        ):
             raise ValueError(
                 f"patience must be a positive int or None (no early stopping), got {self.patience!r}"
             )
         if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
             raise ValueError(f"min_delta must be >= 0, got {self.min_delta!r}")
         every = self.record_every
-        if every is not None and (not isinstance(every, int) or every < 1):
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise ValueError(f"record_every must be a positive int or None, got {self.record_every!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "steps": self.steps, "lr": self.lr, "batch_size": self.batch_size,
             "schedule": self.schedule.value, "patience": self.patience,
-            "min_delta": self.min_delta, "seed": self.seed,
+            "min_delta": self.min_delta, "seed": self.seed, "progress": self.progress,
         }
 
 

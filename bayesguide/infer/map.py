@@ -74,7 +74,8 @@ def make_diagnose(
                 if not torch.isfinite(v).all():
                     problems.append(f"site {name!r} has non-finite parameters")
             for site in model.sites:
-                lp = model.site_distribution(site, X.dtype).log_prob(values[site.name])
+                prior = model.site_distribution(site, X.dtype)
+                lp = prior.log_normaliser - prior.penalty(values[site.name])
                 if not torch.isfinite(lp):
                     problems.append(f"prior term of site {site.name!r} is {float(lp)}")
             noise = guide.noise()
@@ -169,7 +170,7 @@ def fit_map(
     else:
         module = copy.deepcopy(init.module if init is not None else model.net)
         guide = DeltaGuide(model, module)
-        state, offset = None, 0 if init is None else init.steps
+        state, offset = None, 0
     module.train()
 
     if engine is Engine.FAST:

@@ -107,7 +107,7 @@ class FitResult:
         from bayesguide.infer.map import fit_map
         from bayesguide.infer.svi import fit_svi
 
-        kwargs = {k: v for k, v in self.settings.items() if k in _RESUMABLE[self.method]}
+        kwargs = {k: v for k, v in self.settings.items() if k in _RESUMABLE}
         kwargs.update(overrides)
         kwargs["steps"] = steps
         fit = fit_map if self.method == "map" else fit_svi
@@ -132,10 +132,9 @@ class FitResult:
         return "\n".join(lines)
 
 
-_RESUMABLE = {
-    "map": {"lr", "batch_size", "schedule", "patience", "min_delta", "seed", "engine", "record_every"},
-    "svi": {"lr", "batch_size", "schedule", "patience", "min_delta", "seed", "engine", "record_every"},
-}
+_RESUMABLE = frozenset(
+    {"lr", "batch_size", "schedule", "patience", "min_delta", "seed", "progress", "engine", "record_every"}
+)
 
 
 def build_result(
@@ -154,7 +153,7 @@ def build_result(
     names = list(out.records[0]) if out.records else []
     norms = {k: np.stack([r[k].detach().cpu().numpy() for r in out.records]) for k in names}
     losses, steps, wall = out.losses, out.record_steps, out.wall_time
-    if init is not None:
+    if init is not None and init.method == method:  # a resume; another method is a warm start
         losses = np.concatenate([init.losses, losses])
         steps = np.concatenate([init.norm_steps, steps])
         norms = {k: np.concatenate([init.unit_norms[k], v]) for k, v in norms.items()}

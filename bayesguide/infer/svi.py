@@ -84,6 +84,8 @@ def fit_svi(
     )
     engine_kind = Engine.resolve(engine, "engine")
     guide_kind = GuideKind.resolve(guide, "guide")
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"rank must be a positive int, got {rank!r}")
     _check_init(init, model)
     Xt, yt = model.prepare_data(X, y)
     n = Xt.shape[0]
@@ -95,7 +97,7 @@ def fit_svi(
     else:
         module = copy.deepcopy(init.module if init is not None else model.net)
         q = make_guide(guide_kind, model, module, rank=rank, init_scale=init_scale)
-        state, offset = None, 0 if init is None else init.steps
+        state, offset = None, 0
     module.train()
 
     if engine_kind is Engine.FAST:

@@ -194,13 +194,7 @@ def test_huge_learning_rate_raises_naming_step_and_site() -> None:
         bg.fit_map(model, X, y, steps=20, lr=1e30, progress=False)
 
 
-_DIAGNOSE_BUG = pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="bug: make_diagnose calls the prior's log_prob, whose support check raises on NaN",
-)
-
-
-@pytest.mark.parametrize("bad", [float("inf"), pytest.param(float("nan"), marks=_DIAGNOSE_BUG)])
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
 @pytest.mark.parametrize("method", ["map", "svi"])
 def test_non_finite_initial_weight_raises_at_step_0(method: str, bad: float) -> None:
     net = _net()
@@ -306,3 +300,26 @@ def test_optimize_keeps_records_whose_shape_changes() -> None:
     assert [r["seen"].tolist() for r in out.records] == [[0], [0, 1], [0, 1, 2], [0, 1, 2, 3]]
     empty = optimize(objective, [w], 10, settings, record=dict, diagnose=lambda idx: "")
     assert empty.records == [{}, {}, {}, {}]
+
+
+def test_bool_settings_are_refused() -> None:
+    model = _model()
+    X, y = _data()
+    with pytest.raises(ValueError, match="patience must be a positive int"):
+        bg.fit_map(model, X, y, steps=5, patience=True, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="record_every must be a positive int"):
+        bg.fit_map(model, X, y, steps=5, record_every=True, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rank must be a positive int"):
+        bg.fit_svi(model, X, y, steps=5, rank=0, progress=False)
+
+
+def test_resume_keeps_progress_setting_and_cross_method_init_is_a_warm_start() -> None:
+    model = _model()
+    X, y = _data()
+    fit = bg.fit_map(model, X, y, steps=10, lr=1e-2, progress=False)
+    assert fit.settings["progress"] is False
+    assert fit.resume(X, y, 5).settings["progress"] is False
+    post = bg.fit_svi(model, X, y, steps=7, lr=1e-2, init=fit, progress=False)
+    # the SVI history does not continue the MAP objective's
+    assert post.steps == 7
+    assert post.norm_steps[0] == 0
