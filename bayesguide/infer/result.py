@@ -113,6 +113,16 @@ class FitResult:
         fit = fit_map if self.method == "map" else fit_svi
         return fit(self.model, X, y, init=self, **kwargs)
 
+    def to_inference_data(self, X: ArrayLike, y: ArrayLike, **kwargs: Any) -> Any:
+        """Posterior draws and pointwise log-likelihood as ``arviz.InferenceData``.
+
+        See :func:`bayesguide.predictive.to_inference_data` for the keyword arguments
+        (``posterior``, ``draws``, ``seed``, ``chunk_size``, ``hessian``).
+        """
+        from bayesguide.predictive import to_inference_data
+
+        return to_inference_data(self, X, y, **kwargs)
+
     def __str__(self) -> str:
         norms = self.final_unit_norms()
         lines = [
