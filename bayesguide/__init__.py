@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from bayesguide import datasets, guidance
+from bayesguide.comparison import Comparison, compare
 from bayesguide.infer import (
     DeltaGuide,
     FitResult,
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Candidate",
+    "Comparison",
     "DeltaGuide",
     "Evidence",
     "FitResult",
@@ -46,6 +48,7 @@ __all__ = [
     "NonFiniteLossError",
     "UnitPrior",
     "__version__",
+    "compare",
     "datasets",
     "evidence",
     "fit_map",
