@@ -114,7 +114,7 @@ def test_candidate_source_uses_the_pruned_network() -> None:
     assert idata.posterior["0.units"].shape == (1, 4, 2, 4)
     assert idata.posterior["2.units"].shape == (1, 4, 3, 3)
     assert idata.posterior.attrs["source"] == f"candidate {cand.name}"
-    with pytest.raises(ValueError, match="not the data this candidate w2 was trained on"):
+    with pytest.raises(ValueError, match=r"not the data this fit was trained on \(candidate w2\)"):
         to_inference_data(cand, X[:-1], y[:-1], draws=4)
 
 
@@ -159,7 +159,7 @@ def test_loo_warns_when_pareto_k_is_high() -> None:
 
 def test_errors() -> None:
     fit, X, y = _classifier(steps=2)
-    with pytest.raises(ValueError, match="not the data this MAP fit was trained on"):
+    with pytest.raises(ValueError, match=r"not the data this fit was trained on \(MAP fit\)"):
         to_inference_data(fit, X[:-1], y[:-1])
     with pytest.raises(ValueError, match=r"point-mass \(MAP\) guide: fit one with bg\.fit_svi"):
         to_inference_data(fit, X, y, posterior="guide")

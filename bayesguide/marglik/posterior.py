@@ -76,8 +76,8 @@ class Source:
         Xt, yt = self.model.prepare_data(X, y)
         if data_fingerprint(Xt, yt) != self.fingerprint:
             raise ValueError(
-                f"X, y are not the data this {self.label} was trained on: the evidence and "
-                f"leave-one-out need the training data"
+                f"X, y are not the data this fit was trained on ({self.label}): the evidence "
+                f"and leave-one-out need the training data"
             )
         return Xt, yt
 
