@@ -40,7 +40,7 @@ from bayesguide.model import ArrayLike
 from bayesguide.occam import OccamPrior, occam_log_prior
 from bayesguide.pruning import Candidate
 
-__all__ = ["Comparison", "compare"]
+__all__ = ["Comparison", "assemble", "compare", "resolve_hessian", "score_candidate"]
 
 #: Pareto k above which PSIS-LOO estimates are unreliable (Vehtari et al. 2017)
 PARETO_K_LIMIT = 0.7
@@ -180,54 +180,90 @@ def compare(
     True
     """
     cands = _check_candidates(candidates)
-    model0 = cands[0].fit.model
-    Xt, yt = model0.prepare_data(X, y)
+    Xt, yt = cands[0].fit.model.prepare_data(X, y)
     if data_fingerprint(Xt, yt) != cands[0].fit.data_fingerprint:
         raise ValueError("X, y are not the data the candidates were fitted to")
-    test = None
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
-    if X_test is not None:
-        test = model0.prepare_data(X_test, y_test)
-    log_prior = occam_log_prior(cands, occam, kappa)  # validates occam and kappa up front
+    test = None if X_test is None else cands[0].fit.model.prepare_data(X_test, y_test)
+    occam_log_prior(cands, occam, kappa)  # validates occam and kappa before any work
+    hessian = resolve_hessian(hessian, cands)
+    check_evidence_method(evidence)
+    rows = [
+        score_candidate(c, Xt, yt, test, evidence=evidence, hessian=hessian, optimize_prior=optimize_prior)
+        for c in tqdm(cands, desc="evidence", disable=not progress, leave=False)
+    ]
+    settings = {"evidence": evidence, "hessian": hessian, "optimize_prior": optimize_prior}
+    return assemble(rows, cands, occam=occam, kappa=kappa, loo=loo, X=X, y=y, loo_draws=loo_draws,
+                    settings=settings)
+
+
+def resolve_hessian(hessian: str, candidates: Sequence[Candidate]) -> str:
+    """``"auto"``: ``"full"`` if the largest candidate has ≤ 20,000 parameters, else a structured one."""
     if hessian == "auto":
-        biggest = max(c.n_params for c in cands)
         structured = "kron" if "kron" in HessianStructure.choices() else "diag"
-        hessian = "full" if biggest <= 20_000 else structured
-    else:
-        hessian = HessianStructure.resolve(hessian, "hessian structure").value
+        return "full" if max(c.n_params for c in candidates) <= 20_000 else structured
+    return HessianStructure.resolve(hessian, "hessian structure").value
+
+
+def check_evidence_method(evidence: str) -> None:
     if evidence not in ("laplace", "elbo", "iwae"):
         raise ValueError(f"unknown evidence method {evidence!r}; choose one of: laplace, elbo, iwae")
 
-    rows: list[dict[str, Any]] = []
-    flags: list[str] = []
-    for i, cand in enumerate(tqdm(cands, desc="evidence", disable=not progress, leave=False)):
-        row: dict[str, Any] = {
-            "name": cand.name, "widths": list(cand.widths), "n_params": cand.n_params,
-            "flops": cand.flops, "log_prior": float(log_prior[i]),
-        }
-        try:
-            if evidence == "laplace":
-                log_ev, extra = _laplace(cand, Xt, yt, hessian, optimize_prior)
-            else:
-                from bayesguide.marglik import evidence as evidence_fn
 
-                ev = evidence_fn(cand, X, y, method=evidence)
-                log_ev, extra = float(ev.log_evidence), {}
-            row.update(extra)
-            row["status"] = "ok" if math.isfinite(log_ev) else "non-finite evidence"
-        except (ValueError, RuntimeError, torch.linalg.LinAlgError) as err:
-            log_ev, row["status"] = math.nan, f"failed: {err}"
-        if row["status"] != "ok":
-            flags.append(f"candidate {cand.name} excluded: {row['status']}")
-            log_ev = math.nan
-        row["log_evidence"] = log_ev
-        row["train_metric"] = _metric(cand, Xt, yt)
-        if test is not None:
-            row["test_metric"] = _metric(cand, *test)
-        rows.append(row)
+def score_candidate(
+    cand: Candidate,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    *,
+    evidence: str = "laplace",
+    hessian: str = "full",
+    optimize_prior: bool = True,
+) -> dict[str, Any]:
+    """One candidate's table row (without the Occam prior and the normalised columns).
 
-    table = pd.DataFrame(rows)
+    ``X, y`` are prepared tensors. A failing evidence is caught: the row gets
+    ``log_evidence = NaN`` and ``status`` says why, so one candidate never stops the rest.
+    """
+    row: dict[str, Any] = {"name": cand.name, "widths": list(cand.widths), "n_params": cand.n_params,
+                           "flops": cand.flops}
+    try:
+        if evidence == "laplace":
+            log_ev, extra = _laplace(cand, X, y, hessian, optimize_prior)
+        else:
+            from bayesguide.marglik import evidence as evidence_fn
+
+            ev = evidence_fn(cand, X, y, method=evidence)
+            log_ev, extra = float(ev.log_evidence), {}
+        row.update(extra)
+        row["status"] = "ok" if math.isfinite(log_ev) else "non-finite evidence"
+    except (ValueError, RuntimeError, torch.linalg.LinAlgError) as err:
+        log_ev, row["status"] = math.nan, f"failed: {err}"
+    row["log_evidence"] = log_ev if row["status"] == "ok" else math.nan
+    row["train_metric"] = _metric(cand, X, y)
+    if test is not None:
+        row["test_metric"] = _metric(cand, *test)
+    return row
+
+
+def assemble(
+    rows: Sequence[dict[str, Any]],
+    candidates: Sequence[Candidate],
+    *,
+    occam: str | OccamPrior | Callable[[Candidate], float] = "guidance",
+    kappa: float = 1.0,
+    loo: bool = False,
+    X: ArrayLike | None = None,
+    y: ArrayLike | None = None,
+    loo_draws: int = 200,
+    settings: dict[str, Any] | None = None,
+) -> Comparison:
+    """Occam prior, normalised posterior, Bayes factors and flags from scored rows."""
+    cands = list(candidates)
+    table = pd.DataFrame([dict(r) for r in rows])
+    table["log_prior"] = occam_log_prior(cands, occam, kappa)
+    flags = [f"candidate {n} excluded: {s}" for n, s in zip(table["name"], table["status"]) if s != "ok"]
     ok = table["status"].eq("ok").to_numpy()
     log_post = (table["log_evidence"] + table["log_prior"]).to_numpy()
     probs = np.full(len(cands), np.nan)
@@ -238,13 +274,14 @@ def compare(
     best_ev = np.nanmax(table["log_evidence"].to_numpy()) if ok.any() else math.nan
     table["log_bayes_factor"] = table["log_evidence"] - best_ev
     best = cands[int(np.nanargmax(probs))] if ok.any() else None
-    metric_name = "rmse" if model0.likelihood is Likelihood.GAUSSIAN else "accuracy"
-
     if loo:
+        if X is None or y is None:
+            raise ValueError("loo=True needs X and y")
         flags += _add_loo(table, cands, X, y, loo_draws, best)
-    settings = {"evidence": evidence, "occam": str(occam), "kappa": kappa, "hessian": hessian,
-                "optimize_prior": optimize_prior, "metric": metric_name, "loo": loo}
-    return Comparison(table=table, candidates=tuple(cands), best=best, flags=tuple(flags), settings=settings)
+    likelihood = cands[0].fit.model.likelihood
+    all_settings = {"occam": str(occam), "kappa": kappa, "loo": loo,
+                    "metric": "rmse" if likelihood is Likelihood.GAUSSIAN else "accuracy", **(settings or {})}
+    return Comparison(table=table, candidates=tuple(cands), best=best, flags=tuple(flags), settings=all_settings)
 
 
 def _add_loo(table: pd.DataFrame, cands: list[Candidate], X: ArrayLike, y: ArrayLike, draws: int,
