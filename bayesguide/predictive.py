@@ -118,6 +118,7 @@ def to_inference_data(
     Examples
     --------
     >>> import torch, bayesguide as bg
+    >>> _ = torch.manual_seed(0)
     >>> X = torch.randn(30, 2); y = X @ torch.tensor([1.0, -1.0]) + 0.1 * torch.randn(30)
     >>> model = bg.GuidedModel(torch.nn.Sequential(torch.nn.Linear(2, 1)), bg.GuidedNormal(0.5),
     ...                        likelihood="gaussian", noise=0.1)
@@ -224,13 +225,14 @@ def loo(source: FitResult | Candidate, X: ArrayLike, y: ArrayLike, **kwargs: Any
     --------
     >>> import torch, bayesguide as bg
     >>> from bayesguide.predictive import loo
+    >>> _ = torch.manual_seed(0)
     >>> X = torch.randn(30, 2); y = X @ torch.tensor([1.0, -1.0]) + 0.1 * torch.randn(30)
     >>> model = bg.GuidedModel(torch.nn.Sequential(torch.nn.Linear(2, 1)), bg.GuidedNormal(0.5),
     ...                        likelihood="gaussian", noise=0.1)
     >>> fit = bg.fit_map(model, X, y, steps=200, lr=0.05, progress=False)
-    >>> res = loo(fit, X, y, draws=100)
-    >>> res.pareto_k.shape
-    (30,)
+    >>> res = loo(fit, X, y, draws=400, hessian="full")
+    >>> res.pareto_k.shape, res.n_high_k
+    ((30,), 0)
     """
     idata = to_inference_data(source, X, y, **kwargs)
     az = arviz()

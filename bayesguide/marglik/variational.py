@@ -172,6 +172,7 @@ def elbo_evidence(
     --------
     >>> import torch, bayesguide as bg
     >>> from bayesguide.marglik.variational import elbo_evidence
+    >>> _ = torch.manual_seed(0)
     >>> X = torch.randn(30, 2); y = X @ torch.tensor([1.0, -1.0]) + 0.1 * torch.randn(30)
     >>> model = bg.GuidedModel(torch.nn.Sequential(torch.nn.Linear(2, 1)), bg.GuidedNormal(0.5),
     ...                        likelihood="gaussian", noise=0.1)
@@ -198,6 +199,7 @@ def iw_evidence(
     --------
     >>> import torch, bayesguide as bg
     >>> from bayesguide.marglik.variational import iw_evidence
+    >>> _ = torch.manual_seed(0)
     >>> X = torch.randn(30, 2); y = X @ torch.tensor([1.0, -1.0]) + 0.1 * torch.randn(30)
     >>> model = bg.GuidedModel(torch.nn.Sequential(torch.nn.Linear(2, 1)), bg.GuidedNormal(0.5),
     ...                        likelihood="gaussian", noise=0.1)
