@@ -1,0 +1,193 @@
+"""Experiment files, the run directory and the CLI: validation before work, incremental
+atomic results, resuming after an interruption, refusing to overwrite another run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import bayesguide.runner as runner
+from bayesguide.architecture import load_module
+from bayesguide.cli import main
+from bayesguide.experiment import Experiment, ExperimentError, load_experiment
+from bayesguide.results import load_results
+
+SMALL = """
+[data]
+source = "{source}"
+task = "{task}"
+[network]
+hidden = [8]
+activation = "tanh"
+[prior]
+kind = "group"
+strength = 1.0
+[fit]
+steps = 60
+lr = 0.01
+[select]
+n_candidates = 3
+fine_tune = 10
+[output]
+dir = "{out}"
+"""
+
+
+def _npz(tmp_path: Path, task: str = "regression") -> Path:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 3))
+    y = np.tanh(X @ np.array([1.0, -1.0, 0.5])) + 0.1 * rng.standard_normal(120)
+    if task == "classification":
+        y = (y > 0).astype(np.int64)
+    path = tmp_path / "data.npz"
+    np.savez(path, X=X, y=y)
+    return path
+
+
+def _experiment(tmp_path: Path, task: str = "regression") -> Path:
+    path = tmp_path / "exp.toml"
+    path.write_text(SMALL.format(source=_npz(tmp_path, task), task=task, out=tmp_path / "run"))
+    return path
+
+
+def test_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
+    assert main(["run", str(_experiment(tmp_path)), "--quiet"]) == 0
+    run = tmp_path / "run"
+    results = load_results(run)
+    assert results["status"] == "complete"
+    assert results["metric"] == "rmse"
+    names = [c["name"] for c in results["candidates"]]
+    assert len(names) >= 3
+    probs = [c["posterior_prob"] for c in results["candidates"] if c["posterior_prob"] is not None]
+    assert sum(probs) == pytest.approx(1.0)
+    assert results["best"] in names
+    assert results["recommended"]["name"] == results["best"]
+    for name in names:  # every candidate saved and loadable without pickled code
+        module = load_module(run / "candidates" / name)
+        widths = [m.out_features for m in module if isinstance(m, torch.nn.Linear)][:-1]
+        assert widths == next(c["widths"] for c in results["candidates"] if c["name"] == name)
+    assert (run / "report.html").is_file() and (run / "report.md").is_file()
+    assert len(results["fit"]["losses"]) == 60
+
+
+def test_interrupted_run_keeps_finished_candidates_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exp = load_experiment(_experiment(tmp_path))
+    real = runner.score_candidate
+    calls = {"n": 0}
+
+    def interrupt_third(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "score_candidate", interrupt_third)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(exp, progress=False, log=lambda s: None)
+    saved = load_results(tmp_path / "run")
+    assert saved["status"] == "running"
+    assert len(saved["candidates"]) == 2
+    first_two = [c["log_evidence"] for c in saved["candidates"]]
+
+    monkeypatch.setattr(runner, "score_candidate", real)
+    messages: list[str] = []
+    fits = {"n": 0}
+    real_fit = runner.bg.fit_map
+
+    def counting_fit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        fits["n"] += 1
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(runner.bg, "fit_map", counting_fit)
+    results = runner.run_experiment(exp, progress=False, log=messages.append)
+    assert any("resuming" in m for m in messages)
+    assert results["status"] == "complete"
+    n = len(results["candidates"])
+    # no refit of the network, only the fine-tuning of the candidates not yet done
+    assert fits["n"] == n - 2
+    assert [c["log_evidence"] for c in results["candidates"][:2]] == pytest.approx(first_two)
+
+
+def test_another_experiment_in_the_same_directory_is_refused(tmp_path: Path) -> None:
+    path = _experiment(tmp_path)
+    assert main(["run", str(path), "--quiet"]) == 0
+    before = (tmp_path / "run" / "results.json").read_text()
+    path.write_text(path.read_text().replace("strength = 1.0", "strength = 2.0"))
+    assert main(["run", str(path), "--quiet"]) == 1
+    assert (tmp_path / "run" / "results.json").read_text() == before
+
+
+def test_report_command_rebuilds_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(_experiment(tmp_path, "classification")), "--quiet"]) == 0
+    (tmp_path / "run" / "report.html").unlink()
+    assert main(["report", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "report.html").is_file()
+    assert main(["report", str(tmp_path / "nowhere")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("[model]\nx = 1\n", r"unknown table \[model\]; tables: \[data\]"),
+        ("[prior]\nkind = \"l3\"\n", r"\[prior\] kind = 'l3' is not accepted; choose one of: l1, l2, group"),
+        ("[prior]\nstrength = 0\n", r"\[prior\] strength must be > 0"),
+        ("[prior]\nstrength = \"big\"\n", r"\[prior\] strength must be a number"),
+        ("[fit]\nsteps = 1.5\n", r"\[fit\] steps must be an integer"),
+        ("[fit]\nmethod = \"mcmc\"\n", r"choose one of: map, svi"),
+        ("[network]\nhidden = []\n", r"\[network\] hidden must be a non-empty list of positive integers"),
+        ("[network]\nwidth = 3\n", r"\[network\] has no key 'width'; keys: hidden, activation"),
+        ("[data]\ntest_fraction = 1.0\n", r"test_fraction must lie in \(0, 1\)"),
+        ("[select]\nn_candidates = 1\n", r"n_candidates must be at least 2"),
+        ("data = 3\n", r"\[data\] must be a table"),
+        ("[prior\n", r"not valid TOML"),
+    ],
+)
+def test_invalid_experiment_names_table_key_and_choices(tmp_path: Path, text: str, pattern: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ExperimentError, match=pattern):
+        load_experiment(path)
+
+
+def test_invalid_experiment_exits_2_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[output]\ndir = \"{tmp_path / 'run'}\"\n[fit]\nlr = -1.0\n")
+    assert main(["run", str(path)]) == 2
+    assert "[fit] lr must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_empty_file_is_the_default_experiment(tmp_path: Path) -> None:
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    exp = load_experiment(path)
+    assert exp == Experiment()
+    assert exp.to_dict()["network"]["hidden"] == [128, 128]
+    json.dumps(exp.to_dict())
+
+
+def test_bad_data_files(tmp_path: Path) -> None:
+    from bayesguide.datasets import load
+
+    np.savez(tmp_path / "a.npz", X=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"missing arrays \['y'\]"):
+        load(str(tmp_path / "a.npz"))
+    (tmp_path / "b.csv").write_text("x1,x2,label\n1,2,0\n3,4,1\n")
+    with pytest.raises(ValueError, match="no column 'target'; columns: \\['x1', 'x2', 'label'\\]"):
+        load(str(tmp_path / "b.csv"), target="target")
+    with pytest.raises(ValueError, match="needs the name of its target column"):
+        load(str(tmp_path / "b.csv"))
+    data = load(str(tmp_path / "b.csv"), target="label", test_fraction=0.5)
+    assert data.X_train.shape[1] == 2
+    with pytest.raises(ValueError, match="unknown data source 'iris'"):
+        load("iris")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load(str(tmp_path / "missing.npz"))
+    np.savez(tmp_path / "c.npz", X=np.zeros((3, 2)), y=np.zeros(4))
+    with pytest.raises(ValueError, match="X has 3 rows but y has 4"):
+        load(str(tmp_path / "c.npz"))
