@@ -1,0 +1,33 @@
+"""Model-comparison reports: HTML, Markdown and JSON.
+
+Compute, then report: the functions here read a results dictionary (the schema of
+:mod:`bayesguide.results`) or a :class:`~bayesguide.Comparison` and never change it.
+
+* :func:`write_report` — a file whose extension chooses the format (``.html``, ``.md``,
+  ``.json``);
+* :func:`render_html` / :func:`render_markdown` — the page as a string;
+* :func:`results_from_comparison` — the results dictionary of a comparison;
+* :func:`render_figures` — the figures as PNG bytes.
+
+The HTML page is self-contained (inline style, figures as base64 PNG, no scripts, no
+network access). Its sections: 1 Setup, 2 Training (loss curve, unit-norm heat maps),
+3 Candidates (table, metric against units kept, evidence/prior/posterior trade-off),
+4 Predictive comparison (PSIS-LOO when computed), 5 Recommendation, 6 Diagnostics.
+"""
+
+from __future__ import annotations
+
+from bayesguide.report.convert import results_from_comparison
+from bayesguide.report.figures import render_figures
+from bayesguide.report.html import render_html
+from bayesguide.report.markdown import render_markdown
+from bayesguide.report.writer import FORMATS, write_report
+
+__all__ = [
+    "FORMATS",
+    "render_figures",
+    "render_html",
+    "render_markdown",
+    "results_from_comparison",
+    "write_report",
+]

@@ -1,0 +1,278 @@
+"""What a report says, independent of its format.
+
+The HTML and Markdown reports render the same content, built here from a results
+dictionary (the schema of :mod:`bayesguide.results`): key–value groups, tables of
+formatted cells, the summary sentence and the flags. Everything returned is plain,
+*unescaped* text; each renderer escapes it for its own format. Nothing here changes
+the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bayesguide.report._format import (
+    MISSING,
+    as_float,
+    fmt_float,
+    fmt_int,
+    fmt_log,
+    fmt_metric,
+    fmt_percent,
+    fmt_prob,
+    fmt_seconds,
+    fmt_value,
+    fmt_widths,
+    get,
+)
+
+__all__ = [
+    "Results",
+    "Table",
+    "candidate_rows",
+    "candidates_table",
+    "flags",
+    "loo_table",
+    "metric_label",
+    "recommendation",
+    "setup_groups",
+    "summary",
+    "title",
+]
+
+Results = Mapping[str, Any]
+Items = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of formatted cells.
+
+    ``kinds`` holds one tag per row: ``"best"`` (the recommended candidate),
+    ``"failed"`` (excluded from the comparison) or ``""``. ``numeric`` says which
+    columns hold numbers (right-aligned).
+    """
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    kinds: tuple[str, ...]
+    numeric: tuple[bool, ...]
+
+
+def candidate_rows(results: Results) -> list[Mapping[str, Any]]:
+    """The candidate entries that are mappings (anything else in the list is skipped)."""
+    cands = results.get("candidates")
+    if not isinstance(cands, Sequence) or isinstance(cands, str):
+        return []
+    return [c for c in cands if isinstance(c, Mapping)]
+
+
+def metric_label(results: Results) -> str:
+    """``"accuracy"``, ``"RMSE"`` or ``"metric"`` when the results do not say."""
+    metric = results.get("metric")
+    return {"accuracy": "accuracy", "rmse": "RMSE"}.get(str(metric), "metric")
+
+
+def _best_name(results: Results) -> str | None:
+    best = results.get("best")
+    return None if best is None else str(best)
+
+
+def _is_failed(cand: Mapping[str, Any]) -> bool:
+    status = cand.get("status")
+    return status is not None and str(status) != "ok"
+
+
+def title(results: Results) -> str:
+    """The page title, naming the data set when known."""
+    name = get(results, "data", "name")
+    return "bayesguide model comparison" + (f" — {name}" if name not in (None, "") else "")
+
+
+def _recommended(results: Results) -> Mapping[str, Any] | None:
+    """The ``recommended`` entry, or the best candidate's row when there is none."""
+    rec = results.get("recommended")
+    if isinstance(rec, Mapping):
+        return rec
+    best = _best_name(results)
+    for cand in candidate_rows(results):
+        if best is not None and str(cand.get("name")) == best:
+            return cand
+    return None
+
+
+def _full_params(results: Results) -> float | None:
+    full = as_float(get(results, "recommended", "n_params_full"))
+    if full is None:
+        sizes = [as_float(c.get("n_params")) for c in candidate_rows(results)]
+        known = [s for s in sizes if s is not None]
+        full = max(known) if known else None
+    return full
+
+
+def _probability_of(results: Results, name: str | None) -> Any:
+    for cand in candidate_rows(results):
+        if name is not None and str(cand.get("name")) == name:
+            return cand.get("posterior_prob")
+    return None
+
+
+def summary(results: Results) -> list[str]:
+    """The summary box: the recommendation in one sentence, then the run in one line."""
+    lines: list[str] = []
+    rec = _recommended(results)
+    if rec is None:
+        lines.append("No architecture recommended: every candidate failed or none was compared.")
+    else:
+        name = str(rec.get("name", _best_name(results)))
+        params = as_float(rec.get("n_params"))
+        full = _full_params(results)
+        size = f"{fmt_int(params)} parameters"
+        if params is not None and full:
+            size += f" ({fmt_percent(params / full)} of full)"
+        prob = _probability_of(results, name)
+        lines.append(f"Recommended: {name} — {size}, posterior probability {fmt_prob(prob)}")
+    cands = candidate_rows(results)
+    failed = sum(_is_failed(c) for c in cands)
+    run = f"{len(cands)} candidate{'s' if len(cands) != 1 else ''} compared"
+    if failed:
+        run += f", {failed} excluded"
+    evidence = get(results, "config", "select", "evidence")
+    occam = get(results, "config", "select", "occam")
+    if evidence is not None:
+        run += f"; evidence: {evidence}"
+    if occam is not None:
+        run += f"; Occam prior: {occam}"
+    status = results.get("status")
+    if status is not None and status != "complete":
+        run += f"; run status: {status} (results incomplete)"
+    lines.append(run)
+    return lines
+
+
+def _section(results: Results, key: str) -> Mapping[str, Any]:
+    value = results.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def setup_groups(results: Results) -> list[tuple[str, Items]]:
+    """Section 1: data, network, prior, fit and selection, as labelled groups."""
+    data, config, fit = (_section(results, key) for key in ("data", "config", "fit"))
+    metric = results.get("metric")
+    label = metric_label(results)
+    source = get(config, "data", "source")
+    groups: list[tuple[str, Items]] = [
+        ("Data", [
+            ("name", fmt_value(data.get("name", source))),
+            ("task", fmt_value(data.get("task", get(config, "data", "task")))),
+            ("training examples", fmt_int(data.get("n_train"))),
+            ("test examples", fmt_int(data.get("n_test"))),
+            ("features", fmt_int(data.get("n_features"))),
+            ("outputs", fmt_int(data.get("n_outputs"))),
+        ]),
+        ("Network", [
+            ("hidden widths", fmt_widths(get(config, "network", "hidden"))),
+            ("activation", fmt_value(get(config, "network", "activation"))),
+        ]),
+        ("Prior", [
+            ("kind", fmt_value(get(config, "prior", "kind"))),
+            ("strength λ", fmt_value(get(config, "prior", "strength"))),
+            ("guidance profile", fmt_value(get(config, "prior", "guidance"))),
+        ]),
+        ("Fit", [
+            ("method", fmt_value(fit.get("method", get(config, "fit", "method")))),
+            ("steps", fmt_int(fit.get("steps"))),
+            ("wall time", fmt_seconds(fit.get("wall_time_s"))),
+            ("stop reason", fmt_value(fit.get("stop_reason"))),
+            ("final loss", fmt_float(fit.get("final_loss"), 6)),
+            (f"train {label}", fmt_metric(fit.get("train_metric"), metric)),
+            (f"test {label}", fmt_metric(fit.get("test_metric"), metric)),
+        ]),
+    ]
+    select = get(config, "select")
+    if isinstance(select, Mapping) and select:
+        groups.append(("Selection", [(str(k), fmt_value(v)) for k, v in select.items()]))
+    return groups
+
+
+def candidates_table(results: Results) -> Table:
+    """Section 3: one row per candidate, in the order of the results (largest first)."""
+    cands = candidate_rows(results)
+    metric = results.get("metric")
+    label = metric_label(results)
+    has_test = any(get(c, "metrics", "test") is not None for c in cands)
+    has_scale = any(c.get("prior_scale") is not None for c in cands)
+    columns = ["candidate", "widths", "params", "FLOPs", f"train {label}"]
+    columns += [f"test {label}"] if has_test else []
+    columns += ["log evidence", "log Occam prior", "log posterior", "P(M | D)", "log Bayes factor"]
+    columns += ["prior scale"] if has_scale else []
+    columns += ["status"]
+    numeric = tuple(c not in ("candidate", "widths", "status") for c in columns)
+    best = _best_name(results)
+    rows, kinds = [], []
+    for c in cands:
+        row = [fmt_value(c.get("name")), fmt_widths(c.get("widths")), fmt_int(c.get("n_params")),
+               fmt_int(c.get("flops")), fmt_metric(get(c, "metrics", "train"), metric)]
+        row += [fmt_metric(get(c, "metrics", "test"), metric)] if has_test else []
+        row += [fmt_log(c.get("log_evidence")), fmt_log(c.get("log_prior")), fmt_log(c.get("log_posterior")),
+                fmt_prob(c.get("posterior_prob")), fmt_log(c.get("log_bayes_factor"))]
+        row += [fmt_float(c.get("prior_scale"))] if has_scale else []
+        row += [fmt_value(c.get("status"))]
+        rows.append(tuple(row))
+        kinds.append("failed" if _is_failed(c) else "best" if best is not None and str(c.get("name")) == best
+                     else "")
+    return Table(tuple(columns), tuple(rows), tuple(kinds), numeric)
+
+
+def loo_table(results: Results) -> Table | None:
+    """Section 4: PSIS-LOO per candidate, or ``None`` when no candidate has ``elpd_loo``."""
+    cands = candidate_rows(results)
+    if not any(as_float(c.get("elpd_loo")) is not None for c in cands):
+        return None
+    columns = ("candidate", "ELPD (LOO)", "± se", "Pareto k max", "stacking weight")
+    rows, kinds = [], []
+    best = _best_name(results)
+    for c in cands:
+        rows.append((fmt_value(c.get("name")), fmt_log(c.get("elpd_loo")), fmt_log(c.get("elpd_se")),
+                     fmt_float(c.get("pareto_k_max"), 3), fmt_prob(c.get("stacking_weight"))))
+        kinds.append("failed" if _is_failed(c) else "best" if best is not None and str(c.get("name")) == best
+                     else "")
+    return Table(columns, tuple(rows), tuple(kinds), (False, True, True, True, True))
+
+
+def recommendation(results: Results) -> Items | None:
+    """Section 5: the recommended architecture, or ``None`` when there is none."""
+    rec = results.get("recommended")
+    if not isinstance(rec, Mapping):
+        return None
+    params, full = as_float(rec.get("n_params")), as_float(rec.get("n_params_full"))
+    flops, flops_full = as_float(rec.get("flops")), as_float(rec.get("flops_full"))
+    speedup = as_float(rec.get("speedup"))
+    items: Items = [
+        ("architecture", fmt_value(rec.get("name"))),
+        ("hidden widths", fmt_widths(rec.get("widths"))),
+        ("parameters", f"{fmt_int(params)} of {fmt_int(full)}"
+         + (f" ({fmt_percent(params / full)})" if params is not None and full else "")),
+        ("FLOPs per example", f"{fmt_int(flops)} of {fmt_int(flops_full)}"
+         + (f" ({fmt_percent(flops / flops_full)})" if flops is not None and flops_full else "")),
+        ("latency", f"{_ms(rec.get('latency_ms'))} (full network: {_ms(rec.get('latency_full_ms'))})"),
+        ("speed-up", MISSING if speedup is None else f"{speedup:.2f}×"),
+    ]
+    return items
+
+
+def _ms(value: Any) -> str:
+    x = fmt_float(value, 3)
+    return x if x == MISSING else f"{x} ms"
+
+
+def flags(results: Results) -> list[str]:
+    """Section 6: every diagnostic flag, as text."""
+    raw = results.get("flags")
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [raw]
+    return [str(f) for f in raw] if isinstance(raw, Sequence) else [str(raw)]

@@ -1,0 +1,275 @@
+"""The report's figures, drawn with matplotlib's Agg backend into PNG bytes.
+
+Each ``*_figure`` function reads a results dictionary (the schema of
+:mod:`bayesguide.results`) and returns a :class:`matplotlib.figure.Figure`, or ``None``
+when the results lack what it needs (no loss history, no LOO, …).
+:func:`render_figures` draws every available one and returns PNG bytes by name.
+
+Figures are built with :class:`~matplotlib.figure.Figure` directly, never through
+``pyplot``: no global figure registry, nothing to close, no GUI backend. User strings
+(candidate and layer names) are drawn as plain text: their ``$`` are escaped, so they
+never start mathtext.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from bayesguide.report._format import as_float, get
+from bayesguide.report.content import Results, candidate_rows, metric_label
+
+__all__ = [
+    "FIGURE_TITLES",
+    "decomposition_figure",
+    "elpd_figure",
+    "loss_figure",
+    "metric_figure",
+    "render_figures",
+    "to_png",
+    "unit_norms_figure",
+]
+
+#: figure names, in report order, with their captions
+FIGURE_TITLES: dict[str, str] = {
+    "loss": "Training objective",
+    "unit_norms": "Unit norms over training",
+    "metric": "Metric against units kept",
+    "decomposition": "Evidence, Occam prior and posterior probability",
+    "elpd": "Predictive comparison (PSIS-LOO)",
+}
+
+_BLUE, _ORANGE, _GREEN, _GREY, _RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728"
+_DPI = 110
+
+
+def _floats(values: Any) -> np.ndarray:
+    """A 1-D float array; ``None`` and non-numbers become NaN."""
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        return np.array([], dtype=float)
+    out = [as_float(v) for v in values]
+    return np.array([np.nan if v is None else v for v in out], dtype=float)
+
+
+def _txt(value: Any) -> str:
+    """A user string as plain text for matplotlib (no mathtext)."""
+    return str(value).replace("$", r"\$")
+
+
+def _new(width: float, height: float, **kwargs: Any) -> Figure:
+    return Figure(figsize=(width, height), dpi=_DPI, layout="constrained", **kwargs)
+
+
+def to_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (Agg, no metadata), drawn under the report's style."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # a user string with characters the bundled font lacks is drawn as boxes, not an error
+        warnings.filterwarnings("ignore", message="Glyph .* missing", category=UserWarning)
+        fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def loss_figure(results: Results) -> Figure | None:
+    """The training objective against the step (log scale when positive over > 2 decades)."""
+    losses = _floats(get(results, "fit", "losses"))
+    if not np.isfinite(losses).any():
+        return None
+    steps = _floats(get(results, "fit", "loss_steps"))
+    if steps.shape != losses.shape:
+        steps = np.arange(len(losses), dtype=float)
+    fig = _new(8.5, 2.8)
+    ax = fig.add_subplot()
+    ax.plot(steps, losses, color=_BLUE, lw=1.2)
+    finite = losses[np.isfinite(losses)]
+    if finite.min() > 0 and finite.max() / finite.min() > 100:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("objective (−log joint)")
+    ax.set_title(FIGURE_TITLES["loss"])
+    return fig
+
+
+def unit_norms_figure(results: Results) -> Figure | None:
+    """Per prunable layer, unit-group norms over training (log colour): the guided ordering."""
+    norms = get(results, "fit", "unit_norms")
+    if not isinstance(norms, Mapping) or not norms:
+        return None
+    layers: list[tuple[str, np.ndarray]] = []
+    for name, records in norms.items():
+        if isinstance(records, Sequence) and records and all(isinstance(r, Sequence) for r in records):
+            width = max(len(r) for r in records)
+            grid = np.full((len(records), width), np.nan)
+            for i, r in enumerate(records):
+                grid[i, : len(r)] = _floats(r)
+            if width and np.isfinite(grid).any():
+                layers.append((str(name), grid))
+    if not layers:
+        return None
+    steps = _floats(get(results, "fit", "norm_steps"))
+    ncols = min(len(layers), 3)
+    nrows = -(-len(layers) // ncols)
+    fig = _new(8.5, 2.9 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    top = max(float(np.nanmax(g)) for _, g in layers)
+    positive = [float(np.nanmin(g[g > 0])) for _, g in layers if (g > 0).any()]
+    low = max(min(positive) if positive else top * 1e-6, top * 1e-6)
+    cmap = mpl.colormaps["viridis"].with_extremes(bad="#440154", under="#440154")
+    norm = LogNorm(vmin=low, vmax=max(top, low * 10))
+    mesh = None
+    for ax, (name, grid) in zip(axes.flat, layers):
+        n_rec, n_units = grid.shape
+        x = steps if steps.shape == (n_rec,) and np.isfinite(steps).all() else np.arange(n_rec, dtype=float)
+        x_edges = _edges(x)
+        y_edges = np.arange(n_units + 1) - 0.5
+        mesh = ax.pcolormesh(x_edges, y_edges, np.clip(grid, low, None).T, cmap=cmap, norm=norm,
+                             shading="flat", rasterized=True)
+        ax.set_title(f"layer {_txt(name)} ({n_units} units)")
+        ax.set_xlabel("step")
+        ax.set_ylabel("unit index")
+        ax.grid(False)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.set_visible(False)
+    if mesh is not None:
+        fig.colorbar(mesh, ax=axes, label="‖θ unit‖₂ (log scale)", shrink=0.9)
+    return fig
+
+
+def _edges(x: np.ndarray) -> np.ndarray:
+    """Cell edges around increasing centres (a unit-width cell for a single record)."""
+    if len(x) == 1:
+        return np.array([x[0] - 0.5, x[0] + 0.5])
+    mid = (x[1:] + x[:-1]) / 2
+    return np.concatenate([[x[0] - (mid[0] - x[0])], mid, [x[-1] + (x[-1] - mid[-1])]])
+
+
+def _units(cand: Mapping[str, Any]) -> float:
+    widths = cand.get("widths")
+    if isinstance(widths, Sequence) and not isinstance(widths, str):
+        vals = [as_float(w) for w in widths]
+        if vals and all(v is not None for v in vals):
+            return float(sum(v for v in vals if v is not None))
+    return float("nan")
+
+
+def metric_figure(results: Results) -> Figure | None:
+    """Train (and test) metric against the number of hidden units kept; the best marked."""
+    cands = candidate_rows(results)
+    units = np.array([_units(c) for c in cands])
+    train = _floats([get(c, "metrics", "train") for c in cands])
+    test = _floats([get(c, "metrics", "test") for c in cands])
+    if not (np.isfinite(units) & (np.isfinite(train) | np.isfinite(test))).any():
+        return None
+    order = np.argsort(units)
+    fig = _new(8.5, 3.0)
+    ax = fig.add_subplot()
+    for values, label, color, marker in ((train, "train", _BLUE, "o"), (test, "test", _ORANGE, "s")):
+        ok = order[np.isfinite(units[order]) & np.isfinite(values[order])]
+        if ok.size:
+            ax.plot(units[ok], values[ok], marker=marker, ms=4, color=color, label=label, lw=1.2)
+    best = results.get("best")
+    for c, u in zip(cands, units):
+        if best is not None and str(c.get("name")) == str(best) and np.isfinite(u):
+            ax.axvline(u, color=_GREEN, ls="--", lw=1, label=f"recommended: {_txt(c.get('name'))}")
+    label = metric_label(results)
+    ax.set_xlabel("hidden units kept (all layers)")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label[0].upper()}{label[1:]} against units kept")
+    ax.legend(loc="best")
+    return fig
+
+
+def decomposition_figure(results: Results) -> Figure | None:
+    """Top: log evidence and log posterior (relative to their maxima) and the log Occam
+    prior, per candidate; bottom: the posterior probability."""
+    cands = candidate_rows(results)
+    if not cands:
+        return None
+    ev = _floats([c.get("log_evidence") for c in cands])
+    prior = _floats([c.get("log_prior") for c in cands])
+    post = _floats([c.get("log_posterior") for c in cands])
+    prob = _floats([c.get("posterior_prob") for c in cands])
+    if not (np.isfinite(ev).any() or np.isfinite(prob).any()):
+        return None
+    names = [str(c.get("name")) for c in cands]
+    labels = [_txt(n) for n in names]
+    x = np.arange(len(cands))
+    fig = _new(8.5, 4.6)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[1.6, 1])
+    for values, label, color, marker in (
+        (ev - np.nanmax(ev) if np.isfinite(ev).any() else ev, "log evidence − max", _BLUE, "o"),
+        (prior, "log Occam prior", _ORANGE, "s"),
+        (post - np.nanmax(post) if np.isfinite(post).any() else post, "log posterior − max", _GREEN, "D"),
+    ):
+        if np.isfinite(values).any():
+            top.plot(x, values, marker=marker, ms=4, lw=1.2, color=color, label=label)
+    top.set_ylabel("nats")
+    top.set_title(FIGURE_TITLES["decomposition"])
+    top.legend(loc="best", ncols=3)
+    best = results.get("best")
+    colors = [_GREEN if best is not None and n == str(best) else _GREY for n in names]
+    bottom.bar(x, np.nan_to_num(prob, nan=0.0), color=colors, width=0.6)
+    for i in np.flatnonzero(~np.isfinite(prob)):
+        bottom.annotate("excluded", (x[i], 0), ha="center", va="bottom", color=_RED, fontsize=7, rotation=90)
+    bottom.set_ylim(0, 1.05)
+    bottom.set_ylabel("P(M | D)")
+    bottom.set_xticks(x, labels, rotation=30 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
+    bottom.set_xlabel("candidate")
+    return fig
+
+
+def elpd_figure(results: Results) -> Figure | None:
+    """ELPD (LOO) with ± se per candidate, best on top (like ``arviz.plot_compare``)."""
+    cands = [c for c in candidate_rows(results) if as_float(c.get("elpd_loo")) is not None]
+    if not cands:
+        return None
+    elpd = _floats([c.get("elpd_loo") for c in cands])
+    se = np.nan_to_num(_floats([c.get("elpd_se") for c in cands]), nan=0.0)
+    weights = [as_float(c.get("stacking_weight")) for c in cands]
+    order = np.argsort(-elpd)
+    fig = _new(8.5, 0.9 + 0.32 * len(cands))
+    ax = fig.add_subplot()
+    y = np.arange(len(cands))[::-1]
+    ax.errorbar(elpd[order], y, xerr=se[order], fmt="o", mfc="white", color="black", ms=5, capsize=3)
+    ax.axvline(elpd[order[0]], color=_GREY, ls="--", lw=1)
+    ax.set_yticks(y, [_txt(cands[i].get("name")) for i in order])
+    for yi, i in zip(y, order):
+        if weights[i] is not None:
+            ax.annotate(f"w = {weights[i]:.2f}", (1.0, yi), xycoords=("axes fraction", "data"),
+                        ha="left", va="center", fontsize=8, color=_GREY, xytext=(6, 0),
+                        textcoords="offset points")
+    ax.set_xlabel("ELPD (leave-one-out), higher is better")
+    ax.set_title(FIGURE_TITLES["elpd"])
+    ax.grid(False, axis="y")
+    return fig
+
+
+_BUILDERS = {
+    "loss": loss_figure,
+    "unit_norms": unit_norms_figure,
+    "metric": metric_figure,
+    "decomposition": decomposition_figure,
+    "elpd": elpd_figure,
+}
+
+
+def render_figures(results: Results) -> dict[str, bytes]:
+    """Every figure the results allow, as PNG bytes keyed by the names of :data:`FIGURE_TITLES`."""
+    out: dict[str, bytes] = {}
+    with mpl.rc_context({"font.size": 9, "axes.titlesize": 10, "axes.spines.top": False,
+                         "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+                         "legend.frameon": False}):
+        for name, build in _BUILDERS.items():
+            fig = build(results)
+            if fig is not None:
+                out[name] = to_png(fig)
+    return out
