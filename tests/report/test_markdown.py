@@ -1,0 +1,44 @@
+"""The Markdown twin: the same numbers as the HTML page, escaped for Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bayesguide.report import render_markdown
+from bayesguide.report.content import candidates_table, loo_table
+from bayesguide.report.markdown import escape_markdown
+
+
+def test_markdown_has_the_same_table_numbers(results: dict[str, Any]) -> None:
+    md = render_markdown(results)
+    for table in (candidates_table(results), loo_table(results)):
+        assert table is not None
+        for row in table.rows:
+            for cell in row[1:]:
+                assert escape_markdown(cell) in md
+    assert "| **w12\\-8** ★ |" not in md  # '-' is not special
+    assert "| **w12-8** ★ |" in md
+    assert "## 6. Diagnostics" in md and "- ⚠ candidate w4\\-3" not in md
+    assert "- ⚠ candidate w4-3: 12 observations with Pareto k > 0.7".replace(">", "&gt;") in md
+
+
+def test_markdown_tables_only_without_figures(results: dict[str, Any]) -> None:
+    md = render_markdown(results)
+    assert "![" not in md
+    linked = render_markdown(results, figures={"loss": "figures/r_loss.png", "elpd": "figures/r elpd.png"})
+    assert "![Training objective](figures/r_loss.png)" in linked
+    assert "(figures/r%20elpd.png)" in linked
+
+
+def test_markdown_escapes_user_strings(results: dict[str, Any]) -> None:
+    results["candidates"][0]["name"] = "<script>alert(1)</script> | *x*"
+    md = render_markdown(results)
+    assert "<script>" not in md
+    assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt; \\| \\*x\\*" in md
+
+
+def test_markdown_without_loo_or_recommendation(results_no_loo: dict[str, Any]) -> None:
+    md = render_markdown(results_no_loo)
+    assert "PSIS-LOO was not computed" in md
+    assert "No measured recommendation" in md
+    assert "w4-3 ✗" in md
