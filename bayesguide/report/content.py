@@ -180,6 +180,7 @@ def setup_groups(results: Results) -> list[tuple[str, Items]]:
             ("kind", fmt_value(get(config, "prior", "kind"))),
             ("strength λ", fmt_value(get(config, "prior", "strength"))),
             ("guidance profile", fmt_value(get(config, "prior", "guidance"))),
+            ("prior", fmt_value(fit.get("prior"))),
         ]),
         ("Fit", [
             ("method", fmt_value(fit.get("method", get(config, "fit", "method")))),
@@ -206,7 +207,7 @@ def candidates_table(results: Results) -> Table:
     has_scale = any(c.get("prior_scale") is not None for c in cands)
     columns = ["candidate", "widths", "params", "FLOPs", f"train {label}"]
     columns += [f"test {label}"] if has_test else []
-    columns += ["log evidence", "log Occam prior", "log posterior", "P(M | D)", "log Bayes factor"]
+    columns += ["log evidence", "log Occam prior", "log posterior", "P(M\u00a0|\u00a0D)", "log Bayes factor"]
     columns += ["prior scale"] if has_scale else []
     columns += ["status"]
     numeric = tuple(c not in ("candidate", "widths", "status") for c in columns)

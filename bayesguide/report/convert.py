@@ -36,6 +36,7 @@ def _plain(value: Any) -> Any:
 
 
 def _fit_section(fit: FitResult) -> dict[str, Any]:
+    """The ``fit`` entry of the schema (histories downsampled to at most 500 points)."""
     losses, loss_steps = downsample(fit.losses, np.arange(len(fit.losses)), _MOST)
     n_rec = len(fit.norm_steps)
     _, idx = downsample(np.arange(n_rec), np.arange(n_rec), _MOST)
@@ -44,6 +45,7 @@ def _fit_section(fit: FitResult) -> dict[str, Any]:
         "steps": fit.steps,
         "wall_time_s": fit.wall_time,
         "stop_reason": fit.stop_reason,
+        "prior": str(fit.model.prior),
         "final_loss": fit.final_loss if len(fit.losses) else None,
         "losses": losses,
         "loss_steps": loss_steps,
@@ -93,7 +95,7 @@ def results_from_comparison(cmp: Comparison) -> dict[str, Any]:
     config = {
         "network": {"hidden": list(first.original_widths), "activation": None},
         "prior": {"kind": type(prior).__name__, "strength": _plain(getattr(prior, "strength", None)),
-                  "guidance": _plain(repr(getattr(prior, "guidance", None))), "description": str(prior)},
+                  "guidance": _plain(repr(getattr(prior, "guidance", None)))},
         "fit": {"method": fit.method, **{str(k): _plain(v) for k, v in fit.settings.items()}},
         "select": {str(k): _plain(v) for k, v in cmp.settings.items()},
     }

@@ -23,6 +23,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from bayesguide.report._format import as_float, get
 from bayesguide.report.content import Results, candidate_rows, metric_label
@@ -49,6 +50,8 @@ FIGURE_TITLES: dict[str, str] = {
 
 _BLUE, _ORANGE, _GREEN, _GREY, _RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728"
 _DPI = 110
+#: nats of spread above which the decomposition's top panel switches to a symlog scale
+_SYMLOG_ABOVE = 60.0
 
 
 def _floats(values: Any) -> np.ndarray:
@@ -212,9 +215,16 @@ def decomposition_figure(results: Results) -> Figure | None:
     ):
         if np.isfinite(values).any():
             top.plot(x, values, marker=marker, ms=4, lw=1.2, color=color, label=label)
-    top.set_ylabel("nats")
-    top.set_title(FIGURE_TITLES["decomposition"])
-    top.legend(loc="best", ncols=3)
+    finite = [v for s in top.lines for v in np.asarray(s.get_ydata(), dtype=float) if np.isfinite(v)]
+    if finite and max(finite) - min(finite) > _SYMLOG_ABOVE:
+        # a candidate thousands of nats behind would flatten the others: linear near 0, log beyond
+        top.set_yscale("symlog", linthresh=10)
+        top.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        top.set_ylabel("nats (symmetric log scale)")
+    else:
+        top.set_ylabel("nats")
+    fig.suptitle(FIGURE_TITLES["decomposition"], fontsize=10)
+    top.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3)  # above the lines, never on them
     best = results.get("best")
     colors = [_GREEN if best is not None and n == str(best) else _GREY for n in names]
     bottom.bar(x, np.nan_to_num(prob, nan=0.0), color=colors, width=0.6)

@@ -102,7 +102,7 @@ def test_missing_optional_fields_show_a_dash(results_no_loo: dict[str, Any]) -> 
     assert rows["w32-16"]["FLOPs"] == "—"
     assert rows["w24-12"]["train accuracy"] == "—" and rows["w24-12"]["test accuracy"] == "—"
     failed = rows["w4-3"]  # evidence failed: only the prior is known
-    for col in ("log evidence", "log posterior", "P(M | D)", "log Bayes factor", "prior scale"):
+    for col in ("log evidence", "log posterior", "P(M\u00a0|\u00a0D)", "log Bayes factor", "prior scale"):
         assert failed[col] == "—"
     assert failed["log Occam prior"] != "—"
     assert failed["status"] == "failed: Cholesky factor not positive definite"
