@@ -153,3 +153,20 @@ def test_errors() -> None:
         bg.compare(path, X, y, hessian="exact")
     with pytest.raises(ValueError, match="non-finite"):
         occam_log_prior(path, lambda c: math.inf)
+
+
+def test_loo_columns_stacking_weights_and_flags() -> None:
+    fit, X, y = _small_fit()
+    post = bg.fit_svi(fit.model, X, y, steps=300, lr=0.02, init=fit, progress=False)
+    path = bg.pruning_path(post, X, y, n_candidates=3)
+    cmp = bg.compare(path, X, y, loo=True, loo_draws=100, progress=False)
+    t = cmp.table
+    for col in ("elpd_loo", "elpd_se", "pareto_k_max", "stacking_weight"):
+        assert col in t and np.isfinite(t[col]).all(), col
+    assert t["stacking_weight"].sum() == pytest.approx(1.0, abs=1e-6)
+    assert (t["elpd_se"] > 0).all()
+    loo_best = t["name"][int(np.argmax(t["elpd_loo"]))]
+    disagree = [f for f in cmp.flags if "PSIS-LOO prefers" in f]
+    assert bool(disagree) == (cmp.best is not None and loo_best != cmp.best.name)
+    high_k = [f for f in cmp.flags if "Pareto k >" in f]
+    assert bool(high_k) == bool((t["pareto_k_max"] > 0.7).any())
