@@ -24,7 +24,9 @@ from bayesguide.report.figures import FIGURE_TITLES
 
 __all__ = ["escape_markdown", "render_markdown"]
 
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+#: characters that start emphasis, code, links or table cells (parentheses and ``#`` only
+#: matter after ``]`` or at a line start, which these escapes and the layout rule out)
+_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
 
 
 def escape_markdown(text: object) -> str:

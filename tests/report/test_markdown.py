@@ -16,10 +16,10 @@ def test_markdown_has_the_same_table_numbers(results: dict[str, Any]) -> None:
         for row in table.rows:
             for cell in row[1:]:
                 assert escape_markdown(cell) in md
-    assert "| **w12\\-8** ★ |" not in md  # '-' is not special
-    assert "| **w12-8** ★ |" in md
-    assert "## 6. Diagnostics" in md and "- ⚠ candidate w4\\-3" not in md
-    assert "- ⚠ candidate w4-3: 12 observations with Pareto k > 0.7".replace(">", "&gt;") in md
+    assert "| **w12-8** ★ |" in md  # the recommended row
+    assert md.count("\n| w") + md.count("\n| **w") == 12  # six rows in each of the two tables
+    assert "> **Recommended: w12-8 — 974 parameters (35.1 % of full), posterior probability 0.996**" in md
+    assert "- ⚠ candidate w4-3: 12 observations with Pareto k &gt; 0.7" in md
 
 
 def test_markdown_tables_only_without_figures(results: dict[str, Any]) -> None:
@@ -34,7 +34,7 @@ def test_markdown_escapes_user_strings(results: dict[str, Any]) -> None:
     results["candidates"][0]["name"] = "<script>alert(1)</script> | *x*"
     md = render_markdown(results)
     assert "<script>" not in md
-    assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt; \\| \\*x\\*" in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; \\| \\*x\\*" in md
 
 
 def test_markdown_without_loo_or_recommendation(results_no_loo: dict[str, Any]) -> None:
