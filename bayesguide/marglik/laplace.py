@@ -47,12 +47,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg.blas
 import scipy.optimize
 import torch
 
 from bayesguide._options import Option
 from bayesguide.likelihoods import Likelihood
-from bayesguide.marglik.kron import kron_factors, kron_scaled_eigenvalues
+from bayesguide.marglik.kron import _hessian_sqrt, kron_factors, kron_scaled_eigenvalues
 from bayesguide.model import GuidedModel
 from bayesguide.network import functional_forward
 from bayesguide.priors import GuidedNormal
@@ -127,23 +128,19 @@ def _precisions(model: GuidedModel, dtype: torch.dtype) -> tuple[torch.Tensor, b
     return torch.cat(parts), substituted
 
 
-def _output_hessian(likelihood: Likelihood, out: torch.Tensor) -> torch.Tensor:
-    """``Λ_i``: Hessian of the NLL in the output, ``(B, C, C)`` (Gaussian at σ = 1)."""
-    b, c = out.shape
-    if likelihood is Likelihood.CATEGORICAL:
-        p = torch.softmax(out, dim=-1)
-        return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
-    if likelihood is Likelihood.BERNOULLI:
-        p = torch.sigmoid(out)
-        return torch.diag_embed(p * (1 - p))
-    return torch.eye(c, dtype=out.dtype).expand(b, c, c)
-
-
 def _ggn(
     model: GuidedModel, module: torch.nn.Module, theta: torch.Tensor, X: torch.Tensor,
     structure: HessianStructure, chunk_elements: int = 2**24,
 ) -> torch.Tensor:
-    """GGN at ``σ = 1`` (full ``P × P`` or its diagonal), accumulated in float64 in chunks."""
+    """GGN at ``σ = 1`` (full ``P × P`` or its diagonal), accumulated in float64 in chunks.
+
+    ``G = Σ_i J̃_iᵀ J̃_i`` with ``J̃_i = M_iᵀ J_i`` and ``M_i M_iᵀ = Λ_i`` (see
+    :func:`bayesguide.marglik.kron._hessian_sqrt`). Per-example Jacobians come from
+    ``vmap(jacrev)`` over single examples (``C`` backward passes per example; a
+    ``jacrev`` over the batch would backpropagate every output through the whole
+    batch), and the full matrix from a symmetric rank-k update (BLAS ``dsyrk``: half the
+    flops of a matrix product).
+    """
     chain = model.chain(module)
     sizes = [s.n_units * s.group_size for s in model.sites]
 
@@ -151,22 +148,31 @@ def _ggn(
         values = {s.name: v.reshape(s.n_units, s.group_size) for s, v in zip(model.sites, flat.split(sizes))}
         return functional_forward(chain, model.sites, values, xb)
 
+    def single(flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return forward(flat, x.unsqueeze(0))[0]
+
+    jacobians = torch.func.vmap(torch.func.jacrev(single), in_dims=(None, 0))
     P = theta.numel()
     with torch.no_grad():
         n_out = forward(theta, X[:1]).shape[1]
     chunk = max(1, chunk_elements // (n_out * P))
-    G = torch.zeros((P, P) if structure is HessianStructure.FULL else (P,), dtype=torch.float64)
+    full = structure is HessianStructure.FULL
+    upper = np.zeros((P, P), dtype=np.float64, order="F") if full else None
+    diag = torch.zeros(P, dtype=torch.float64)
     for start in range(0, X.shape[0], chunk):
         xb = X[start : start + chunk]
-        J = torch.func.jacrev(forward)(theta, xb).to(torch.float64)  # (B, C, P)
+        J = jacobians(theta, xb).to(torch.float64)  # (B, C, P)
         with torch.no_grad():
-            lam = _output_hessian(model.likelihood, forward(theta, xb).to(torch.float64))
-        LJ = torch.einsum("bcd,bdp->bcp", lam, J)
-        if structure is HessianStructure.FULL:
-            G += J.reshape(-1, P).T @ LJ.reshape(-1, P)
+            M = _hessian_sqrt(model.likelihood, forward(theta, xb).to(torch.float64))
+        Jt = torch.einsum("bcd,bcp->bdp", M, J).reshape(-1, P)  # rows: (M_iᵀ J_i)
+        if upper is not None:
+            # C := Jtᵀ Jt + C on the upper triangle; Jt.numpy().T is Fortran-ordered (no copy)
+            upper = scipy.linalg.blas.dsyrk(1.0, Jt.numpy().T, beta=1.0, c=upper, trans=0, overwrite_c=1)
         else:
-            G += (J * LJ).sum(dim=(0, 1))
-    return G
+            diag += Jt.pow(2).sum(0)
+    if upper is None:
+        return diag
+    return torch.from_numpy(np.triu(upper) + np.triu(upper, 1).T)
 
 
 def laplace_evidence(
