@@ -180,7 +180,7 @@ def setup_groups(results: Results) -> list[tuple[str, Items]]:
             ("kind", fmt_value(get(config, "prior", "kind"))),
             ("strength λ", fmt_value(get(config, "prior", "strength"))),
             ("guidance profile", fmt_value(get(config, "prior", "guidance"))),
-            ("prior", fmt_value(fit.get("prior"))),
+            ("family", fmt_value(fit.get("prior"))),
         ]),
         ("Fit", [
             ("method", fmt_value(fit.get("method", get(config, "fit", "method")))),

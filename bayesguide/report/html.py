@@ -39,10 +39,10 @@ nav a { color:var(--accent); text-decoration:none; margin-right:14px; }
 .summary p { margin:0; }
 .summary .alert { margin-top:8px; color:var(--warn); font-weight:600; }
 .summary ul { margin:2px 0 0; padding-left:22px; color:var(--warn); font-size:14px; }
-.grid { display:grid; grid-template-columns:repeat(auto-fill,minmax(300px,1fr)); gap:14px 28px; }
+.grid { display:grid; grid-template-columns:repeat(auto-fill,minmax(300px,1fr)); gap:14px 20px; }
 dl.kv { display:grid; grid-template-columns:max-content 1fr; gap:2px 14px; margin:0; font-size:14px; }
 dl.kv dt { color:var(--muted); }
-dl.kv dd { margin:0; font-variant-numeric:tabular-nums; overflow-wrap:anywhere; }
+dl.kv dd { margin:0; font-variant-numeric:tabular-nums; overflow-wrap:break-word; min-width:0; }
 .tablewrap { overflow-x:auto; }
 table { border-collapse:collapse; font-size:13px; width:100%; font-variant-numeric:tabular-nums; }
 th, td { padding:5px 8px; border-bottom:1px solid var(--line); text-align:left; white-space:nowrap; }
