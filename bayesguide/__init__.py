@@ -29,6 +29,7 @@ from bayesguide.priors import (
     strength_from_mean_loss,
 )
 from bayesguide.pruning import Candidate, prune, pruning_path
+from bayesguide.report import write_report
 
 __version__ = "0.1.0"
 
@@ -58,4 +59,5 @@ __all__ = [
     "prune",
     "pruning_path",
     "strength_from_mean_loss",
+    "write_report",
 ]

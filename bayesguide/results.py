@@ -16,7 +16,7 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "status": "running" | "complete",
       "config": {...the experiment, every key filled with its default...},
       "data": {"name", "task", "n_train", "n_test", "n_features", "n_outputs"},
-      "fit": {"method", "steps", "wall_time_s", "stop_reason", "final_loss",
+      "fit": {"method", "prior" (str of the prior), "steps", "wall_time_s", "stop_reason", "final_loss",
               "losses": [...], "loss_steps": [...],           # at most 500 points
               "unit_norms": {layer: [[...units] per record]}, "norm_steps": [...],
               "train_metric", "test_metric"},
