@@ -61,10 +61,14 @@ def fit_svi(
     init
         A previous fit: an SVI fit is continued (guide and optimiser state); a MAP fit
         gives the guide's starting locations (a good warm start).
+    steps, lr, batch_size, schedule, patience, min_delta, seed, progress, record_every, engine
+        As in :func:`~bayesguide.fit_map`.
 
-    The other parameters are those of :func:`~bayesguide.fit_map`. The result's
-    ``module`` holds the posterior mean; ``guide`` the fitted guide; ``losses`` the
-    negative ELBO per step.
+    Returns
+    -------
+    FitResult
+        ``module`` holds the posterior mean, ``guide`` the fitted guide, ``losses`` the
+        negative ELBO per step.
 
     Examples
     --------
