@@ -287,7 +287,7 @@ def assemble(
 def _add_loo(table: pd.DataFrame, cands: list[Candidate], X: ArrayLike, y: ArrayLike, draws: int,
              best: Candidate | None) -> list[str]:
     """PSIS-LOO columns and stacking weights (ArviZ); returns the diagnostic flags."""
-    from bayesguide.predictive import arviz
+    from bayesguide._arviz import arviz
     from bayesguide.predictive import loo as psis_loo
 
     az = arviz()

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
 
+from bayesguide._arviz import arviz
 from bayesguide._options import Option
 from bayesguide.infer.result import FitResult
 from bayesguide.marglik.posterior import (
@@ -67,14 +67,6 @@ class PosteriorKind(Option):
             "guide": "draws of the SVI guide",
             "laplace": "Laplace posterior around the MAP weights (GGN curvature)",
         }[self.value]
-
-
-def arviz() -> ModuleType:
-    """ArviZ, imported lazily and without its import-time ``FutureWarning`` banner."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
-        import arviz as az
-    return az
 
 
 def to_inference_data(

@@ -112,7 +112,7 @@ def _diagnostics(lw: np.ndarray) -> tuple[float, float]:
         return ess, math.nan
     if lw.max() - lw.min() < 1e-9:
         return ess, 0.0
-    from bayesguide.predictive import arviz
+    from bayesguide._arviz import arviz
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=RuntimeWarning)
