@@ -6,7 +6,9 @@ A run directory (``bayesguide run`` / ``bayesguide demo``) holds
   every finished step, so a crash keeps everything finished before it;
 * ``fit/`` — the full network's ``state_dict`` (``weights.pt``) and ``architecture.json``;
 * ``candidates/<name>/`` — each candidate's ``weights.pt`` and ``architecture.json``;
-* ``posterior.nc`` — the ArviZ ``InferenceData`` of the best candidate, when computed;
+* ``posterior.nc`` — the ArviZ ``InferenceData`` (posterior draws and pointwise log
+  likelihood) of the best candidate, written for SVI fits, whose candidates keep a
+  sliced posterior guide;
 * ``report.html`` and ``report.md``.
 
 Schema (all numbers plain JSON floats; ``null`` where not computed)::

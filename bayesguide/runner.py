@@ -212,6 +212,13 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
         prob = float(cmp.table.loc[cmp.table["name"] == best.name, "posterior_prob"].iloc[0])
         log(f"best   {best.name}: {best.n_params:,} of {best.original_params:,} parameters, "
             f"posterior probability {prob:.3f}")
+    if cmp.best is not None and fit.method == "svi":
+        # the best candidate's approximate posterior (the sliced SVI guide) for ArviZ
+        from bayesguide.predictive import to_inference_data
+
+        to_inference_data(cmp.best, X, y, posterior="guide", draws=200, seed=exp.fit.seed).to_netcdf(
+            str(out / "posterior.nc"))
+        results["posterior_file"] = "posterior.nc"
     results["status"] = "complete"
     save()
     _write_reports(results, out, log)

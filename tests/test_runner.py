@@ -191,3 +191,16 @@ def test_bad_data_files(tmp_path: Path) -> None:
     np.savez(tmp_path / "c.npz", X=np.zeros((3, 2)), y=np.zeros(4))
     with pytest.raises(ValueError, match="X has 3 rows but y has 4"):
         load(str(tmp_path / "c.npz"))
+
+
+def test_svi_run_writes_the_best_candidates_posterior(tmp_path: Path) -> None:
+    path = _experiment(tmp_path, "classification")
+    path.write_text(path.read_text().replace("[fit]\n", "[fit]\nmethod = \"svi\"\n").replace(
+        "fine_tune = 10", "fine_tune = 0"))
+    assert main(["run", str(path), "--quiet"]) == 0
+    results = load_results(tmp_path / "run")
+    assert results["posterior_file"] == "posterior.nc"
+    from bayesguide._arviz import arviz
+
+    idata = arviz().from_netcdf(str(tmp_path / "run" / "posterior.nc"))
+    assert idata.log_likelihood["obs"].shape == (1, 200, results["data"]["n_train"])

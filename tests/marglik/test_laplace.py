@@ -139,7 +139,7 @@ def test_errors() -> None:
     fit, X, y = _mlp_fit()
     with pytest.raises(ValueError, match="not the data this fit was trained on"):
         bg.evidence(fit, X + 1.0, y)
-    with pytest.raises(ValueError, match="unknown hessian structure 'kfac'; choose one of: full, diag"):
+    with pytest.raises(ValueError, match="unknown hessian structure 'kfac'; choose one of: full, diag, kron"):
         bg.evidence(fit, X, y, hessian="kfac")
     with pytest.raises(ValueError, match="unknown evidence method"):
         bg.evidence(fit, X, y, method="magic")
