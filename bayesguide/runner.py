@@ -178,12 +178,18 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
             candidates.append(cand)
             continue
         log(f"candidate {i + 1}/{len(path)}: {cand.name} ({cand.n_params:,} parameters)")
+        failure = None
         if exp.select.fine_tune:
-            tuned = bg.fit_map(cand.model, X, y, steps=exp.select.fine_tune, lr=exp.fit.lr, seed=exp.fit.seed,
-                               progress=False)
-            cand = dataclasses.replace(cand, tuned=tuned)
+            try:
+                tuned = bg.fit_map(cand.model, X, y, steps=exp.select.fine_tune, lr=exp.fit.lr,
+                                   seed=exp.fit.seed, progress=False)
+                cand = dataclasses.replace(cand, tuned=tuned)
+            except (ValueError, RuntimeError, FloatingPointError) as err:  # one candidate never stops the run
+                failure = f"failed: fine-tuning: {err}"
         row = score_candidate(cand, X, y, test, evidence=exp.select.evidence, hessian=hessian,
                               optimize_prior=exp.select.optimize_prior)
+        if failure is not None:
+            row["status"], row["log_evidence"] = failure, float("nan")
         save_module(cand.tuned.module if cand.tuned is not None else cand.module, cdir)
         row["kept"] = {k: list(v) for k, v in cand.kept.items()}
         results["candidates"].append(row)

@@ -204,3 +204,25 @@ def test_svi_run_writes_the_best_candidates_posterior(tmp_path: Path) -> None:
 
     idata = arviz().from_netcdf(str(tmp_path / "run" / "posterior.nc"))
     assert idata.log_likelihood["obs"].shape == (1, 200, results["data"]["n_train"])
+
+
+def test_a_failing_candidate_does_not_stop_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exp = load_experiment(_experiment(tmp_path))
+    real_fit = runner.bg.fit_map
+    calls = {"n": 0}
+
+    def second_fine_tune_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:  # call 1 is the network's fit, 2 and on fine-tune candidates
+            raise runner.bg.NonFiniteLossError("the loss became nan at step 4: site '0.units'")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(runner.bg, "fit_map", second_fine_tune_fails)
+    runner.run_experiment(exp, progress=False, log=lambda s: None)
+    results = load_results(tmp_path / "run")
+    statuses = [c["status"] for c in results["candidates"]]
+    assert statuses[1].startswith("failed: fine-tuning: the loss became nan")
+    assert results["candidates"][1]["posterior_prob"] is None  # NaN is written as null
+    assert all(s == "ok" for i, s in enumerate(statuses) if i != 1)
+    assert results["best"] != results["candidates"][1]["name"]
+    assert any("excluded" in f for f in results["flags"])
