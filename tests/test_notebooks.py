@@ -46,6 +46,7 @@ def test_the_notebooks_are_there() -> None:
         "01_quickstart.ipynb",
         "02_guided_vs_plain.ipynb",
         "03_partial_regularization.ipynb",
+        "04_teacher_student_selection.ipynb",
         "05_svi_posterior.ipynb",
     } <= names
 
