@@ -34,7 +34,8 @@ _EXAMPLES = """examples:
 def _run(experiment: object, quiet: bool) -> int:
     from bayesguide.runner import run_experiment
 
-    run_experiment(experiment, progress=not quiet)  # type: ignore[arg-type]
+    # progress bars only on a terminal: redirected output gets the log lines, not every redraw
+    run_experiment(experiment, progress=not quiet and sys.stderr.isatty())  # type: ignore[arg-type]
     return 0
 
 

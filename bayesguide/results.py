@@ -17,6 +17,7 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "schema_version": 1,
       "status": "running" | "complete",
       "config": {...the experiment, every key filled with its default...},
+      "config_hash": "...",                                   # a resumed run must match it
       "data": {"name", "task", "n_train", "n_test", "n_features", "n_outputs"},
       "fit": {"method", "prior" (str of the prior), "steps", "wall_time_s", "stop_reason", "final_loss",
               "losses": [...], "loss_steps": [...],           # at most 500 points
@@ -25,13 +26,14 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "metric": "accuracy" | "rmse",
       "candidates": [{"name", "widths", "kept": {layer: [...]}, "n_params", "flops",
                       "log_evidence", "log_prior", "log_posterior", "posterior_prob",
-                      "log_bayes_factor", "prior_scale", "status",
+                      "log_bayes_factor", "prior_scale", "substituted", "status",
                       "metrics": {"train", "test"},
-                      "elpd_loo", "elpd_se", "pareto_k_max", "stacking_weight"}],
+                      "elpd_loo", "elpd_se", "pareto_k_max", "stacking_weight"}],  # LOO keys only with loo
       "best": name | null,
       "recommended": {"name", "widths", "n_params", "flops", "n_params_full",
                       "flops_full", "latency_ms", "latency_full_ms", "speedup"} | null,
       "flags": ["...warnings in words..."],
+      "posterior_file": "posterior.nc",                      # SVI runs only
       "timings": {"total_s": ...}
     }
 """
