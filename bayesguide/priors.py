@@ -99,6 +99,34 @@ class UnitGroupDistribution(TorchDistribution, ABC):
             validate_args=validate_args,
         )
 
+    def set_rate(self, rate: torch.Tensor) -> None:
+        """Replace the per-unit rates ``λ g_j`` in place (empirical-Bayes updates).
+
+        ``rate`` must have this distribution's shape ``(n,)`` and be finite and ``>= 0``.
+        The stored ``rate`` tensor is overwritten with ``copy_`` — not rebound — so code
+        that holds a reference to it (the ``"fast"`` MAP objective) sees the new values;
+        ``proper_mask`` and the cached log normaliser are recomputed, so ``log_prob``,
+        ``penalty``, ``log_normaliser`` and ``is_proper`` all describe the new prior.
+
+        Examples
+        --------
+        >>> d = UnitNormal(torch.ones(2, dtype=torch.float64), 3)
+        >>> d.set_rate(torch.tensor([2.0, 0.0]))
+        >>> d.proper_mask.tolist(), round(float(d.log_normaliser), 6) == round(1.5 * math.log(2 / math.pi), 6)
+        ([True, False], True)
+        """
+        new = torch.as_tensor(rate).detach()
+        if new.shape != self.rate.shape:
+            raise ValueError(
+                f"set_rate needs shape {tuple(self.rate.shape)} (one rate per unit), got {tuple(new.shape)}"
+            )
+        if not torch.isfinite(new).all() or (new < 0).any():
+            raise ValueError("rates must be finite and >= 0")
+        with torch.no_grad():
+            self.rate.copy_(new.to(self.rate.dtype))
+            self.proper_mask = self.rate > 0
+            self._log_norm = self._log_normaliser(self.rate[self.proper_mask]).sum()
+
     @property
     def is_proper(self) -> bool:
         """Whether every unit has a proper (normalisable) prior, i.e. all ``g_j > 0``."""

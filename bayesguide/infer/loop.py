@@ -116,6 +116,7 @@ def optimize(
     diagnose: Callable[[torch.Tensor | None], str],
     optimizer_state: dict[str, Any] | None = None,
     step_offset: int = 0,
+    callback: Callable[[int], None] | None = None,
 ) -> LoopOutput:
     """Minimise ``objective`` over ``parameters``; see the module docstring.
 
@@ -123,6 +124,10 @@ def optimize(
     (``loss.item()``, needed for the history and the non-finite guard), steps Adam and
     copies a snapshot into a buffer allocated once, so that no small long-lived tensors
     accumulate between the large per-step temporaries.
+
+    ``callback``, if given, is called after every optimizer step (after the snapshot)
+    with the absolute step number ``step_offset + step``; it may change state the
+    objective reads (e.g. prior rates, as empirical-Bayes guidance does).
     """
     optimizer = torch.optim.Adam(parameters, lr=settings.lr)
     if optimizer_state is not None:
@@ -196,6 +201,8 @@ def optimize(
                 done = step + 1
                 if step % every == 0 or step == steps - 1:
                     snapshot(step)
+                if callback is not None:
+                    callback(step_offset + step)
                 if show:
                     if step % 50 == 0:
                         bar.set_postfix(loss=f"{value:.4g}", refresh=False)

@@ -106,6 +106,7 @@ def fit_map(
     record_every: int | None = None,
     engine: str | Engine = "fast",
     init: FitResult | None = None,
+    callback: Callable[[int], None] | None = None,
 ) -> FitResult:
     """Fit the MAP weights of ``model``: training under the guided penalty.
 
@@ -137,6 +138,9 @@ def fit_map(
     init
         A previous :class:`FitResult` of the same model to continue from (also
         ``fit.resume(X, y, steps)``).
+    callback
+        Called after every optimizer step with the absolute step number (counting the
+        steps of ``init`` when resuming); see :func:`bayesguide.infer.loop.optimize`.
 
     Returns
     -------
@@ -186,6 +190,7 @@ def fit_map(
         diagnose=make_diagnose(model, guide, module, Xt, yt),
         optimizer_state=state,
         step_offset=offset,
+        callback=callback,
     )
     config = settings.as_dict() | {"engine": engine.value, "record_every": record_every}
     return build_result(
@@ -212,7 +217,12 @@ def _fast_objective(
     module = guide.module
     params = dict(module.named_parameters())
     terms = [(site, model.site_distribution(site, X.dtype)) for site in model.sites]
-    const = -float(sum(float(d.log_normaliser) for _, d in terms))
+    # rates and normalisers are read at every evaluation, not copied, so that in-place
+    # updates (UnitGroupDistribution.set_rate, empirical-Bayes guidance) are seen
+
+    def const() -> float:
+        return -sum(float(d.log_normaliser) for _, d in terms)
+
     likelihood, n = model.likelihood, X.shape[0]
     fixed_noise = model.noise_tensor(None, X.dtype) if not model.learns_noise else None
 
@@ -220,7 +230,7 @@ def _fast_objective(
         kind = type(prior)
         if kind not in (UnitNormal, UnitLaplace, UnitGroupLaplace):
             return lambda: prior.penalty(site.pack(params))
-        tensors, units, rate = [params[k] for k in site.param_names], site.n_units, prior.rate
+        tensors, units = [params[k] for k in site.param_names], site.n_units
 
         def penalty() -> torch.Tensor:
             parts = [t.reshape(units, -1) for t in tensors]
@@ -237,7 +247,7 @@ def _fast_objective(
                 stat = parts[0].abs().sum(-1)
                 for p in parts[1:]:
                     stat = stat + p.abs().sum(-1)
-            return (stat * rate).sum()
+            return (stat * prior.rate).sum()
 
         return penalty
 
@@ -252,7 +262,7 @@ def _fast_objective(
         loss = -loglik
         for penalty in penalties:
             loss = loss + penalty()
-        return loss + const
+        return loss + const()
 
     return objective
 
