@@ -29,6 +29,7 @@ from bayesguide.priors import (
     strength_from_mean_loss,
 )
 from bayesguide.pruning import Candidate, prune, pruning_path
+from bayesguide.relevance import fit_relevance, relevance_pruning
 from bayesguide.report import write_report
 
 __version__ = "0.1.0"
@@ -53,11 +54,13 @@ __all__ = [
     "datasets",
     "evidence",
     "fit_map",
+    "fit_relevance",
     "fit_svi",
     "guidance",
     "make_prior",
     "prune",
     "pruning_path",
+    "relevance_pruning",
     "strength_from_mean_loss",
     "write_report",
 ]

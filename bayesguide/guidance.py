@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -56,6 +56,7 @@ __all__ = [
     "get",
     "linear",
     "partial",
+    "relevance",
     "uniform",
     "validate_coefficients",
 ]
@@ -358,3 +359,15 @@ def coefficients_for_layer(guidance: GuidanceSpec, layer: str, n_units: int) -> 
             f"got {type(profile).__name__}; see bayesguide.guidance"
         )
     return validate_coefficients(profile(n_units), n_units, f"layer {layer!r}")
+
+
+def relevance(*args: Any, **kwargs: Any) -> Profile:
+    """Data-adaptive guidance from loss sensitivity (Bonetta, Ribero & Cancelliere 2022).
+
+    ``g_j = ReLU(1 − s_j / scale)`` re-estimated during training by
+    :func:`bayesguide.relevance.fit_relevance`; see :mod:`bayesguide.relevance` (imported
+    lazily here: that module builds on the priors, which build on this one).
+    """
+    from bayesguide.relevance import relevance as _relevance
+
+    return _relevance(*args, **kwargs)
