@@ -36,6 +36,7 @@ from pyro.distributions import constraints
 from torch import nn
 
 from bayesguide.guidance import coefficients_for_layer, uniform
+from bayesguide.horseshoe import HierarchicalUnitPrior, LatentSite
 from bayesguide.likelihoods import Likelihood
 from bayesguide.network import Layer, Site, functional_forward, parse_network
 from bayesguide.priors import GuidedNormal, UnitGroupDistribution, UnitPrior
@@ -132,6 +133,15 @@ class GuidedModel:
                 family.guidance, site.layer.name, site.n_units
             )
         self._dist_cache: dict[tuple[str, torch.dtype], UnitGroupDistribution] = {}
+        self.latent_sites: list[LatentSite] = []
+        for site in self.sites:
+            family = self.prior if site.prunable else self.plain_prior
+            if isinstance(family, HierarchicalUnitPrior):
+                g = self.coefficients[site.name].to(self.dtype)
+                self.latent_sites += [
+                    LatentSite(f"{site.name}.{local}", local, site.name, d, tuple(d.event_shape))
+                    for local, d in family.latent_priors(g).items()
+                ]
 
     # ------------------------------------------------------------------ structure
 
@@ -149,15 +159,42 @@ class GuidedModel:
     def dtype(self) -> torch.dtype:
         return next(self.net.parameters()).dtype
 
-    def site_distribution(self, site: Site, dtype: torch.dtype | None = None) -> UnitGroupDistribution:
-        """The prior over ``site``'s ``(n, p)`` unit matrix (cached per dtype)."""
+    def site_distribution(
+        self,
+        site: Site,
+        dtype: torch.dtype | None = None,
+        latents: Mapping[str, torch.Tensor] | None = None,
+    ) -> UnitGroupDistribution:
+        """The prior over ``site``'s ``(n, p)`` unit matrix (cached per dtype).
+
+        For a hierarchical prior (:class:`~bayesguide.GroupHorseshoe`) this is the
+        conditional prior given the latent values ``latents`` (keyed by Pyro site name,
+        as in :attr:`latent_sites`), which are then required; it is not cached.
+        """
         dtype = self.dtype if dtype is None else dtype
+        family = self.prior if site.prunable else self.plain_prior
+        if isinstance(family, HierarchicalUnitPrior):
+            own = [lat for lat in self.latent_sites if lat.site == site.name]
+            if latents is None or any(lat.name not in latents for lat in own):
+                raise ValueError(
+                    f"site {site.name!r} has a hierarchical prior ({type(family).__name__}): pass the "
+                    f"values of its latent sites {[lat.name for lat in own]}"
+                )
+            g = self.coefficients[site.name].to(dtype)
+            return family.unit_distribution_given({lat.local: latents[lat.name] for lat in own}, g,
+                                                  site.group_size)
         key = (site.name, dtype)
         if key not in self._dist_cache:
-            family = self.prior if site.prunable else self.plain_prior
             g = self.coefficients[site.name].to(dtype)
             self._dist_cache[key] = family.unit_distribution(g, site.group_size)
         return self._dist_cache[key]
+
+    def latent_log_prob(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``Σ log p(z)`` over the latent sites (0 when the priors have none)."""
+        total = torch.zeros((), dtype=self.dtype)
+        for lat in self.latent_sites:
+            total = total + lat.log_prob(values[lat.name])
+        return total
 
     def chain(self, module: nn.Module) -> list[Layer]:
         """``module``'s layers in this model's structure (``module`` is a copy of ``net``)."""
@@ -227,13 +264,17 @@ class GuidedModel:
         """``(scale · Σ log p(y | X, θ), log p(θ))`` for site values ``θ``, in plain torch.
 
         This is the Pyro model's log joint written without Pyro's tracing (tests check
-        that the two agree); ``scale`` is ``N / B`` for a minibatch.
+        that the two agree); ``scale`` is ``N / B`` for a minibatch. With a hierarchical
+        prior, ``values`` also holds the latent sites' values and ``log p(θ)`` is the
+        joint ``log p(z) + log p(θ | z)``.
         """
         out = functional_forward(chain, self.sites, values, X)
         loglik = self.likelihood.log_prob_sum(out, y, self.noise_tensor(noise, X.dtype))
         logprior = torch.zeros((), dtype=X.dtype)
+        if self.latent_sites:
+            logprior = logprior + self.latent_log_prob(values).to(X.dtype)
         for site in self.sites:
-            prior = self.site_distribution(site, X.dtype)
+            prior = self.site_distribution(site, X.dtype, values)
             # log_prob without the support check, so a NaN reaches the caller's guard
             logprior = logprior + (prior.log_normaliser - prior.penalty(values[site.name]))
         return loglik * scale, logprior
@@ -268,10 +309,12 @@ class GuidedModel:
             ``net`` itself).
         """
         chain = self.chain(self.net if module is None else module)
-        values = {
-            site.name: pyro.sample(site.name, self.site_distribution(site, X.dtype))
-            for site in self.sites
-        }
+        values: dict[str, torch.Tensor] = {}
+        for site in self.sites:
+            for lat in self.latent_sites:  # latent scales first (hierarchical priors only)
+                if lat.site == site.name:
+                    values[lat.name] = pyro.sample(lat.name, lat.prior)
+            values[site.name] = pyro.sample(site.name, self.site_distribution(site, X.dtype, values))
         noise: torch.Tensor | None
         if self.learns_noise:
             noise = pyro.sample("noise", dist.ImproperUniform(constraints.positive, (), ()))

@@ -10,6 +10,13 @@ global parameter store, so two fits in one process share nothing. Contract:
 * calling the guide with the model's arguments runs it as a Pyro guide, so it works
   with ``pyro.infer.Trace_ELBO`` and ``pyro.infer.Predictive`` as well.
 
+Latent scales of hierarchical priors (:class:`~bayesguide.GroupHorseshoe`) get
+independent log-normal factors ``q(z) = LogNormal(μ, softplus(ρ)²)`` per element,
+:class:`LatentFactors`, in both SVI guides (the variational family of Louizos et al.
+2017 for the scales); ``sample_values`` then returns the latent draws too, keyed by
+their site names, and ``log_q`` includes them. :class:`DeltaGuide` refuses such
+models: their MAP is degenerate (scales → 0).
+
 =====================  =====================================  ============================
 guide                  family                                 counterpart in Pyro
 =====================  =====================================  ============================
@@ -33,7 +40,7 @@ from torch.nn import functional as F
 from bayesguide._options import Option
 from bayesguide.model import GuidedModel
 
-__all__ = ["DeltaGuide", "Guide", "GuideKind", "LowRankGuide", "MeanFieldGuide", "make_guide"]
+__all__ = ["DeltaGuide", "Guide", "GuideKind", "LatentFactors", "LowRankGuide", "MeanFieldGuide", "make_guide"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -89,6 +96,53 @@ class Guide(nn.Module, ABC):
             pyro.sample("noise", dist.Delta(self.noise()))
 
 
+class LatentFactors(nn.Module):
+    """Log-normal factors ``q(z) = LogNormal(μ, softplus(ρ)²)`` for a model's latent sites.
+
+    ``μ`` starts at the log of the prior's median (``τ₀`` for a half-Cauchy global scale,
+    ``1/g_j`` for the local ones), ``softplus(ρ)`` at ``init_scale``. A draw is
+    ``z = exp(μ + σ ε)`` with ``log q(z) = Σ [−log σ − ε²/2 − log(2π)/2 − log z]``
+    (the Normal density of ``log z`` and the Jacobian of ``exp``).
+    """
+
+    def __init__(self, model: GuidedModel, init_scale: float = 0.1) -> None:
+        super().__init__()
+        self._names = [lat.name for lat in model.latent_sites]
+        raw = _inv_softplus(init_scale)
+        self.locs = nn.ParameterDict()
+        self.scales_unconstrained = nn.ParameterDict()
+        for lat in model.latent_sites:
+            # the half-Cauchy's median is its scale
+            median = lat.prior.base_dist.scale if hasattr(lat.prior, "base_dist") else lat.prior.scale
+            loc = torch.as_tensor(median, dtype=model.dtype).log().expand(lat.shape).clone()
+            self.locs[_key(lat.name)] = nn.Parameter(loc)
+            self.scales_unconstrained[_key(lat.name)] = nn.Parameter(torch.full_like(loc, raw))
+
+    def loc_scale(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(μ, σ)`` of the log of latent site ``name``."""
+        return self.locs[_key(name)], F.softplus(self.scales_unconstrained[_key(name)])
+
+    def medians(self) -> dict[str, torch.Tensor]:
+        """``exp(μ)``, the median of every factor."""
+        return {name: self.locs[_key(name)].exp() for name in self._names}
+
+    def sample(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        values: dict[str, torch.Tensor] = {}
+        log_q = torch.zeros((), dtype=self.locs[_key(self._names[0])].dtype)
+        for name in self._names:
+            loc, scale = self.loc_scale(name)
+            eps = torch.randn_like(loc)
+            z = loc + scale * eps
+            values[name] = z.exp()
+            log_q = log_q + (-scale.log() - 0.5 * eps.pow(2) - 0.5 * _LOG_2PI - z).sum()
+        return values, log_q
+
+    def pyro_sample(self) -> None:
+        for name in self._names:
+            loc, scale = self.loc_scale(name)
+            pyro.sample(name, dist.LogNormal(loc, scale).to_event(loc.ndim))
+
+
 class DeltaGuide(Guide):
     """Point mass at ``module``'s weights: the guide of MAP estimation.
 
@@ -97,6 +151,11 @@ class DeltaGuide(Guide):
     """
 
     def __init__(self, model: GuidedModel, module: nn.Module, init_noise: float = 1.0) -> None:
+        if model.latent_sites:
+            raise ValueError(
+                f"MAP estimation is degenerate under {type(model.prior).__name__} (the joint density "
+                f"grows without bound as its scales go to 0): fit it with bg.fit_svi"
+            )
         super().__init__(model, init_noise)
         self.module = module
 
@@ -134,12 +193,14 @@ class MeanFieldGuide(Guide):
             loc = s.pack(params).detach().clone()
             self.locs[_key(s.name)] = nn.Parameter(loc)
             self.scales_unconstrained[_key(s.name)] = nn.Parameter(torch.full_like(loc, raw))
+        self.latent_factors = LatentFactors(model) if model.latent_sites else None
 
     def scales(self) -> dict[str, torch.Tensor]:
         return {s.name: F.softplus(self.scales_unconstrained[_key(s.name)]) for s in self._model.sites}
 
     def mean_values(self) -> dict[str, torch.Tensor]:
-        return {s.name: self.locs[_key(s.name)] for s in self._model.sites}
+        return _with_latent_medians({s.name: self.locs[_key(s.name)] for s in self._model.sites},
+                                    self.latent_factors)
 
     def sample_values(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         # log q = Σ [−log σ − ε²/2] − (D/2) log 2π over all D weights, at loc + σ·ε
@@ -155,12 +216,14 @@ class MeanFieldGuide(Guide):
             squares.append(eps.pow(2).sum())
             size += eps.numel()
         log_q = -torch.stack(log_scales).sum() - 0.5 * torch.stack(squares).sum() - 0.5 * _LOG_2PI * size
-        return values, log_q
+        return _with_latent_draws(values, log_q, self.latent_factors)
 
     def forward(self, X: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None,
                 module: nn.Module | None = None) -> None:
         for name, scale in self.scales().items():
             pyro.sample(name, dist.Normal(self.locs[_key(name)], scale).to_event(2))
+        if self.latent_factors is not None:
+            self.latent_factors.pyro_sample()
         self._sample_noise_site()
 
 
@@ -186,6 +249,7 @@ class LowRankGuide(Guide):
         factor = torch.randn(flat.numel(), rank, dtype=flat.dtype) * init_scale / (2 * math.sqrt(rank))
         self.cov_factor = nn.Parameter(factor)
         self.diag_unconstrained = nn.Parameter(torch.full_like(flat, _inv_softplus(init_scale)))
+        self.latent_factors = LatentFactors(model) if model.latent_sites else None
 
     def distribution(self) -> torch.distributions.LowRankMultivariateNormal:
         diag = F.softplus(self.diag_unconstrained)
@@ -196,12 +260,12 @@ class LowRankGuide(Guide):
         return {s.name: p.reshape(s.n_units, s.group_size) for s, p in zip(self._model.sites, parts)}
 
     def mean_values(self) -> dict[str, torch.Tensor]:
-        return self._unflatten(self.loc)
+        return _with_latent_medians(self._unflatten(self.loc), self.latent_factors)
 
     def sample_values(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         q = self.distribution()
         flat = q.rsample()
-        return self._unflatten(flat), q.log_prob(flat)
+        return _with_latent_draws(self._unflatten(flat), q.log_prob(flat), self.latent_factors)
 
     def forward(self, X: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None,
                 module: nn.Module | None = None) -> None:
@@ -213,7 +277,24 @@ class LowRankGuide(Guide):
         )
         for name, value in self._unflatten(latent).items():
             pyro.sample(name, dist.Delta(value, event_dim=2))
+        if self.latent_factors is not None:
+            self.latent_factors.pyro_sample()
         self._sample_noise_site()
+
+
+def _with_latent_medians(values: dict[str, torch.Tensor], factors: LatentFactors | None) -> dict[str, torch.Tensor]:
+    """``values`` plus the latent factors' medians (the guide's location of the scales)."""
+    return values if factors is None else values | factors.medians()
+
+
+def _with_latent_draws(
+    values: dict[str, torch.Tensor], log_q: torch.Tensor, factors: LatentFactors | None
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Add one draw of the latent factors (after the weights) to ``values`` and ``log_q``."""
+    if factors is None:
+        return values, log_q
+    latent, latent_log_q = factors.sample()
+    return values | latent, log_q + latent_log_q
 
 
 def make_guide(kind: str | GuideKind, model: GuidedModel, module: nn.Module, *, rank: int = 10,

@@ -153,9 +153,16 @@ def _fast_objective(
     log prior is ``log_normaliser − penalty`` per site, as in the MAP objective, without
     the support check of ``log_prob``: a non-finite draw gives a non-finite loss, which
     the loop reports as :class:`~bayesguide.infer.loop.NonFiniteLossError`.
+
+    With a hierarchical prior (:class:`~bayesguide.GroupHorseshoe`) the draw includes the
+    latent scales ``z``; their ``log p(z)`` is subtracted, and the sites that depend on
+    them use the conditional prior ``log p(Θ | z)`` built at each draw (their ``log q(z)``
+    is part of the guide's ``log_q``).
     """
     sites = model.sites
-    priors = [(site, model.site_distribution(site, X.dtype)) for site in sites]
+    hierarchical = {lat.site for lat in model.latent_sites}
+    priors = [(site, model.site_distribution(site, X.dtype)) for site in sites if site.name not in hierarchical]
+    conditional = [site for site in sites if site.name in hierarchical]
     log_norm = float(sum(float(prior.log_normaliser) for _, prior in priors))
     likelihood, n = model.likelihood, X.shape[0]
     fixed_noise = None if model.learns_noise else model.noise_tensor(None, X.dtype)
@@ -176,6 +183,11 @@ def _fast_objective(
         loss = log_q - loglik
         for site, prior in priors:
             loss = loss + prior.penalty(values[site.name])
+        if conditional:
+            loss = loss - model.latent_log_prob(values)
+            for site in conditional:
+                given = model.site_distribution(site, X.dtype, values)
+                loss = loss - (given.log_normaliser - given.penalty(values[site.name]))
         return loss - log_norm
 
     return objective
