@@ -149,6 +149,18 @@ class UnitGroupDistribution(TorchDistribution, ABC):
         """``Σ_j log c_j`` over the proper units: the part of ``log_prob`` free of θ."""
         return self._log_norm
 
+    def unit_statistic_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """``s_j`` from the column blocks of the unit matrix (e.g. ``[W_rows, b[:, None]]``).
+
+        Equal to ``unit_statistic(torch.cat(parts, -1))``; subclasses combine the blocks'
+        statistics without building the concatenated matrix (no copy in the hot path).
+        """
+        return self.unit_statistic(parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1))
+
+    def penalty_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """:meth:`penalty` from the column blocks of the unit matrix (see :meth:`unit_statistic_parts`)."""
+        return (self.unit_statistic_parts(parts) * self.rate).sum(-1)
+
     def penalty(self, value: torch.Tensor) -> torch.Tensor:
         """``Σ_j rate_j s_j(θ)``: the regularizer, so ``log_prob = log_normaliser − penalty``."""
         return (self.unit_statistic(value) * self.rate).sum(-1)
@@ -181,6 +193,14 @@ class UnitNormal(UnitGroupDistribution):
     def unit_statistic(self, value: torch.Tensor) -> torch.Tensor:
         return value.pow(2).sum(-1)
 
+    def unit_statistic_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        if type(self).unit_statistic is not UnitNormal.unit_statistic:  # a subclass's own statistic
+            return super().unit_statistic_parts(parts)
+        stat = parts[0].pow(2).sum(-1)
+        for p in parts[1:]:
+            stat = stat + p.pow(2).sum(-1)
+        return stat
+
     def _sample_proper(self, shape: torch.Size) -> torch.Tensor:
         std = (2.0 * self.rate).rsqrt().unsqueeze(-1)
         eps = torch.randn(shape + self.event_shape, dtype=self.rate.dtype, device=self.rate.device)
@@ -198,6 +218,14 @@ class UnitLaplace(UnitGroupDistribution):
 
     def unit_statistic(self, value: torch.Tensor) -> torch.Tensor:
         return value.abs().sum(-1)
+
+    def unit_statistic_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        if type(self).unit_statistic is not UnitLaplace.unit_statistic:  # a subclass's own statistic
+            return super().unit_statistic_parts(parts)
+        stat = parts[0].abs().sum(-1)
+        for p in parts[1:]:
+            stat = stat + p.abs().sum(-1)
+        return stat
 
     def _sample_proper(self, shape: torch.Size) -> torch.Tensor:
         scale = self.rate.reciprocal().unsqueeze(-1).expand(self.event_shape)
@@ -221,6 +249,16 @@ class UnitGroupLaplace(UnitGroupDistribution):
 
     def unit_statistic(self, value: torch.Tensor) -> torch.Tensor:
         return torch.linalg.vector_norm(value, dim=-1)
+
+    def unit_statistic_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        if type(self).unit_statistic is not UnitGroupLaplace.unit_statistic:  # a subclass's own statistic
+            return super().unit_statistic_parts(parts)
+        # ‖θ_j‖₂ = ‖(‖W_j‖₂, ‖b_j‖₂)‖₂, with subgradient 0 at 0 (vector_norm's backward)
+        stat = torch.linalg.vector_norm(parts[0], dim=-1)
+        if len(parts) > 1:
+            norms = [stat, *(torch.linalg.vector_norm(p, dim=-1) for p in parts[1:])]
+            stat = torch.linalg.vector_norm(torch.stack(norms, -1), dim=-1)
+        return stat
 
     def _sample_proper(self, shape: torch.Size) -> torch.Tensor:
         n, p = self.event_shape

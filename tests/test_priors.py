@@ -407,3 +407,16 @@ def test_priors_are_frozen() -> None:
     prior = GuidedLaplace(1.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         prior.strength = 2.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("cls", [UnitNormal, UnitLaplace, UnitGroupLaplace])
+def test_penalty_from_column_blocks_equals_penalty_of_the_packed_matrix(cls: type) -> None:
+    g = torch.Generator().manual_seed(3)
+    W, b = torch.randn(5, 7, generator=g, dtype=torch.float64), torch.randn(5, 1, generator=g, dtype=torch.float64)
+    W[2] = 0.0
+    b[2] = 0.0
+    d = cls(torch.rand(5, generator=g, dtype=torch.float64) + 0.1, 8)
+    packed = torch.cat([W, b], -1)
+    torch.testing.assert_close(d.unit_statistic_parts([W, b]), d.unit_statistic(packed), rtol=1e-12, atol=0)
+    torch.testing.assert_close(d.penalty_parts([W, b]), d.penalty(packed), rtol=1e-12, atol=0)
+    torch.testing.assert_close(d.penalty_parts([packed]), d.penalty(packed), rtol=1e-12, atol=0)

@@ -204,15 +204,14 @@ def _fast_objective(
 ) -> Callable[[torch.Tensor | None], torch.Tensor]:
     """The MAP objective (the negative log joint) written directly in torch.
 
-    The penalties of the built-in unit priors (L2, L1, group) are evaluated on each
-    layer's weight and bias tensors, combining the per-unit statistics of the parts,
-    instead of on the ``(n, p)`` unit matrix: packing copies the weights into a new
-    matrix every step, and those extra allocations make glibc hand memory back to the
-    OS and fault it in again (``benchmarks/map_overhead.py`` counts the page faults).
-    Other unit priors use ``prior.penalty(site.pack(params))``; both give the same value.
+    The penalties are evaluated on each layer's weight and bias tensors
+    (``UnitGroupDistribution.penalty_parts``) instead of on the packed ``(n, p)`` unit
+    matrix: packing copies the weights into a new matrix every step, and those extra
+    allocations make glibc hand memory back to the OS and fault it in again
+    (``benchmarks/map_overhead.py`` counts the page faults). Both give the same value.
     """
     from bayesguide.network import Site
-    from bayesguide.priors import UnitGroupDistribution, UnitGroupLaplace, UnitLaplace, UnitNormal
+    from bayesguide.priors import UnitGroupDistribution
 
     module = guide.module
     params = dict(module.named_parameters())
@@ -227,29 +226,8 @@ def _fast_objective(
     fixed_noise = model.noise_tensor(None, X.dtype) if not model.learns_noise else None
 
     def site_penalty(site: Site, prior: UnitGroupDistribution) -> Callable[[], torch.Tensor]:
-        kind = type(prior)
-        if kind not in (UnitNormal, UnitLaplace, UnitGroupLaplace):
-            return lambda: prior.penalty(site.pack(params))
         tensors, units = [params[k] for k in site.param_names], site.n_units
-
-        def penalty() -> torch.Tensor:
-            parts = [t.reshape(units, -1) for t in tensors]
-            if kind is UnitGroupLaplace:  # ‖θ_j‖₂ = ‖(‖W_j‖₂, ‖b_j‖₂)‖₂, subgradient 0 at 0
-                stat = torch.linalg.vector_norm(parts[0], dim=-1)
-                if len(parts) > 1:
-                    norms = [stat, *(torch.linalg.vector_norm(p, dim=-1) for p in parts[1:])]
-                    stat = torch.linalg.vector_norm(torch.stack(norms, -1), dim=-1)
-            elif kind is UnitNormal:  # ‖θ_j‖₂²
-                stat = parts[0].pow(2).sum(-1)
-                for p in parts[1:]:
-                    stat = stat + p.pow(2).sum(-1)
-            else:  # ‖θ_j‖₁
-                stat = parts[0].abs().sum(-1)
-                for p in parts[1:]:
-                    stat = stat + p.abs().sum(-1)
-            return (stat * prior.rate).sum()
-
-        return penalty
+        return lambda: prior.penalty_parts([t.reshape(units, -1) for t in tensors])
 
     penalties = [site_penalty(site, prior) for site, prior in terms]
 
