@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bayesguide import datasets, guidance
 from bayesguide.comparison import Comparison, compare
+from bayesguide.horseshoe import GroupHorseshoe, HorseshoeScale
 from bayesguide.infer import (
     DeltaGuide,
     FitResult,
@@ -40,10 +41,12 @@ __all__ = [
     "DeltaGuide",
     "Evidence",
     "FitResult",
+    "GroupHorseshoe",
     "GuidedGroupLasso",
     "GuidedLaplace",
     "GuidedModel",
     "GuidedNormal",
+    "HorseshoeScale",
     "Likelihood",
     "LowRankGuide",
     "MeanFieldGuide",

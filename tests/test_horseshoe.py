@@ -124,6 +124,13 @@ def test_svi_shrinks_the_scales_of_dead_units_and_prune_removes_them() -> None:
     values, log_q = candidate.guide.sample_values()  # the sliced guide is a valid guide
     assert values["0.units.lambda"].shape == (2,)
     assert torch.isfinite(log_q)
+    # the fitted scale factors travel with the kept units (not reset to the prior median)
+    old, new = fit.guide.latent_factors, candidate.guide.latent_factors
+    kept = list(candidate.kept["0"])
+    for name in ("0.units.lambda", "0.units.tau"):
+        want = old.loc_scale(name)[0].detach()
+        want = want if want.ndim == 0 else want[kept]
+        torch.testing.assert_close(new.loc_scale(name)[0].detach(), want, rtol=0, atol=0)
 
 
 def test_fit_map_is_refused() -> None:

@@ -74,7 +74,7 @@ def make_diagnose(
                 if not torch.isfinite(v).all():
                     problems.append(f"site {name!r} has non-finite parameters")
             for site in model.sites:
-                prior = model.site_distribution(site, X.dtype)
+                prior = model.site_distribution(site, X.dtype, values)
                 lp = prior.log_normaliser - prior.penalty(values[site.name])
                 if not torch.isfinite(lp):
                     problems.append(f"prior term of site {site.name!r} is {float(lp)}")

@@ -106,7 +106,24 @@ def slice_guide(
             out.diag_unconstrained.data = guide.diag_unconstrained.detach()[flat].clone()
     else:
         raise TypeError(f"cannot prune the posterior of a {type(guide).__name__}")
+    _slice_latent_factors(guide, out, old, plan)
     if new.learns_noise and hasattr(guide, "noise_unconstrained"):
         with torch.no_grad():
             out.noise_unconstrained.data = guide.noise_unconstrained.detach().clone()
     return out
+
+
+def _slice_latent_factors(guide: Guide, out: Guide, old: GuidedModel, plan: SurgeryPlan) -> None:
+    """Carry a hierarchical prior's fitted scale factors over: global scales as they are,
+    per-unit scales (one per row of the site) restricted to the kept units."""
+    src, dst = getattr(guide, "latent_factors", None), getattr(out, "latent_factors", None)
+    if src is None or dst is None:
+        return
+    sites = {s.name: s for s in old.sites}
+    with torch.no_grad():
+        for lat in old.latent_sites:
+            rows, _, _ = site_selection(sites[lat.site], plan)
+            key = _key(lat.name)
+            for a, b in ((src.locs, dst.locs), (src.scales_unconstrained, dst.scales_unconstrained)):
+                v = a[key].detach()
+                b[key].data = (v if v.ndim == 0 else v.index_select(0, rows)).clone()
