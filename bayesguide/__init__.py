@@ -18,6 +18,7 @@ from bayesguide.infer import (
     fit_map,
     fit_svi,
 )
+from bayesguide.l0 import HardConcreteGates, L0Gates, fit_l0
 from bayesguide.likelihoods import Likelihood
 from bayesguide.marglik import Evidence, evidence
 from bayesguide.model import GuidedModel
@@ -46,7 +47,9 @@ __all__ = [
     "GuidedLaplace",
     "GuidedModel",
     "GuidedNormal",
+    "HardConcreteGates",
     "HorseshoeScale",
+    "L0Gates",
     "Likelihood",
     "LowRankGuide",
     "MeanFieldGuide",
@@ -56,6 +59,7 @@ __all__ = [
     "compare",
     "datasets",
     "evidence",
+    "fit_l0",
     "fit_map",
     "fit_relevance",
     "fit_svi",

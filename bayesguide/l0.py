@@ -201,6 +201,8 @@ class HardConcreteGates(UnitPrior):
         ``r ∈ (0, 1)``: every ``log α`` starts at ``log((1 − r)/r)`` (the paper's code
         initialises its gates the same way).
 
+    Notes
+    -----
     This is a marker, not a density over the weights: :meth:`unit_distribution`
     raises a ``ValueError`` naming :func:`fit_l0`, so ``bg.fit_map`` / ``bg.fit_svi``
     refuse it before training.
