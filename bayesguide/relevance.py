@@ -278,10 +278,13 @@ def _train(
     """Relevance training of ``model`` (already its own) for up to ``steps`` steps."""
     if fit is None:
         _update(model, model.net, X, y, s)
-    done = 0
+    done, block = 0, 0
+    seed = fit_kwargs.get("seed")
     while done < steps:
         chunk = min(s.every, steps - done)
-        fit = fit_map(model, X, y, steps=chunk, init=fit, progress=False, **fit_kwargs)
+        kwargs = dict(fit_kwargs, seed=None if seed is None else seed + block)
+        fit = fit_map(model, X, y, steps=chunk, init=fit, progress=False, **kwargs)
+        block += 1
         done += chunk
         _update(model, fit.module, X, y, s)
         if after_chunk is not None and after_chunk(fit):
@@ -298,6 +301,7 @@ def fit_relevance(
     steps: int = 2000,
     lr: float = 1e-3,
     relevance: Relevance | None = None,
+    batch_size: int | None = None,
     seed: int | None = 0,
     engine: str = "fast",
 ) -> FitResult:
@@ -316,15 +320,21 @@ def fit_relevance(
         A model with a :class:`~bayesguide.GuidedNormal` prior and fixed noise.
     relevance
         The settings; default: the model's guidance, which must be :func:`relevance`.
+    batch_size
+        Minibatch size of the Adam steps (``None``: full batch), as in
+        :func:`bayesguide.fit_map`; the sensitivities are always estimated on the full
+        training set. Block ``k`` of ``every`` steps uses minibatch seed ``seed + k``, so
+        the blocks do not repeat one another's minibatch order.
     steps, lr, seed, engine
-        As in :func:`bayesguide.fit_map` (full batch).
+        As in :func:`bayesguide.fit_map`.
     """
     s = _settings(model, relevance)
     own = _own_model(model, s)
     Xt, yt = own.prepare_data(X, y)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
-    return _train(own, Xt, yt, s, steps, None, None, {"lr": lr, "seed": seed, "engine": engine})
+    return _train(own, Xt, yt, s, steps, None, None,
+                  {"lr": lr, "seed": seed, "engine": engine, "batch_size": batch_size})
 
 
 def validation_loss(model: GuidedModel, module: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:

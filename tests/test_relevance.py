@@ -13,7 +13,7 @@ from torch import nn
 
 import bayesguide as bg
 from bayesguide.infer.guides import DeltaGuide
-from bayesguide.infer.map import _fast_objective, pyro_objective
+from bayesguide.infer.map import _fast_objective, fit_map, pyro_objective
 from bayesguide.priors import UnitNormal
 from bayesguide.pruning.candidate import build, setup
 from bayesguide.pruning.path import removal_order
@@ -158,6 +158,21 @@ def test_relevance_fit_shrinks_units_the_loss_ignores() -> None:
     # the caller's model is untouched (the fit ran on its own copy)
     assert torch.equal(model.coefficients["0.units"], torch.ones(4, dtype=torch.float64))
     assert fit.model is not model and fit.steps == 300
+
+
+def test_relevance_fit_with_minibatches_shrinks_the_same_unit() -> None:
+    net, X, y = _dead_unit_problem()
+    model = bg.GuidedModel(net, bg.GuidedNormal(1.0, relevance(every=5)), likelihood="gaussian", noise=0.3)
+    fit = fit_relevance(model, X, y, steps=300, lr=0.05, batch_size=32)
+    norms = model.unit_norms(fit.module)["0"]
+    assert float(norms[3]) < 0.1 and bool((norms[:3] > 0.3).all()), norms
+    assert fit.steps == 300
+    # blocks use seeds 0, 1, 2, …: a block's minibatch order is not the previous block's
+    first = fit_map(bg.GuidedModel(net, bg.GuidedNormal(1.0), likelihood="gaussian", noise=0.3), X, y,
+                    steps=5, lr=0.05, batch_size=32, seed=0, progress=False)
+    again = fit_map(first.model, X, y, steps=5, lr=0.05, batch_size=32, seed=0, init=first, progress=False)
+    other = fit_map(first.model, X, y, steps=5, lr=0.05, batch_size=32, seed=1, init=first, progress=False)
+    assert not np.allclose(again.losses[-5:], other.losses[-5:])
 
 
 def _teacher_student() -> tuple[torch.Tensor, ...]:

@@ -49,6 +49,22 @@ def removal_order(scores: dict[str, np.ndarray], min_width: int = 1) -> list[tup
     return order
 
 
+def _removal_counts(removable: int, total: int, n_candidates: int, spacing: str) -> set[int]:
+    """How many units each path point removes (0 and ``removable`` always included).
+
+    Examples
+    --------
+    >>> sorted(_removal_counts(98, 100, 4, "geometric"))
+    [0, 73, 93, 98]
+    """
+    if spacing == "linear":
+        return set(np.round(np.linspace(0, removable, n_candidates)).astype(int).tolist())
+    if spacing == "geometric":
+        kept = np.geomspace(total, total - removable, n_candidates)
+        return {int(v) for v in np.clip(np.round(total - kept), 0, removable)} | {0, removable}
+    raise ValueError(f"spacing must be 'linear' or 'geometric', got {spacing!r}")
+
+
 def pruning_path(
     fit: FitResult,
     X: ArrayLike,
@@ -59,6 +75,7 @@ def pruning_path(
     n_candidates: int = 8,
     threshold: float | None = None,
     min_width: int = 1,
+    spacing: str = "linear",
     fine_tune: int = 0,
     lr: float = 1e-3,
     seed: int | None = 0,
@@ -78,6 +95,11 @@ def pruning_path(
         If given, add the candidate that removes exactly the units scoring ``≤ threshold``.
     min_width
         Units every prunable layer keeps, at least 1.
+    spacing
+        How the ``n_candidates`` points are spread between the full and the smallest
+        network: ``"linear"`` (evenly in the number of units removed) or
+        ``"geometric"`` (evenly in the logarithm of the number of units kept, so small
+        networks, where the choice is made, are resolved finely).
     fine_tune, lr, seed
         MAP steps (0: none) and their learning rate and seed for each candidate.
 
@@ -100,6 +122,8 @@ def pruning_path(
         raise ValueError(f"n_candidates must be an int >= 2, got {n_candidates!r}")
     if isinstance(fine_tune, bool) or not isinstance(fine_tune, int) or fine_tune < 0:
         raise ValueError(f"fine_tune must be a number of steps >= 0, got {fine_tune!r}")
+    if spacing not in ("linear", "geometric"):
+        raise ValueError(f"spacing must be 'linear' or 'geometric', got {spacing!r}")
     structure, positions, _ = setup(fit, X, y, input_shape)
     smallest = min(b.n_units for b in structure.blocks)
     if isinstance(min_width, bool) or not isinstance(min_width, int) or not 1 <= min_width <= smallest:
@@ -109,7 +133,7 @@ def pruning_path(
     scorer = make_score(score, direction=direction)
     scores = check_scores(scorer(fit), structure)
     order = removal_order(scores, min_width)
-    counts = set(np.round(np.linspace(0, len(order), n_candidates)).astype(int).tolist())
+    counts = _removal_counts(len(order), sum(len(v) for v in scores.values()), n_candidates, spacing)
     if threshold is not None:
         if not (np.isfinite(threshold) and threshold >= 0):
             raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")

@@ -34,6 +34,18 @@ def test_threshold_point_is_the_dead_unit_candidate(
     torch.testing.assert_close(path[1].predict(X), map_fit.predict(X), atol=1e-5, rtol=0)
 
 
+def test_geometric_spacing_resolves_small_networks(
+    map_fit: FitResult, data: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    X, y = data
+    path = pruning_path(map_fit, X, y, n_candidates=4, spacing="geometric")
+    # 11 units, 9 removable: kept counts 11·(2/11)^(i/3) = 11, 6.2, 3.6, 2 → rounded removals 0, 5, 7, 9
+    assert [sum(c.widths) for c in path] == [11, 6, 4, 2]
+    for big, small in itertools.pairwise(path):
+        for layer in big.kept:
+            assert set(small.kept[layer]) <= set(big.kept[layer])
+
+
 def test_min_width() -> None:
     import numpy as np
 
@@ -75,6 +87,7 @@ def test_path_refuses_other_data(map_fit: FitResult, data: tuple[torch.Tensor, t
         ({"min_width": 6}, r"min_width must be an int in \[1, 5\]"),
         ({"threshold": float("nan")}, "threshold must be a finite number >= 0"),
         ({"score": "bogus"}, "unknown score 'bogus'; choose one of"),
+        ({"spacing": "log"}, "spacing must be 'linear' or 'geometric'"),
     ],
 )
 def test_bad_arguments(
