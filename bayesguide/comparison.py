@@ -56,7 +56,10 @@ class Comparison:
         One row per candidate, in the order given: ``name``, ``widths``, ``n_params``,
         ``flops``, ``log_evidence``, ``log_prior``, ``log_posterior`` (unnormalised),
         ``posterior_prob``, ``log_bayes_factor`` (against the best evidence), the train
-        (and test) metric, ``status``; with LOO also ``elpd_loo``, ``elpd_se``,
+        (and test) metric, ``status``; with Laplace evidence also ``prior_scale``,
+        ``substituted`` and ``prior_used`` (the Gaussian prior the evidence used:
+        ``"own"``, ``"counterpart"`` or ``"uniform"``, see
+        :mod:`bayesguide.marglik.laplace`); with LOO also ``elpd_loo``, ``elpd_se``,
         ``pareto_k_max``, ``stacking_weight``.
     candidates
         The candidates, in table order.
@@ -124,7 +127,8 @@ def _laplace(candidate: Candidate, X: torch.Tensor, y: torch.Tensor, hessian: st
     module = source.module if source is not None else candidate.module
     noise = source.noise if source is not None else candidate.fit.noise
     ev = laplace_evidence(model, module, X, y, hessian=hessian, optimize_prior=optimize_prior, noise=noise)
-    return ev.log_evidence, {"prior_scale": ev.prior_scale, "substituted": ev.substituted}
+    return ev.log_evidence, {"prior_scale": ev.prior_scale, "substituted": ev.substituted,
+                             "prior_used": ev.prior_used}
 
 
 def compare(

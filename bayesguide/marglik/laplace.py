@@ -28,13 +28,28 @@ Kronecker factorisation ``G_l ⊗ A_l`` (KFAC; ``BatchNorm`` layers keep their d
 and drops the blocks between layers, for which the ``e_k`` are products of the factors'
 eigenvalues (:mod:`bayesguide.marglik.kron`, where the normalisation is documented).
 
-The Gaussian prior: for ``GuidedNormal`` it is the model's own prior, precision
-``2 λ g_j`` on every weight of unit ``j``. Candidates fitted under a sparse prior
-(``GuidedLaplace``, ``GuidedGroupLasso``) are scored under their *Gaussian
-counterpart*, ``GuidedNormal`` with the same ``λ`` and guidance (``substituted=True``
-in the result); use ``optimize_prior=True`` to let the data set its scale. A guidance
-coefficient of 0 is an improper prior, for which the evidence is undefined: it is
-refused with an error.
+The Gaussian prior (which one was used is ``Evidence.prior_used``, a
+:class:`EvidencePrior` value; ``substituted`` is ``prior_used != "own"``), decided
+separately for the prunable layers' prior and the plain prior of the others, and
+reported as the strongest substitution of the two:
+
+* ``"own"`` — a ``GuidedNormal`` with every guidance coefficient positive is the
+  model's own prior: precision ``2 λ g_j`` on every weight of unit ``j``.
+* ``"counterpart"`` — candidates fitted under a sparse unit prior with a density
+  (``GuidedLaplace``, ``GuidedGroupLasso``, sparse group lasso, …) and positive
+  coefficients are scored under their *Gaussian counterpart*, ``GuidedNormal`` with
+  the same ``λ`` and guidance.
+* ``"uniform"`` — where the Gaussian counterpart does not exist, the evidence uses
+  ``GuidedNormal(λ, guidance.uniform())``, precision ``2 λ`` on every weight: when some
+  guidance coefficient is 0 (``partial`` guidance, ``relevance`` estimates — an
+  improper flat prior, for which the evidence is undefined), and for priors that are
+  no density over the weights (``HardConcreteGates``: its ``λ`` is the cost of an open
+  gate, not a rate) or only a conditional one (``GroupHorseshoe``, whose marginal has
+  no closed form).
+
+Substituted priors only fix the *shape* of the prior precision; use
+``optimize_prior=True`` (the default of ``bg.compare``) so that type-II maximum
+likelihood sets its scale ``c`` from the data.
 
 References: MacKay, "A practical Bayesian framework for backpropagation networks"
 (1992); Immer et al., "Scalable marginal likelihood estimation for model selection in
@@ -52,13 +67,15 @@ import scipy.optimize
 import torch
 
 from bayesguide._options import Option
+from bayesguide.horseshoe import HierarchicalUnitPrior
+from bayesguide.l0 import HardConcreteGates
 from bayesguide.likelihoods import Likelihood
 from bayesguide.marglik.kron import _hessian_sqrt, kron_factors, kron_scaled_eigenvalues
 from bayesguide.model import GuidedModel
 from bayesguide.network import functional_forward
-from bayesguide.priors import GuidedNormal
+from bayesguide.priors import GuidedNormal, UnitPrior
 
-__all__ = ["Evidence", "HessianStructure", "laplace_evidence"]
+__all__ = ["Evidence", "EvidencePrior", "HessianStructure", "laplace_evidence"]
 
 
 class HessianStructure(Option):
@@ -80,12 +97,33 @@ class HessianStructure(Option):
         }[self.value]
 
 
+class EvidencePrior(Option):
+    """Which Gaussian prior a Laplace evidence was computed under (see the module docstring)."""
+
+    #: the model's own ``GuidedNormal`` prior
+    OWN = "own"
+    #: ``GuidedNormal`` with the same ``λ`` and guidance as a sparse unit prior
+    COUNTERPART = "counterpart"
+    #: ``GuidedNormal`` with the same ``λ`` and uniform guidance (zero coefficients, L0 gates, horseshoe)
+    UNIFORM = "uniform"
+
+    @property
+    def description(self) -> str:
+        return {
+            "own": "the model's own GuidedNormal prior",
+            "counterpart": "Gaussian counterpart of a sparse prior (same λ and guidance)",
+            "uniform": "GuidedNormal with uniform guidance (the prior has no proper Gaussian counterpart)",
+        }[self.value]
+
+
 @dataclass(frozen=True)
 class Evidence:
     """A log-evidence estimate and its decomposition (all in nats).
 
     ``log_evidence = log_likelihood + log_prior + occam`` where ``occam =
-    P/2 log 2π − ½ log det H``.
+    P/2 log 2π − ½ log det H``. ``prior_used`` names the Gaussian prior
+    (:class:`EvidencePrior`: ``"own"``, ``"counterpart"`` or ``"uniform"``);
+    ``substituted`` is ``prior_used != "own"``.
     """
 
     log_evidence: float
@@ -98,10 +136,13 @@ class Evidence:
     prior_scale: float
     noise: float | None
     substituted: bool
+    prior_used: str = EvidencePrior.OWN.value
 
     def __str__(self) -> str:
         noise = "" if self.noise is None else f", σ={self.noise:.4g}"
-        sub = " (Gaussian counterpart of a sparse prior)" if self.substituted else ""
+        sub = "" if not self.substituted else (
+            f" ({EvidencePrior.resolve(self.prior_used, 'evidence prior').description})"
+            if self.prior_used in EvidencePrior.choices() else " (substituted prior)")
         return (
             f"Evidence({self.method}/{self.hessian}: log p(D|M) = {self.log_evidence:.6g} = "
             f"log-lik {self.log_likelihood:.6g} + log-prior {self.log_prior:.6g} + "
@@ -109,23 +150,38 @@ class Evidence:
         )
 
 
-def _precisions(model: GuidedModel, dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
-    """Per-weight Gaussian prior precision ``2 λ g`` in site order, flattened."""
+def _gaussian_family(family: UnitPrior, coefficients: list[torch.Tensor]) -> EvidencePrior:
+    """Which Gaussian prior stands in for ``family`` (coefficients of all its sites)."""
+    if any(bool((g <= 0).any()) for g in coefficients):
+        return EvidencePrior.UNIFORM  # a coefficient 0 is an improper flat prior
+    if isinstance(family, (HardConcreteGates, HierarchicalUnitPrior)):
+        return EvidencePrior.UNIFORM  # not a density over the weights: no Gaussian counterpart
+    return EvidencePrior.OWN if isinstance(family, GuidedNormal) else EvidencePrior.COUNTERPART
+
+
+def _precisions(model: GuidedModel, dtype: torch.dtype) -> tuple[torch.Tensor, EvidencePrior]:
+    """Per-weight Gaussian prior precision ``2 λ g`` in site order, flattened, and which prior it is.
+
+    ``g`` is the model's guidance for ``"own"`` and ``"counterpart"``, and 1 for
+    ``"uniform"`` (see the module docstring); the returned :class:`EvidencePrior` is
+    the strongest substitution over the prunable and the plain prior.
+    """
+    used: dict[bool, EvidencePrior] = {}
+    for prunable in (True, False):
+        family = model.prior if prunable else model.plain_prior
+        coeffs = [model.coefficients[s.name] for s in model.sites if s.prunable is prunable]
+        if coeffs:
+            used[prunable] = _gaussian_family(family, coeffs)
     parts = []
-    substituted = False
     for site in model.sites:
         family = model.prior if site.prunable else model.plain_prior
-        substituted |= not isinstance(family, GuidedNormal)
-        g = model.coefficients[site.name]
-        if (g <= 0).any():
-            unit = int((g <= 0).nonzero()[0])
-            raise ValueError(
-                f"unit {unit} of layer {site.layer.name!r} has guidance coefficient 0, an improper "
-                f"prior: the evidence needs a proper prior; give every unit a positive coefficient"
-            )
-        rate = 2.0 * family.strength * g.to(dtype)
+        g = model.coefficients[site.name].to(dtype)
+        if used[site.prunable] is EvidencePrior.UNIFORM:
+            g = torch.ones_like(g)
+        rate = 2.0 * family.strength * g
         parts.append(rate.unsqueeze(-1).expand(site.n_units, site.group_size).reshape(-1))
-    return torch.cat(parts), substituted
+    order = list(EvidencePrior)
+    return torch.cat(parts), max(used.values(), key=order.index)
 
 
 def _ggn(
@@ -203,7 +259,7 @@ def laplace_evidence(
             f"hessian='full' needs a {P}×{P} matrix ({P} parameters > max_params={max_params}); "
             f"use hessian='kron' or 'diag', or prune the network first"
         )
-    d, substituted = _precisions(model, torch.float64)
+    d, prior_used = _precisions(model, torch.float64)
     theta64 = theta.to(torch.float64)
     quad = float((d * theta64.pow(2)).sum())
 
@@ -290,5 +346,6 @@ def laplace_evidence(
         hessian=structure.value,
         prior_scale=c,
         noise=sigma if gaussian else None,
-        substituted=substituted,
+        substituted=prior_used is not EvidencePrior.OWN,
+        prior_used=prior_used.value,
     )

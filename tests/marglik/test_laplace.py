@@ -130,7 +130,7 @@ def test_sparse_prior_is_scored_under_its_gaussian_counterpart() -> None:
     sparse = bg.GuidedModel(fit.module, bg.GuidedLaplace(0.5, bg.guidance.uniform()))
     Xp, yp = sparse.prepare_data(X, y)
     ev = laplace_evidence(sparse, fit.module, Xp, yp)
-    assert ev.substituted
+    assert ev.substituted and ev.prior_used == "counterpart"
     reference = laplace_evidence(fit.model, fit.module, Xp, yp)
     assert ev.log_evidence == pytest.approx(reference.log_evidence, rel=1e-12)
 
@@ -147,10 +147,19 @@ def test_errors() -> None:
         bg.evidence(fit, X, y, max_params=10)
     with pytest.raises(TypeError, match="takes a FitResult"):
         bg.evidence("fit", X, y)  # type: ignore[arg-type]
+
+
+def test_improper_prior_is_scored_under_uniform_guidance() -> None:
+    # a coefficient 0 (partial guidance) is an improper prior: GuidedNormal(λ, uniform) stands in
+    fit, X, y = _mlp_fit()
     improper = bg.GuidedModel(fit.module, bg.GuidedNormal(0.5, bg.guidance.partial(count=1)))
     Xp, yp = improper.prepare_data(X, y)
-    with pytest.raises(ValueError, match="improper prior"):
-        laplace_evidence(improper, fit.module, Xp, yp)
+    ev = laplace_evidence(improper, fit.module, Xp, yp)
+    assert ev.substituted and ev.prior_used == "uniform"
+    assert "uniform guidance" in str(ev)
+    reference = laplace_evidence(fit.model, fit.module, Xp, yp)
+    assert reference.prior_used == "own"
+    assert ev.log_evidence == pytest.approx(reference.log_evidence, rel=1e-12)
 
 
 def test_occam_term_matches_a_hand_computed_log_determinant() -> None:
