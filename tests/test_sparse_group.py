@@ -399,3 +399,37 @@ def test_laplace_evidence_scores_it_under_the_gaussian_counterpart() -> None:
     gaussian = bg.GuidedModel(_tm._mlp(), bg.GuidedNormal(_tm.LAM, guidance.linear()))
     same = bg.evidence(bg.fit_map(gaussian, X, y, steps=20, lr=0.01, progress=False), X, y)
     assert not same.substituted
+
+
+# --------------------------------------------------------------------------- the cost benchmark
+
+
+def test_partial_cost_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/partial_cost.py runs (tiny smoke mode); timings are never asserted."""
+    module = _load("_bayesguide_partial_cost", ROOT / "benchmarks" / "partial_cost.py")
+    threads = torch.get_num_threads()
+    ratios = module.main(["--smoke"])
+    assert torch.get_num_threads() == threads  # restored
+    out = capsys.readouterr().out
+    assert "| problem | batch | engine |" in out
+    assert "bayesguide sgl: median step-time ratio partial/full" in out
+    assert ratios and all(math.isfinite(r) and r > 0 for r in ratios.values())
+    assert {"digits/32/bayesguide/group", "digits/full/reference/sgl"} <= set(ratios)
+
+
+def test_benchmark_reference_penalty_equals_the_prior_penalty() -> None:
+    """The benchmark's hand-written partial penalty (penalised rows only) is the
+    bayesguide penalty of the same configuration (the protected rows add 0)."""
+    module = _load("_bayesguide_partial_cost", ROOT / "benchmarks" / "partial_cost.py")
+    net = torch.nn.Sequential(
+        torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+    ).double()
+    params = list(net.parameters())
+    for penalty in module.PENALTIES:
+        model = bg.GuidedModel(net, module.prior_of(penalty))
+        X, y = torch.randn(4, 5, dtype=F64), torch.randint(0, 3, (4,))
+        guide = DeltaGuide(model, net)
+        nll = F.cross_entropy(net(X), y, reduction="sum")
+        const = -sum(float(model.site_distribution(s, F64).log_normaliser) for s in model.sites)
+        got = _fast_objective(model, guide, X, y)(None) - nll - const
+        assert got.item() == pytest.approx(module.hand_penalty(penalty, params).item(), rel=1e-12)
