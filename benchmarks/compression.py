@@ -1,0 +1,499 @@
+"""Who compresses best? Every method × four tasks × three seeds, on equal terms.
+
+Methods (all priors in one framework, see ``docs/methods.md``): guided and uniform
+("traditional") L1, L2 and group lasso; partial regularization (E & Gao) with group
+lasso and sparse group lasso; relevance-driven shrinkage (Bonetta et al.); hard-concrete
+L0 gates (Louizos et al. 2018); the group horseshoe by SVI (Louizos et al. 2017).
+
+Tasks: digits MLP 64-256-256-10; MNIST-1D MLP 40-256-256-10; a small CNN on the 8×8
+digits (conv 16 → conv 32 stride 2 → dense 64); teacher–student regression (a tanh
+teacher with 4 units, a 5-32-1 tanh student, noise σ = 0.1 known).
+
+Protocol (the same for every method):
+
+* **Splits.** The task's test set is never used for any choice. 20 % of the training
+  set is a validation split (fixed); every fit sees the other 80 %.
+* **Budget.** Every fit: the same Adam steps (``epochs`` passes over the training part
+  in minibatches), the same learning rate, a cosine schedule, the same seeds (seed =
+  network initialisation and minibatch order). SVI (horseshoe), the L0 gates and the
+  relevance re-estimates run inside the same number of steps.
+* **Reference.** The dense network trained with a weak uniform L2 prior (weight decay)
+  and the same budget; its metric is "the unpruned accuracy".
+* **Strength.** Each method's strength (``τ₀`` for the horseshoe) is tuned on seed 0
+  over a fixed grid: the value whose pruning path reaches the fewest units while the
+  *validation* metric stays within the tolerance of the reference's validation metric.
+  Seeds 0, 1, 2 are then run with that value.
+* **Path.** ``bg.pruning_path`` with geometric spacing (the method's own unit score:
+  ``norm``, or the posterior scale for the horseshoe), read at the final step — no
+  fine-tuning, no best-epoch selection.
+* **Reported.** Test metric against hidden units kept (the curve); the smallest
+  architecture whose test metric is within the tolerance of the reference (1 accuracy
+  point; 5 % of the RMSE for regression) with its parameters, FLOPs and measured
+  latency (batch 256, one thread, median, alternated with the dense network); the
+  fitting wall time; and the architecture the evidence selects (``bg.compare``:
+  Laplace evidence with type-II ML prior scale and the guidance Occam prior, κ = 1) with
+  its test metric and its gap to the best test metric on the same path.
+
+Each finished fit is appended to ``runs.jsonl`` in the output directory as soon as it is
+done (one JSON object per line, flushed and fsynced); running the same command again
+skips the fits already there, so an interrupted run resumes and one failing fit does
+not erase the others (it is recorded with its error). At the end the script writes
+``summary.json``, figures and the Markdown page (by default ``docs/benchmarks.md``;
+text between ``<!-- notes:start -->`` and ``<!-- notes:end -->`` in an existing page
+is kept).
+
+Usage::
+
+    python benchmarks/compression.py                       # full run, 2 worker processes
+    python benchmarks/compression.py --workers 1 --tasks teacher --seeds 0
+    python benchmarks/compression.py --smoke --out /tmp/c  # seconds; what CI runs
+    python benchmarks/compression.py --report-only         # rebuild the page from runs.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import bayesguide as bg
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _compression_report import smallest_within, write_outputs  # noqa: E402
+
+REPO = HERE.parent
+
+# --------------------------------------------------------------------------- tasks
+
+
+NOISE = 0.1  # the teacher's noise, known to the regression likelihood
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    title: str
+    likelihood: str  # "categorical" | "gaussian"
+    epochs: int
+    batch_size: int
+    lr: float
+    tolerance: float  # accuracy points (classification) or relative RMSE (regression)
+    strength_scale: float = 1.0  # multiplies every method's grid (the Gaussian likelihood's 1/σ² curvature)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.likelihood == "categorical"
+
+
+TASKS: dict[str, Task] = {
+    "digits-mlp": Task("digits-mlp", "digits, MLP 64-256-256-10", "categorical", 60, 128, 3e-3, 0.01),
+    "mnist1d-mlp": Task("mnist1d-mlp", "MNIST-1D, MLP 40-256-256-10", "categorical", 40, 128, 3e-3, 0.01),
+    "digits-cnn": Task("digits-cnn", "digits 8×8, CNN c16-c32-d64", "categorical", 60, 128, 3e-3, 0.01),
+    "teacher": Task("teacher", "teacher–student regression, 5-32-1 tanh (teacher: 4 units)", "gaussian",
+                    150, 64, 1e-2, 0.05, strength_scale=1.0 / NOISE**2),
+}
+
+
+def build_net(task: str) -> nn.Sequential:
+    if task == "digits-mlp":
+        return nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    if task == "mnist1d-mlp":
+        return nn.Sequential(nn.Linear(40, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    if task == "digits-cnn":
+        return nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.ReLU(),
+            nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
+        )
+    if task == "teacher":
+        return nn.Sequential(nn.Linear(5, 32), nn.Tanh(), nn.Linear(32, 1))
+    raise ValueError(f"unknown task {task!r}")
+
+
+@dataclass(frozen=True)
+class Split:
+    X: torch.Tensor
+    y: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+@cache
+def load_split(task: str, n_max: int | None = None) -> Split:
+    """Training part, validation split (20 %, fixed) and the task's test set."""
+    if task == "digits-mlp":
+        data = bg.datasets.digits()
+    elif task == "digits-cnn":
+        data = bg.datasets.digits(image=True)
+    elif task == "mnist1d-mlp":
+        data = bg.datasets.mnist1d()
+    elif task == "teacher":
+        data = bg.datasets.teacher_student(n=1000, n_features=5, width=4, noise=NOISE, seed=0)
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    n = data.X_train.shape[0]
+    perm = torch.from_numpy(np.random.default_rng(1234).permutation(n))
+    n_val = n // 5
+    val, train = perm[:n_val], perm[n_val:]
+    if n_max is not None:  # smoke mode: small subsets
+        train, val = train[:n_max], val[: max(n_max // 4, 20)]
+    X_test, y_test = data.X_test, data.y_test
+    if n_max is not None:
+        X_test, y_test = X_test[: max(n_max // 2, 40)], y_test[: max(n_max // 2, 40)]
+    return Split(data.X_train[train], data.y_train[train], data.X_train[val], data.y_train[val], X_test, y_test)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    title: str
+    grid: tuple[float, ...]  # strengths in the mean-loss convention (λ' ; λ = N λ'), or τ₀
+    family: str  # which builder below
+    guidance: str  # "linear" | "uniform" | "partial" | "relevance"
+    fitter: str = "map"  # "map" | "relevance" | "l0" | "svi"
+    group: str = "baselines"  # figure panel
+    lr: float | None = None  # None: the task's learning rate
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("guided-l1", "guided L1 (linear)", (3e-4, 1e-3, 3e-3), "l1", "linear", group="guided vs uniform"),
+    Method("uniform-l1", "uniform L1", (3e-4, 1e-3, 3e-3), "l1", "uniform", group="guided vs uniform"),
+    Method("guided-l2", "guided L2 (linear)", (1e-3, 3e-3, 1e-2), "l2", "linear", group="guided vs uniform"),
+    Method("uniform-l2", "uniform L2", (1e-3, 3e-3, 1e-2), "l2", "uniform", group="guided vs uniform"),
+    Method("guided-group", "guided group lasso (linear)", (1e-4, 3e-4, 1e-3), "group", "linear",
+           group="guided vs uniform"),
+    Method("uniform-group", "uniform group lasso", (1e-4, 3e-4, 1e-3), "group", "uniform", group="guided vs uniform"),
+    Method("partial-group", "partial group lasso (β = 8)", (1e-4, 3e-4, 1e-3), "group", "partial"),
+    Method("partial-sgl", "partial sparse group lasso (β = 8, α = 0.5)", (1e-4, 3e-4, 1e-3), "sgl", "partial"),
+    Method("relevance", "relevance-driven shrinkage (L2)", (1e-3, 3e-3, 1e-2), "l2", "relevance", "relevance"),
+    # the gates' log α start at log 4 and move by about lr per Adam step: at the common
+    # 3e-3 they cannot close within the budget, so L0 keeps fit_l0's default rate 1e-2
+    Method("l0", "hard-concrete L0 gates", (3e-3, 1e-2, 3e-2), "l0", "uniform", "l0", lr=1e-2),
+    Method("horseshoe", "group horseshoe (SVI)", (1.0, 0.3, 0.1), "horseshoe", "uniform", "svi"),
+)}
+REFERENCE_STRENGTH = 1e-5  # weak uniform L2 of the dense reference (mean-loss convention)
+
+
+def _guidance(name: str, steps_per_epoch: int) -> Any:
+    if name == "relevance":
+        return bg.guidance.relevance(every=steps_per_epoch)
+    return bg.guidance.get(name)
+
+
+def build_prior(method: Method, strength: float, n: int, steps_per_epoch: int,
+                scale: float = 1.0) -> bg.priors.UnitPrior:
+    """The method's prior at grid value ``strength`` (``λ = N · scale · strength``; ``τ₀`` for the horseshoe)."""
+    lam = strength * n * scale
+    g = _guidance(method.guidance, steps_per_epoch)
+    if method.family == "l1":
+        return bg.GuidedLaplace(lam, g)
+    if method.family == "l2":
+        return bg.GuidedNormal(lam, g)
+    if method.family == "group":
+        return bg.GuidedGroupLasso(lam, g)
+    if method.family == "sgl":
+        return bg.GuidedSparseGroupLasso(lam, g, alpha=0.5)
+    if method.family == "l0":
+        return bg.HardConcreteGates(lam, g)
+    if method.family == "horseshoe":
+        return bg.GroupHorseshoe(REFERENCE_STRENGTH * n, g, tau0=strength)
+    raise ValueError(f"unknown family {method.family!r}")
+
+
+# --------------------------------------------------------------------------- one fit
+
+
+@dataclass(frozen=True)
+class Job:
+    task: str
+    method: str  # a METHODS key or "reference"
+    strength: float
+    seed: int
+    epochs: int
+    n_max: int | None = None
+    n_candidates: int = 14
+    evidence: bool = True
+    ref_test: float | None = None  # the reference's test metric (same task and seed), for the latency
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}|{self.method}|{self.strength:g}|{self.seed}"
+
+
+def metric(out: torch.Tensor, y: torch.Tensor, likelihood: str) -> float:
+    if likelihood == "categorical":
+        return float((out.argmax(1) == y).double().mean())
+    return float((out.reshape(-1) - y.reshape(-1)).pow(2).mean().sqrt())
+
+
+def latency_ms(modules: dict[str, nn.Module], x: torch.Tensor, repeats: int = 30) -> dict[str, float]:
+    """Median forward time of each module on ``x``, the modules alternated every round."""
+    times: dict[str, list[float]] = {k: [] for k in modules}
+    with torch.no_grad():
+        for m in modules.values():
+            for _ in range(3):
+                m.eval()(x)
+        for _ in range(repeats):
+            for k, m in modules.items():
+                start = time.perf_counter()
+                m(x)
+                times[k].append(time.perf_counter() - start)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+def _fit(job: Job, task: Task, split: Split) -> tuple[Any, int]:
+    n = split.X.shape[0]
+    steps_per_epoch = math.ceil(n / task.batch_size)
+    steps = job.epochs * steps_per_epoch
+    torch.manual_seed(job.seed)
+    net = build_net(job.task)
+    kw: dict[str, Any] = {"noise": NOISE} if task.likelihood == "gaussian" else {}
+    common: dict[str, Any] = {"steps": steps, "lr": task.lr, "batch_size": task.batch_size, "seed": job.seed}
+    if job.method == "reference":
+        model = bg.GuidedModel(net, bg.GuidedNormal(job.strength * n, bg.guidance.uniform()), task.likelihood, **kw)
+        return bg.fit_map(model, split.X, split.y, schedule="cosine", progress=False, **common), steps
+    method = METHODS[job.method]
+    prior = build_prior(method, job.strength, n, steps_per_epoch, task.strength_scale)
+    model = bg.GuidedModel(net, prior, task.likelihood, **kw)
+    if method.lr is not None:
+        common["lr"] = method.lr
+    if method.fitter == "map":
+        return bg.fit_map(model, split.X, split.y, schedule="cosine", progress=False, **common), steps
+    if method.fitter == "relevance":
+        return bg.fit_relevance(model, split.X, split.y, **common), steps
+    if method.fitter == "l0":
+        return bg.fit_l0(model, split.X, split.y, progress=False, **common), steps
+    return bg.fit_svi(model, split.X, split.y, schedule="cosine", progress=False, **common), steps
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Fit, walk the pruning path, score it; never raises (errors are recorded)."""
+    torch.set_num_threads(1)
+    task = TASKS[job.task]
+    record: dict[str, Any] = {"key": job.key, "task": job.task, "method": job.method, "strength": job.strength,
+                              "seed": job.seed, "epochs": job.epochs}
+    try:
+        split = load_split(job.task, job.n_max)
+        start = time.perf_counter()
+        fit, steps = _fit(job, task, split)
+        record["fit_s"] = time.perf_counter() - start
+        record["steps"] = steps
+        record["ms_per_step"] = 1e3 * record["fit_s"] / steps
+        score: Any = bg.HorseshoeScale() if job.method == "horseshoe" else "norm"
+        path = bg.pruning_path(fit, split.X, split.y, score=score, n_candidates=job.n_candidates,
+                               spacing="geometric")
+        rows = []
+        for cand in path:
+            rows.append({
+                "name": cand.name, "units": int(sum(cand.widths)), "widths": list(cand.widths),
+                "params": cand.n_params, "flops": cand.flops,
+                "val": metric(cand.predict(split.X_val), split.y_val, task.likelihood),
+                "test": metric(cand.predict(split.X_test), split.y_test, task.likelihood),
+            })
+        record["path"] = rows
+        record["full"] = {"units": rows[0]["units"], "params": rows[0]["params"], "flops": rows[0]["flops"]}
+        if job.evidence and job.method != "reference":
+            record["evidence"] = _evidence(path, split)
+        small = None if job.ref_test is None else smallest_within(rows, job.ref_test, task, "test")
+        if small is not None:
+            modules = {"full": path[0].module, "small": path[rows.index(small)].module}
+            lat = latency_ms(modules, torch.randn(256, *split.X.shape[1:]))
+            record["latency"] = {"full_ms": lat["full"], "small_ms": lat["small"], "name": small["name"]}
+        record["status"] = "ok"
+    except Exception as err:  # one failing fit never stops the benchmark
+        record["status"] = f"failed: {type(err).__name__}: {err}"
+        record["traceback"] = traceback.format_exc(limit=6)
+    return record
+
+
+def _evidence(path: list[Any], split: Split) -> dict[str, Any]:
+    try:
+        start = time.perf_counter()
+        cmp = bg.compare(path, split.X, split.y, progress=False)
+        table = cmp.table
+        ok = table[table["status"] == "ok"] if "status" in table else table
+        best = cmp.best.name if cmp.best is not None else None
+        return {"selected": best, "seconds": time.perf_counter() - start,
+                "log_evidence": {r["name"]: _finite(r["log_evidence"]) for r in ok.to_dict("records")},
+                "posterior": {r["name"]: _finite(r["posterior_prob"]) for r in ok.to_dict("records")}}
+    except Exception as err:
+        return {"selected": None, "error": f"{type(err).__name__}: {err}"}
+
+
+def _finite(v: Any) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+class Store:
+    """``runs.jsonl``: one finished fit per line, appended, flushed and fsynced."""
+
+    def __init__(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.path = out / "runs.jsonl"
+        self.records: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a crash: that fit is redone
+                    continue
+                self.records[rec["key"]] = rec
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.records[record["key"]] = record
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def execute(jobs: list[Job], store: Store, workers: int, log: Callable[[str], None]) -> None:
+    todo = [j for j in jobs if store.records.get(j.key, {}).get("status") != "ok"]  # failures are retried
+    if not todo:
+        return
+    log(f"{len(todo)} fits to run ({len(jobs) - len(todo)} already in {store.path})")
+
+    def finish(job: Job, record: dict[str, Any], i: int) -> None:
+        store.add(record)
+        status = record["status"] if record["status"] != "ok" else f"{record.get('fit_s', 0):.1f} s"
+        log(f"[{i}/{len(todo)}] {job.task:12s} {job.method:14s} {job.strength:<8g} seed {job.seed}: {status}")
+
+    if workers <= 1:
+        for i, job in enumerate(todo, 1):
+            finish(job, run_job(job), i)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        futures = {pool.submit(run_job, j): j for j in todo}
+        for i, fut in enumerate(cf.as_completed(futures), 1):
+            job = futures[fut]
+            try:
+                record = fut.result()
+            except Exception as err:  # a worker died: record it, keep going
+                record = {"key": job.key, "task": job.task, "method": job.method, "strength": job.strength,
+                          "seed": job.seed, "epochs": job.epochs, "status": f"failed: worker: {err}"}
+            finish(job, record, i)
+
+
+def reference_metrics(store: Store, jobs: Iterable[Job], which: str) -> dict[tuple[str, int], float]:
+    out = {}
+    for j in jobs:
+        rec = store.records.get(j.key)
+        if j.method == "reference" and rec is not None and rec.get("status") == "ok":
+            out[(j.task, j.seed)] = rec["path"][0][which]
+    return out
+
+
+def tune(store: Store, task: Task, method: Method, jobs: list[Job], ref_val: float | None) -> float:
+    """The grid value reaching the fewest units within tolerance on the validation split."""
+    best: tuple[tuple[float, float], float] | None = None
+    for j in jobs:
+        rec = store.records.get(j.key)
+        if rec is None or rec.get("status") != "ok" or ref_val is None:
+            continue
+        small = smallest_within(rec["path"], ref_val, task, "val")
+        dense = rec["path"][0]["val"] * (1 if task.higher_is_better else -1)
+        rank = (small["units"] if small else math.inf, -dense)
+        if best is None or rank < best[0]:
+            best = (rank, j.strength)
+    return best[1] if best is not None else method.grid[len(method.grid) // 2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "compression"))
+    parser.add_argument("--page", default=None, help="Markdown page to write (default docs/benchmarks.md; "
+                        "in --smoke mode OUT/benchmarks.md)")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="tiny data and budgets, one seed, one strength")
+    parser.add_argument("--report-only", action="store_true", help="only rebuild the page from runs.jsonl")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    page = Path(args.page) if args.page else (out / "benchmarks.md" if args.smoke else REPO / "docs" / "benchmarks.md")
+    store = Store(out)
+    log = print
+    started = time.perf_counter()
+
+    n_max = 160 if args.smoke else None
+    seeds = [args.seeds[0]] if args.smoke else args.seeds
+    tune_seed = seeds[0]
+
+    def epochs(task: Task) -> int:
+        return 2 if args.smoke else task.epochs
+
+    def grid(m: Method) -> tuple[float, ...]:
+        return (m.grid[len(m.grid) // 2],) if args.smoke else m.grid
+
+    refs_test: dict[tuple[str, int], float] = {}
+
+    def job(task: str, method: str, strength: float, seed: int) -> Job:
+        return Job(task, method, strength, seed, epochs(TASKS[task]), n_max,
+                   n_candidates=5 if args.smoke else 14, ref_test=refs_test.get((task, seed)))
+
+    ref_jobs = [job(t, "reference", REFERENCE_STRENGTH, s) for t in args.tasks for s in seeds]
+    tune_jobs = {(t, m): [job(t, m, v, tune_seed) for v in grid(METHODS[m])] for t in args.tasks for m in args.methods}
+    chosen: dict[tuple[str, str], float] = {}
+    if not args.report_only:
+        log(f"phase 1: {len(ref_jobs)} reference fits")
+        execute(ref_jobs, store, args.workers, log)
+        refs_test.update(reference_metrics(store, ref_jobs, "test"))
+        tune_jobs = {k: [job(j.task, j.method, j.strength, j.seed) for j in js] for k, js in tune_jobs.items()}
+        log(f"phase 2: tuning on seed {tune_seed}")
+        execute([j for js in tune_jobs.values() for j in js], store, args.workers, log)
+    refs_val = reference_metrics(store, ref_jobs, "val")
+    refs_test.update(reference_metrics(store, ref_jobs, "test"))
+    for (t, m), js in tune_jobs.items():
+        chosen[(t, m)] = tune(store, TASKS[t], METHODS[m], js, refs_val.get((t, tune_seed)))
+    final_jobs = [job(t, m, chosen[(t, m)], s) for (t, m) in chosen for s in seeds]
+    if not args.report_only:
+        log("phase 3: the other seeds at the tuned strengths")
+        execute(final_jobs, store, args.workers, log)
+    elapsed = time.perf_counter() - started
+    meta = {
+        "command": "python benchmarks/compression.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                   f"Python {platform.python_version()}, torch {torch.__version__}",
+        "workers": args.workers, "smoke": args.smoke, "elapsed_s": elapsed,
+        "tasks": {t: replace(TASKS[t], epochs=epochs(TASKS[t])).__dict__ for t in args.tasks},
+        "methods": {m: METHODS[m].__dict__ for m in args.methods},
+        "reference_strength": REFERENCE_STRENGTH,
+    }
+    write_outputs(store.records, final_jobs, ref_jobs, tune_jobs, chosen, refs_val, refs_test, meta, out, page,
+                  TASKS, METHODS)
+    log(f"wrote {page} and {out / 'summary.json'} ({elapsed / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

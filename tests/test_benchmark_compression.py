@@ -1,0 +1,130 @@
+"""benchmarks/compression.py in smoke mode: every method on every task, resumable, honest summary."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compression.py"
+
+
+@pytest.fixture(scope="module")
+def compression() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("compression", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["compression"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def smoke_run(compression: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("compression")
+    threads = torch.get_num_threads()
+    try:
+        assert compression.main(["--smoke", "--workers", "1", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _records(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+
+
+def test_every_method_runs_on_every_task(compression: ModuleType, smoke_run: Path) -> None:
+    records = _records(smoke_run)
+    keys = {(r["task"], r["method"]) for r in records}
+    expected = {(t, m) for t in compression.TASKS for m in [*compression.METHODS, "reference"]}
+    assert keys == expected
+    failed = [(r["key"], r["status"]) for r in records if r["status"] != "ok"]
+    assert not failed
+    for r in records:
+        units = [row["units"] for row in r["path"]]
+        assert units == sorted(units, reverse=True) and len(units) >= 2  # a path, largest first
+        if r["method"] != "reference":
+            assert "selected" in r["evidence"] and "error" not in r["evidence"], r["evidence"]
+
+
+def test_summary_matches_a_hand_recomputation(compression: ModuleType, smoke_run: Path) -> None:
+    records = {r["key"]: r for r in _records(smoke_run)}
+    summary = json.loads((smoke_run / "summary.json").read_text())["summary"]
+    refs = {(r["task"], r["seed"]): r["path"][0]["test"] for r in records.values() if r["method"] == "reference"}
+    checked = 0
+    for task, methods in summary.items():
+        spec = compression.TASKS[task]
+        for method, entry in methods.items():
+            for seed in entry["seeds"]:
+                rec = records[f"{task}|{method}|{entry['strength']:g}|{seed['seed']}"]
+                ref = refs[(task, seed["seed"])]
+                # the rule, written out: fewest units whose test metric is within tolerance of the reference
+                best_units = None
+                for row in rec["path"]:
+                    ok = (row["test"] >= ref - 0.01) if spec.likelihood == "categorical" else (
+                        row["test"] <= ref * 1.05)
+                    if ok and (best_units is None or row["units"] < best_units):
+                        best_units = row["units"]
+                got = seed["small"]["units"] if seed["small"] is not None else None
+                assert got == best_units, (task, method)
+                checked += 1
+    assert checked == len(compression.TASKS) * len(compression.METHODS)
+
+
+def test_page_has_every_table_row_and_the_claims(compression: ModuleType, smoke_run: Path) -> None:
+    page = (smoke_run / "benchmarks.md").read_text()
+    for task in compression.TASKS.values():
+        assert f"### {task.title}" in page
+    for method in compression.METHODS.values():
+        assert page.count(f"| {method.title} |") >= len(compression.TASKS)
+    for section in ("## Protocol", "## Claims, checked", "Guided against uniform", "evidence-selected",
+                    "## What the numbers show", "<!-- notes:start -->"):
+        assert section in page
+    assert (smoke_run / "img" / "benchmarks" / "digits-mlp.png").stat().st_size > 1000
+
+
+def test_rerun_resumes_and_keeps_hand_notes(
+    compression: ModuleType, smoke_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = smoke_run / "benchmarks.md"
+    text = page.read_text()
+    start, end = text.index("<!-- notes:start -->"), text.index("<!-- notes:end -->")
+    page.write_text(text[:start] + "<!-- notes:start -->\nhand-written verdicts\n" + text[end:])
+    n_lines = len((smoke_run / "runs.jsonl").read_text().splitlines())
+    capsys.readouterr()
+    assert compression.main(["--smoke", "--workers", "1", "--out", str(smoke_run)]) == 0
+    assert "fits to run" not in capsys.readouterr().out  # everything was already stored
+    assert len((smoke_run / "runs.jsonl").read_text().splitlines()) == n_lines
+    assert "hand-written verdicts" in page.read_text()
+
+
+def test_a_failing_fit_is_recorded_and_retried(
+    compression: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fit = compression._fit
+
+    def broken(job: Any, task: Any, split: Any) -> Any:
+        if job.method == "uniform-l2":
+            raise RuntimeError("simulated divergence")
+        return real_fit(job, task, split)
+
+    args = ["--smoke", "--workers", "1", "--out", str(tmp_path), "--tasks", "teacher",
+            "--methods", "uniform-l2", "guided-l2"]
+    monkeypatch.setattr(compression, "_fit", broken)
+    assert compression.main(args) == 0
+    status = {r["method"]: r["status"] for r in _records(tmp_path)}
+    assert status["uniform-l2"] == "failed: RuntimeError: simulated divergence"
+    assert status["guided-l2"] == "ok" and status["reference"] == "ok"
+    assert "## Failed fits" in (tmp_path / "benchmarks.md").read_text()
+    monkeypatch.setattr(compression, "_fit", real_fit)
+    assert compression.main(args) == 0
+    latest = {r["method"]: r["status"] for r in _records(tmp_path)}  # later lines win
+    assert latest["uniform-l2"] == "ok"
+    assert "## Failed fits" not in (tmp_path / "benchmarks.md").read_text()
