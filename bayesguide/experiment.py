@@ -14,9 +14,12 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     activation = "relu"        # relu | tanh | sigmoid | gelu | silu | elu
 
     [prior]
-    kind = "group"             # l1 | l2 | group
-    strength = 1.0             # λ, the prior's rate (summed-NLL convention)
-    guidance = "linear"        # linear | geometric | uniform | partial
+    kind = "group"             # l1 | l2 | group | sparse_group | l0 | horseshoe
+    strength = 1.0             # λ, the prior's rate (summed-NLL convention); l0: cost of an open gate
+    guidance = "linear"        # linear | geometric | uniform | partial | relevance
+    alpha = 0.5                # sparse_group only: the group-lasso share of the penalty
+    tau0 = 0.1                 # horseshoe only: scale of the global half-Cauchy
+    l0_weight_decay = 0.0      # l0 only: L2 penalty w ‖θ‖² on every weight and bias
 
     [fit]
     method = "map"             # map | svi
@@ -43,6 +46,35 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
 
 An unknown table or key, or a value of the wrong type or outside its choices, is an
 error naming the table, the key and the accepted values — raised before any work.
+
+**Methods.** ``[prior] kind`` and ``guidance`` pick the method and the fit:
+
+========================  ==========================================  ======================
+prior                     fit                                         requires
+========================  ==========================================  ======================
+l1, l2, group,            ``bg.fit_map`` / ``bg.fit_svi``             —
+sparse_group              (``[fit] method``)
+l0                        ``bg.fit_l0`` (hard-concrete gates)         ``method = "map"``,
+                                                                      ``schedule = "constant"``
+horseshoe                 ``bg.fit_svi`` (group horseshoe)            ``method = "svi"``; no
+                                                                      ``partial``/``relevance``
+guidance = "relevance"    ``bg.fit_relevance`` (sensitivity-driven    ``kind = "l2"``,
+                          guidance, re-estimated every 10 steps)      ``method = "map"``,
+                                                                      ``batch_size = 0``,
+                                                                      ``schedule = "constant"``,
+                                                                      a classification task
+========================  ==========================================  ======================
+
+A combination outside this table is an error naming the keys and what to use instead.
+The method-specific keys ``alpha`` (sparse_group), ``tau0`` (horseshoe) and
+``l0_weight_decay`` (l0) may be omitted or left at their defaults for any kind; setting
+one to another value for a kind that does not use it is an error (it would otherwise
+be silently ignored). ``partial`` guidance (coefficient 0, a flat prior, on the
+protected units) works with every kind except horseshoe. Every method's candidates get
+a Laplace evidence (:mod:`bayesguide.marglik.laplace` documents which Gaussian prior);
+with ``fine_tune`` the l0 and horseshoe candidates are re-fitted by MAP under that
+Gaussian prior, ``GuidedNormal(strength, uniform)``, since their own priors have no MAP
+fit; the other kinds are re-fitted under their own prior.
 """
 
 from __future__ import annotations
@@ -57,7 +89,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Experiment", "ExperimentError", "load_experiment"]
+__all__ = ["Experiment", "ExperimentError", "check_relevance_task", "load_experiment"]
 
 
 class ExperimentError(ValueError):
@@ -67,8 +99,8 @@ class ExperimentError(ValueError):
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("data", "task"): ("classification", "regression"),
     ("network", "activation"): ("relu", "tanh", "sigmoid", "gelu", "silu", "elu"),
-    ("prior", "kind"): ("l1", "l2", "group"),
-    ("prior", "guidance"): ("linear", "geometric", "uniform", "partial"),
+    ("prior", "kind"): ("l1", "l2", "group", "sparse_group", "l0", "horseshoe"),
+    ("prior", "guidance"): ("linear", "geometric", "uniform", "partial", "relevance"),
     ("fit", "method"): ("map", "svi"),
     ("fit", "schedule"): ("constant", "cosine"),
     ("fit", "guide"): ("normal", "lowrank"),
@@ -76,7 +108,9 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("select", "occam"): ("guidance", "params", "flops", "uniform"),
     ("select", "hessian"): ("auto", "full", "kron", "diag"),
 }
-_POSITIVE = {("prior", "strength"), ("fit", "steps"), ("fit", "lr"), ("select", "n_candidates")}
+_POSITIVE = {("prior", "strength"), ("prior", "tau0"), ("fit", "steps"), ("fit", "lr"), ("select", "n_candidates")}
+#: keys of [prior] that only one kind uses
+KIND_KEYS = {"alpha": "sparse_group", "tau0": "horseshoe", "l0_weight_decay": "l0"}
 
 
 @dataclass(frozen=True)
@@ -99,6 +133,9 @@ class PriorConfig:
     kind: str = "group"
     strength: float = 1.0
     guidance: str = "linear"
+    alpha: float = 0.5
+    tau0: float = 0.1
+    l0_weight_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -162,7 +199,9 @@ class Experiment:
             if not isinstance(values, dict):
                 raise ExperimentError(f"[{table}] must be a table, got {type(values).__name__}")
             parts[table] = _table(table, config, values)
-        return cls(**parts)
+        exp = cls(**parts)
+        _check_method(exp, raw)
+        return exp
 
 
 def _type_name(t: Any) -> str:
@@ -200,6 +239,69 @@ def _table(table: str, config: type, values: dict[str, Any]) -> Any:
     return config(**out)
 
 
+def _check_method(exp: Experiment, raw: dict[str, Any]) -> None:
+    """The cross-table rules of the module docstring's method table."""
+    prior, fit = exp.prior, exp.fit
+    given = raw.get("prior", {})
+    for key, kind in KIND_KEYS.items():
+        if key in given and getattr(prior, key) != getattr(PriorConfig(), key) and prior.kind != kind:
+            raise ExperimentError(
+                f"[prior] {key} = {given[key]!r} is only used by kind = {kind!r}, not {prior.kind!r}; "
+                f"remove it or set kind = {kind!r}"
+            )
+    if prior.kind == "sparse_group" and not 0.0 <= prior.alpha <= 1.0:
+        raise ExperimentError(f"[prior] alpha must lie in [0, 1] (the group-lasso share), got {prior.alpha!r}")
+    if prior.kind == "l0":
+        if fit.method != "map":
+            raise ExperimentError(
+                '[prior] kind = "l0" is trained by bg.fit_l0, a point estimate: set [fit] method = "map" '
+                '(for a posterior over the weights use kind = "horseshoe" with method = "svi")'
+            )
+        if fit.schedule != "constant":
+            raise ExperimentError('[prior] kind = "l0" (bg.fit_l0) has no learning-rate schedule: '
+                                  'set [fit] schedule = "constant"')
+    if prior.kind == "horseshoe":
+        if fit.method != "svi":
+            raise ExperimentError(
+                '[prior] kind = "horseshoe" has no MAP (its density is unbounded at zero weights): '
+                'set [fit] method = "svi"'
+            )
+        if prior.guidance in ("partial", "relevance"):
+            raise ExperimentError(
+                f'[prior] kind = "horseshoe" needs positive guidance coefficients (they divide the local '
+                f'scales), not guidance = {prior.guidance!r}; use linear, geometric or uniform'
+            )
+    if prior.guidance == "relevance":
+        if prior.kind != "l2":
+            raise ExperimentError(
+                f'[prior] guidance = "relevance" re-estimates the precisions of a Gaussian prior: set '
+                f'kind = "l2", not {prior.kind!r}'
+            )
+        if fit.method != "map":
+            raise ExperimentError('[prior] guidance = "relevance" is trained by bg.fit_relevance (MAP): '
+                                  'set [fit] method = "map"')
+        if fit.batch_size != 0:
+            raise ExperimentError('[prior] guidance = "relevance" (bg.fit_relevance) trains on the full batch: '
+                                  'set [fit] batch_size = 0')
+        if fit.schedule != "constant":
+            raise ExperimentError('[prior] guidance = "relevance" (bg.fit_relevance) has no learning-rate '
+                                  'schedule: set [fit] schedule = "constant"')
+        source = exp.data.source
+        if source.endswith((".npz", ".csv")):
+            check_relevance_task(exp, exp.data.task)
+        elif source == "teacher":  # the built-ins know their own task; the runner checks again
+            check_relevance_task(exp, "regression")
+
+
+def check_relevance_task(exp: Experiment, task: str) -> None:
+    """``guidance = "relevance"`` needs a fixed noise, which experiment files cannot set: classification only."""
+    if exp.prior.guidance == "relevance" and task == "regression":
+        raise ExperimentError(
+            '[prior] guidance = "relevance" needs a classification task: a regression model learns its '
+            'noise σ, which bg.fit_relevance cannot (use the Python API with a fixed noise)'
+        )
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file.
 
@@ -209,7 +311,7 @@ def load_experiment(path: str | Path) -> Experiment:
     >>> with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
     ...     _ = f.write('[prior]\\nkind = "l1"\\nstrength = 0.3\\n')
     >>> load_experiment(f.name).prior
-    PriorConfig(kind='l1', strength=0.3, guidance='linear')
+    PriorConfig(kind='l1', strength=0.3, guidance='linear', alpha=0.5, tau0=0.1, l0_weight_decay=0.0)
     >>> os.unlink(f.name)
     """
     path = Path(path)

@@ -1,6 +1,8 @@
 """Running an experiment end to end into a run directory, incrementally and resumably.
 
-``run_experiment(exp)``: data → network → guided prior → fit → pruning path → for each
+``run_experiment(exp)``: data → network → guided prior → fit (``bg.fit_map``,
+``bg.fit_svi``, ``bg.fit_l0`` or ``bg.fit_relevance``, picked by the experiment's
+``[prior]`` and ``[fit]``, see :mod:`bayesguide.experiment`) → pruning path → for each
 candidate (fine-tune, evidence, metrics; saved as soon as it is done) → Occam prior and
 posterior probabilities → optional PSIS-LOO → recommended architecture with measured
 latency → ``results.json`` and the reports. ``results.json`` is rewritten atomically
@@ -27,9 +29,12 @@ from torch import nn
 import bayesguide as bg
 from bayesguide.architecture import load_module, save_module
 from bayesguide.comparison import assemble, resolve_hessian, score_candidate
-from bayesguide.experiment import Experiment
+from bayesguide.experiment import KIND_KEYS, Experiment, check_relevance_task
+from bayesguide.horseshoe import HierarchicalUnitPrior
 from bayesguide.infer.guides import DeltaGuide, make_guide
 from bayesguide.infer.result import FitResult, data_fingerprint
+from bayesguide.priors import UnitPrior
+from bayesguide.relevance import relevance
 from bayesguide.results import SCHEMA_VERSION, downsample, load_results, write_json_atomic
 
 __all__ = ["RunDirectoryError", "run_experiment"]
@@ -46,6 +51,9 @@ class RunDirectoryError(ValueError):
 def _config_hash(exp: Experiment) -> str:
     cfg = exp.to_dict()
     cfg.pop("output")
+    for key, kind in KIND_KEYS.items():  # a kind's own keys only: older run directories keep their hash
+        if cfg["prior"]["kind"] != kind:
+            cfg["prior"].pop(key)
     return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -58,6 +66,57 @@ def _network(exp: Experiment, n_in: int, n_out: int) -> nn.Sequential:
         width = h
     layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
+
+
+def _prior(exp: Experiment) -> UnitPrior:
+    """The ``[prior]`` table as a unit prior (combinations already validated by the experiment)."""
+    p = exp.prior
+    guidance = relevance() if p.guidance == "relevance" else bg.guidance.get(p.guidance)
+    if p.kind == "l0":
+        return bg.HardConcreteGates(p.strength, guidance, weight_decay=p.l0_weight_decay)
+    if p.kind == "horseshoe":
+        return bg.GroupHorseshoe(p.strength, guidance, tau0=p.tau0)
+    if p.kind == "sparse_group":
+        return bg.make_prior(p.kind, p.strength, guidance, alpha=p.alpha)
+    return bg.make_prior(p.kind, p.strength, guidance)
+
+
+def _fit(exp: Experiment, model: bg.GuidedModel, X: torch.Tensor, y: torch.Tensor, progress: bool) -> FitResult:
+    """The fit the experiment asks for: fit_relevance, fit_l0, fit_map or fit_svi."""
+    f = exp.fit
+    if exp.prior.guidance == "relevance":
+        return bg.fit_relevance(model, X, y, steps=f.steps, lr=f.lr, seed=f.seed)
+    common: dict[str, Any] = {"steps": f.steps, "lr": f.lr, "seed": f.seed,
+                              "batch_size": f.batch_size or None, "progress": progress}
+    if exp.prior.kind == "l0":
+        return bg.fit_l0(model, X, y, **common)
+    if f.method == "map":
+        return bg.fit_map(model, X, y, schedule=f.schedule, **common)
+    return bg.fit_svi(model, X, y, guide=f.guide, schedule=f.schedule, **common)
+
+
+def _tuning_model(cand: Any) -> bg.GuidedModel:
+    """The model a candidate is fine-tuned under by MAP.
+
+    The candidate's own, except for priors without a MAP fit (L0 gates, the horseshoe):
+    for those ``GuidedNormal(strength, uniform)``, the Gaussian prior their Laplace
+    evidence uses.
+    """
+    model = cand.model
+    if not isinstance(model.prior, (bg.HardConcreteGates, HierarchicalUnitPrior)):
+        return model
+    return bg.GuidedModel(cand.module, bg.GuidedNormal(model.prior.strength, bg.guidance.uniform()),
+                          model.likelihood, noise=model.noise)
+
+
+def _fine_tune(cand: Any, X: torch.Tensor, y: torch.Tensor, steps: int, lr: float, seed: int) -> FitResult:
+    """A few MAP steps re-fitting a candidate from its pruned weights, under :func:`_tuning_model`.
+
+    The result keeps the candidate's model, so the evidence still records which
+    Gaussian prior it used.
+    """
+    tuned = bg.fit_map(_tuning_model(cand), X, y, steps=steps, lr=lr, seed=seed, progress=False)
+    return dataclasses.replace(tuned, model=cand.model)
 
 
 def _latency_ms(module: nn.Module, n_features: int, repeats: int = 30) -> float:
@@ -87,7 +146,9 @@ def _fit_summary(fit: FitResult) -> dict[str, Any]:
 
 def _restore_fit(exp: Experiment, model: bg.GuidedModel, saved: dict[str, Any], out: Path,
                  X: torch.Tensor, y: torch.Tensor) -> FitResult:
-    """Rebuild the finished fit from the run directory (weights and histories)."""
+    """Rebuild the finished fit from the run directory (weights, histories, estimated guidance)."""
+    for name, g in saved.get("coefficients", {}).items():  # bg.fit_relevance's last estimate
+        model.coefficients[name].copy_(torch.as_tensor(g, dtype=model.coefficients[name].dtype))
     module = load_module(out / "fit").train()
     if saved["method"] == "map":
         guide: Any = DeltaGuide(model, module)
@@ -124,8 +185,8 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
     log(f"data   {data}")
     likelihood = "categorical" if data.task == "classification" else "gaussian"
     net = _network(exp, data.n_features, data.n_outputs)
-    prior = bg.make_prior(exp.prior.kind, exp.prior.strength, bg.guidance.get(exp.prior.guidance))
-    model = bg.GuidedModel(net, prior, likelihood=likelihood)
+    check_relevance_task(exp, data.task)
+    model = bg.GuidedModel(net, _prior(exp), likelihood=likelihood)
     X, y = model.prepare_data(data.X_train, data.y_train)
     test = model.prepare_data(data.X_test, data.y_test)
     metric = "accuracy" if likelihood == "categorical" else "rmse"
@@ -144,15 +205,13 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
     # ---- fit
     if results["fit"] is None:
         log(f"model  {model}")
-        kwargs: dict[str, Any] = {"steps": exp.fit.steps, "lr": exp.fit.lr, "seed": exp.fit.seed,
-                                  "schedule": exp.fit.schedule,
-                  "batch_size": exp.fit.batch_size or None, "progress": progress}
-        fit = (bg.fit_map(model, X, y, **kwargs) if exp.fit.method == "map"
-               else bg.fit_svi(model, X, y, guide=exp.fit.guide, **kwargs))
+        fit = _fit(exp, model, X, y, progress)
         save_module(fit.module, out / "fit")
         if fit.method == "svi":
             torch.save(fit.guide.state_dict(), out / "fit" / "guide.pt")
         summary = _fit_summary(fit)
+        if exp.prior.guidance == "relevance":
+            summary["coefficients"] = {k: v.tolist() for k, v in fit.model.coefficients.items()}
         summary["train_metric"] = _metric(fit.module, X, y, metric)
         summary["test_metric"] = _metric(fit.module, *test, metric)
         results["fit"] = summary
@@ -173,7 +232,8 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
             if exp.select.fine_tune:
                 tuned_module = load_module(cdir)
                 tuned = dataclasses.replace(
-                    _tuned_placeholder(cand, X, y), module=tuned_module, guide=DeltaGuide(cand.model, tuned_module))
+                    _tuned_placeholder(cand, X, y), module=tuned_module,
+                    guide=DeltaGuide(_tuning_model(cand), tuned_module))
                 cand = dataclasses.replace(cand, tuned=tuned)
             candidates.append(cand)
             continue
@@ -181,8 +241,7 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
         failure = None
         if exp.select.fine_tune:
             try:
-                tuned = bg.fit_map(cand.model, X, y, steps=exp.select.fine_tune, lr=exp.fit.lr,
-                                   seed=exp.fit.seed, progress=False)
+                tuned = _fine_tune(cand, X, y, exp.select.fine_tune, exp.fit.lr, exp.fit.seed)
                 cand = dataclasses.replace(cand, tuned=tuned)
             except (ValueError, RuntimeError, FloatingPointError) as err:  # one candidate never stops the run
                 failure = f"failed: fine-tuning: {err}"
@@ -234,7 +293,7 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
 def _tuned_placeholder(cand: Any, X: torch.Tensor, y: torch.Tensor) -> FitResult:
     """A FitResult shell for a candidate whose re-fitted weights are loaded from disk."""
     module = cand.module
-    return FitResult(method="map", model=cand.model, module=module, guide=DeltaGuide(cand.model, module),
+    return FitResult(method="map", model=cand.model, module=module, guide=DeltaGuide(_tuning_model(cand), module),
                      losses=np.zeros(0), unit_norms={}, norm_steps=np.zeros(0, dtype=np.int64), wall_time=0.0,
                      stop_reason="loaded", settings={}, n_data=int(X.shape[0]),
                      data_fingerprint=data_fingerprint(X, y), optimizer_state={})
