@@ -4,7 +4,9 @@
   64-128-128-10 under a guided group-lasso prior (linear profile), MAP fit, pruning
   path, Laplace evidence with the guidance Occam prior, report.
 * ``bayesguide run EXPERIMENT.toml [--out DIR]`` — an experiment file (see
-  :mod:`bayesguide.experiment`); re-running resumes an interrupted run.
+  :mod:`bayesguide.experiment`, which documents every method's keys: guided L1 / L2 /
+  group / sparse group lasso, L0 gates, the group horseshoe, partial and relevance
+  guidance); re-running resumes an interrupted run.
 * ``bayesguide report RUN_DIR`` — regenerate ``report.html`` / ``report.md`` from the
   saved ``results.json``.
 
@@ -28,6 +30,19 @@ _EXAMPLES = """examples:
   bayesguide run experiment.toml         run an experiment file ([data], [network], [prior], ...)
   bayesguide run experiment.toml --out runs/x
   bayesguide report runs/x               rebuild report.html and report.md from results.json
+"""
+
+_METHODS = """methods ([prior] kind and guidance; see docs/cli.md and the examples/ folder):
+  kind = "l1" | "l2" | "group"          guided L1 / L2 / group lasso: [fit] method = "map" or "svi"
+  kind = "sparse_group"                 sparse group lasso; alpha = 0.5 (share of the group term)
+  kind = "l0"                           hard-concrete L0 gates (bg.fit_l0): needs method = "map";
+                                        strength = cost of an open gate; l0_weight_decay = 0.0
+  kind = "horseshoe"                    group horseshoe (bg.fit_svi): needs method = "svi"; tau0 = 0.1
+  guidance = "linear" | "geometric" | "uniform" | "partial" | "relevance"
+  guidance = "relevance"                bg.fit_relevance: needs kind = "l2", method = "map",
+                                        batch_size = 0, a classification task
+  Invalid combinations, and alpha / tau0 / l0_weight_decay set for another kind, are
+  refused before any work (exit code 2).
 """
 
 
@@ -71,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayesguide",
         description="Bayesian model selection of neural-network architectures with guided priors.",
-        epilog=_EXAMPLES, formatter_class=fmt,
+        epilog=_EXAMPLES + "\n" + _METHODS, formatter_class=fmt,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="the built-in digits demo, end to end", epilog=_EXAMPLES, formatter_class=fmt)
@@ -79,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=1500, help="MAP steps (default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
-    run = sub.add_parser("run", help="run an experiment file", epilog=_EXAMPLES, formatter_class=fmt)
+    run = sub.add_parser("run", help="run an experiment file", epilog=_METHODS + "\n" + _EXAMPLES,
+                         formatter_class=fmt)
     run.add_argument("experiment", help="the experiment file (TOML)")
     run.add_argument("--out", default=None, help="run directory (default: the file's [output] dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")

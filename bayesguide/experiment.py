@@ -49,23 +49,20 @@ error naming the table, the key and the accepted values — raised before any wo
 
 **Methods.** ``[prior] kind`` and ``guidance`` pick the method and the fit:
 
-========================  ==========================================  ======================
-prior                     fit                                         requires
-========================  ==========================================  ======================
-l1, l2, group,            ``bg.fit_map`` / ``bg.fit_svi``             —
-sparse_group              (``[fit] method``)
-l0                        ``bg.fit_l0`` (hard-concrete gates)         ``method = "map"``,
-                                                                      ``schedule = "constant"``
-horseshoe                 ``bg.fit_svi`` (group horseshoe)            ``method = "svi"``; no
-                                                                      ``partial``/``relevance``
-guidance = "relevance"    ``bg.fit_relevance`` (sensitivity-driven    ``kind = "l2"``,
-                          guidance, re-estimated every 10 steps)      ``method = "map"``,
-                                                                      ``batch_size = 0``,
-                                                                      ``schedule = "constant"``,
-                                                                      a classification task
-========================  ==========================================  ======================
+* ``kind = "l1" | "l2" | "group" | "sparse_group"``: ``bg.fit_map`` or ``bg.fit_svi``
+  (``[fit] method``); any guidance except ``relevance``.
+* ``kind = "l0"`` (hard-concrete gates): ``bg.fit_l0``, a point estimate — needs
+  ``[fit] method = "map"`` and ``schedule = "constant"``; ``strength`` is the cost of
+  one open gate.
+* ``kind = "horseshoe"`` (group horseshoe): ``bg.fit_svi`` — needs ``[fit] method =
+  "svi"`` (it has no MAP) and positive guidance (not ``partial`` or ``relevance``);
+  ``strength`` is the rate of the output layer's plain L2 prior.
+* ``guidance = "relevance"`` (sensitivity-driven guidance, re-estimated every 10
+  steps): ``bg.fit_relevance`` — needs ``kind = "l2"``, ``[fit] method = "map"``,
+  ``batch_size = 0``, ``schedule = "constant"`` and a classification task (a regression
+  model learns its noise, which ``fit_relevance`` cannot).
 
-A combination outside this table is an error naming the keys and what to use instead.
+A combination outside these rules is an error naming the keys and what to use instead.
 The method-specific keys ``alpha`` (sparse_group), ``tau0`` (horseshoe) and
 ``l0_weight_decay`` (l0) may be omitted or left at their defaults for any kind; setting
 one to another value for a kind that does not use it is an error (it would otherwise

@@ -109,6 +109,14 @@ def _tuning_model(cand: Any) -> bg.GuidedModel:
                           model.likelihood, noise=model.noise)
 
 
+def _fit_name(exp: Experiment) -> str:
+    if exp.prior.guidance == "relevance":
+        return "fit_relevance"
+    if exp.prior.kind == "l0":
+        return "fit_l0"
+    return f"fit_{exp.fit.method}"
+
+
 def _fine_tune(cand: Any, X: torch.Tensor, y: torch.Tensor, steps: int, lr: float, seed: int) -> FitResult:
     """A few MAP steps re-fitting a candidate from its pruned weights, under :func:`_tuning_model`.
 
@@ -216,7 +224,8 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
         summary["test_metric"] = _metric(fit.module, *test, metric)
         results["fit"] = summary
         save()
-        log(f"fit    {fit.steps} steps in {fit.wall_time:.1f} s; test {metric} {summary['test_metric']:.4f}")
+        log(f"fit    {_fit_name(exp)}: {fit.steps} steps in {fit.wall_time:.1f} s; "
+            f"test {metric} {summary['test_metric']:.4f}")
     else:
         fit = _restore_fit(exp, model, results["fit"], out, X, y)
 

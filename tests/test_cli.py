@@ -44,3 +44,36 @@ def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) 
 def test_unknown_command_exits_2() -> None:
     with pytest.raises(SystemExit, match="2"):
         main(["frobnicate"])
+
+
+def test_run_help_lists_every_method_and_its_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit, match="0"):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    for word in ("sparse_group", "alpha", "l0", "l0_weight_decay", "horseshoe", "tau0", "relevance", "partial",
+                 'method = "map"', 'method = "svi"'):
+        assert word in out
+
+
+def test_docs_show_the_methods_help() -> None:
+    from bayesguide.cli import _METHODS
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    for line in _METHODS.splitlines():
+        assert line in docs, line
+
+
+def test_run_names_the_fit_it_picked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(np.int64))
+    path = tmp_path / "exp.toml"
+    path.write_text(
+        f'[data]\nsource = "{tmp_path / "d.npz"}"\n[network]\nhidden = [3]\n[prior]\nkind = "l0"\n'
+        f'[fit]\nsteps = 5\n[select]\nn_candidates = 2\nfine_tune = 0\n[output]\ndir = "{tmp_path / "run"}"\n'
+    )
+    assert main(["run", str(path), "--quiet"]) == 0
+    assert "fit    fit_l0: 5 steps" in capsys.readouterr().out
+    assert load_results(tmp_path / "run")["status"] == "complete"
