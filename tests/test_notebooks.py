@@ -48,6 +48,7 @@ def test_the_notebooks_are_there() -> None:
         "03_partial_regularization.ipynb",
         "04_teacher_student_selection.ipynb",
         "05_svi_posterior.ipynb",
+        "06_baselines.ipynb",
     } <= names
 
 
