@@ -17,7 +17,7 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     kind = "group"             # l1 | l2 | group | sparse_group | l0 | horseshoe
     strength = 1.0             # λ, the prior's rate (summed-NLL convention); l0: cost of an open gate
     guidance = "linear"        # linear | geometric | uniform | partial | relevance
-    alpha = 0.5                # sparse_group only: the group-lasso share of the penalty
+    alpha = 0.5                # sparse_group only: the L1 share of the penalty (0: group lasso, 1: L1)
     tau0 = 0.1                 # horseshoe only: scale of the global half-Cauchy
     l0_weight_decay = 0.0      # l0 only: L2 penalty w ‖θ‖² on every weight and bias
 
@@ -247,7 +247,9 @@ def _check_method(exp: Experiment, raw: dict[str, Any]) -> None:
                 f"remove it or set kind = {kind!r}"
             )
     if prior.kind == "sparse_group" and not 0.0 <= prior.alpha <= 1.0:
-        raise ExperimentError(f"[prior] alpha must lie in [0, 1] (the group-lasso share), got {prior.alpha!r}")
+        raise ExperimentError(
+            f"[prior] alpha must lie in [0, 1] (the L1 share: 0 is the group lasso, 1 is L1), got {prior.alpha!r}"
+        )
     if prior.kind == "l0":
         if fit.method != "map":
             raise ExperimentError(
