@@ -22,11 +22,13 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "fit": {"method", "prior" (str of the prior), "steps", "wall_time_s", "stop_reason", "final_loss",
               "losses": [...], "loss_steps": [...],           # at most 500 points
               "unit_norms": {layer: [[...units] per record]}, "norm_steps": [...],
-              "train_metric", "test_metric"},
+              "train_metric", "test_metric",
+              "coefficients": {site: [...]}},                  # relevance fits only: the last estimate
       "metric": "accuracy" | "rmse",
       "candidates": [{"name", "widths", "kept": {layer: [...]}, "n_params", "flops",
                       "log_evidence", "log_prior", "log_posterior", "posterior_prob",
                       "log_bayes_factor", "prior_scale", "substituted", "status",
+                      "prior_used": "own" | "counterpart" | "uniform",   # the Gaussian prior of the evidence
                       "metrics": {"train", "test"},
                       "elpd_loo", "elpd_se", "pareto_k_max", "stacking_weight"}],  # LOO keys only with loo
       "best": name | null,
