@@ -118,6 +118,11 @@ class LatentFactors(nn.Module):
             self.locs[_key(lat.name)] = nn.Parameter(loc)
             self.scales_unconstrained[_key(lat.name)] = nn.Parameter(torch.full_like(loc, raw))
 
+    @property
+    def names(self) -> list[str]:
+        """The latent sites' names, in the model's order."""
+        return list(self._names)
+
     def loc_scale(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(μ, σ)`` of the log of latent site ``name``."""
         return self.locs[_key(name)], F.softplus(self.scales_unconstrained[_key(name)])

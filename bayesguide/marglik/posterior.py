@@ -267,7 +267,7 @@ def guide_draws(
                 eps = torch.randn((n, *loc.shape), generator=generator, dtype=f64)
                 values[name] = loc + scale * eps
                 log_q -= (scale.log().sum() + 0.5 * eps.pow(2).sum((1, 2)) + 0.5 * _LOG_2PI * loc.numel())
-            return values, log_q
+            return _latent_draws(guide, values, log_q, n, generator)
         if isinstance(guide, LowRankGuide):
             q = guide.distribution()
             loc, factor, diag = q.loc.to(f64), q.cov_factor.to(f64), q.cov_diag.to(f64)
@@ -276,14 +276,35 @@ def guide_draws(
             flat = loc + eps_w @ factor.T + diag.sqrt() * eps_d
             q64 = torch.distributions.LowRankMultivariateNormal(loc, factor, diag)
             parts = flat.split([s.n_units * s.group_size for s in model.sites], dim=1)
-            return ({s.name: p.reshape(n, s.n_units, s.group_size) for s, p in zip(model.sites, parts)},
-                    q64.log_prob(flat))
+            values = {s.name: p.reshape(n, s.n_units, s.group_size) for s, p in zip(model.sites, parts)}
+            return _latent_draws(guide, values, q64.log_prob(flat), n, generator)
     if isinstance(guide, DeltaGuide):
         raise ValueError(
             "a MAP fit has a point-mass guide, not a variational posterior: fit one with "
             "bg.fit_svi (e.g. init=the MAP fit), or use the Laplace posterior"
         )
     raise TypeError(f"cannot draw from a guide of type {type(guide).__name__}")
+
+
+def _latent_draws(
+    guide: Guide, values: dict[str, torch.Tensor], log_q: torch.Tensor, n: int, generator: torch.Generator | None
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Add draws of the guide's log-normal latent factors (hierarchical priors) to ``values``.
+
+    ``z = exp(μ + σ ε)``; ``log q(z) = Σ [−log σ − ε²/2 − log(2π)/2 − log z]`` (the Normal
+    density of ``log z`` and the Jacobian of ``exp``), as in
+    :class:`~bayesguide.infer.guides.LatentFactors`.
+    """
+    factors = getattr(guide, "latent_factors", None)
+    if factors is None:
+        return values, log_q
+    for name in factors.names:
+        loc, scale = (t.detach().to(torch.float64) for t in factors.loc_scale(name))
+        eps = torch.randn((n, *loc.shape), generator=generator, dtype=torch.float64)
+        z = loc + scale * eps
+        values[name] = z.exp()
+        log_q = log_q + (-scale.log() - 0.5 * eps.pow(2) - 0.5 * _LOG_2PI - z).reshape(n, -1).sum(1)
+    return values, log_q
 
 
 # ---------------------------------------------------------------------- densities
@@ -294,6 +315,8 @@ def log_prior_draws(model: GuidedModel, values: Mapping[str, torch.Tensor]) -> t
 
     Refuses an improper prior (a guidance coefficient of 0).
     """
+    if model.latent_sites:  # hierarchical prior: the conditional prior differs per draw
+        return _hierarchical_log_prior_draws(model, values)
     total: torch.Tensor | None = None
     for site in model.sites:
         prior = model.site_distribution(site, torch.float64)
@@ -306,6 +329,24 @@ def log_prior_draws(model: GuidedModel, values: Mapping[str, torch.Tensor]) -> t
         total = part if total is None else total + part
     assert total is not None
     return total
+
+
+def _hierarchical_log_prior_draws(model: GuidedModel, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``log p(z_s) + log p(θ_s | z_s)`` per draw, for a model with latent scale sites."""
+    names = [lat.name for lat in model.latent_sites]
+    missing = [k for k in names if k not in values]
+    if missing:
+        raise ValueError(f"the draws lack the latent sites {missing} of the hierarchical prior")
+    S = values[names[0]].shape[0]
+    out = torch.empty(S, dtype=torch.float64)
+    for s in range(S):
+        latents = {k: values[k][s] for k in names}
+        total = sum(float(lat.log_prob(latents[lat.name].to(torch.float64))) for lat in model.latent_sites)
+        for site in model.sites:
+            prior = model.site_distribution(site, torch.float64, latents=latents)
+            total += float(prior.log_normaliser - prior.penalty(values[site.name][s].to(torch.float64)))
+        out[s] = total
+    return out
 
 
 def log_likelihood_draws(
