@@ -30,10 +30,10 @@ import bayesguide as bg
 from bayesguide.architecture import load_module, save_module
 from bayesguide.comparison import assemble, resolve_hessian, score_candidate
 from bayesguide.experiment import KIND_KEYS, Experiment, check_relevance_task
-from bayesguide.horseshoe import HierarchicalUnitPrior
 from bayesguide.infer.guides import DeltaGuide, make_guide
 from bayesguide.infer.result import FitResult, data_fingerprint
 from bayesguide.priors import UnitPrior
+from bayesguide.pruning.path import fine_tune_fit, tuning_model
 from bayesguide.relevance import relevance
 from bayesguide.results import SCHEMA_VERSION, downsample, load_results, write_json_atomic
 
@@ -95,20 +95,6 @@ def _fit(exp: Experiment, model: bg.GuidedModel, X: torch.Tensor, y: torch.Tenso
     return bg.fit_svi(model, X, y, guide=f.guide, schedule=f.schedule, **common)
 
 
-def _tuning_model(cand: Any) -> bg.GuidedModel:
-    """The model a candidate is fine-tuned under by MAP.
-
-    The candidate's own, except for priors without a MAP fit (L0 gates, the horseshoe):
-    for those ``GuidedNormal(strength, uniform)``, the Gaussian prior their Laplace
-    evidence uses.
-    """
-    model = cand.model
-    if not isinstance(model.prior, (bg.HardConcreteGates, HierarchicalUnitPrior)):
-        return model
-    return bg.GuidedModel(cand.module, bg.GuidedNormal(model.prior.strength, bg.guidance.uniform()),
-                          model.likelihood, noise=model.noise)
-
-
 def _fit_name(exp: Experiment) -> str:
     if exp.prior.guidance == "relevance":
         return "fit_relevance"
@@ -118,13 +104,7 @@ def _fit_name(exp: Experiment) -> str:
 
 
 def _fine_tune(cand: Any, X: torch.Tensor, y: torch.Tensor, steps: int, lr: float, seed: int) -> FitResult:
-    """A few MAP steps re-fitting a candidate from its pruned weights, under :func:`_tuning_model`.
-
-    The result keeps the candidate's model, so the evidence still records which
-    Gaussian prior it used.
-    """
-    tuned = bg.fit_map(_tuning_model(cand), X, y, steps=steps, lr=lr, seed=seed, progress=False)
-    return dataclasses.replace(tuned, model=cand.model)
+    return fine_tune_fit(cand, X, y, steps=steps, lr=lr, seed=seed)
 
 
 def _latency_ms(module: nn.Module, n_features: int, repeats: int = 30) -> float:
@@ -242,7 +222,7 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
                 tuned_module = load_module(cdir)
                 tuned = dataclasses.replace(
                     _tuned_placeholder(cand, X, y), module=tuned_module,
-                    guide=DeltaGuide(_tuning_model(cand), tuned_module))
+                    guide=DeltaGuide(tuning_model(cand), tuned_module))
                 cand = dataclasses.replace(cand, tuned=tuned)
             candidates.append(cand)
             continue
@@ -302,7 +282,7 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
 def _tuned_placeholder(cand: Any, X: torch.Tensor, y: torch.Tensor) -> FitResult:
     """A FitResult shell for a candidate whose re-fitted weights are loaded from disk."""
     module = cand.module
-    return FitResult(method="map", model=cand.model, module=module, guide=DeltaGuide(_tuning_model(cand), module),
+    return FitResult(method="map", model=cand.model, module=module, guide=DeltaGuide(tuning_model(cand), module),
                      losses=np.zeros(0), unit_norms={}, norm_steps=np.zeros(0, dtype=np.int64), wall_time=0.0,
                      stop_reason="loaded", settings={}, n_data=int(X.shape[0]),
                      data_fingerprint=data_fingerprint(X, y), optimizer_state={})

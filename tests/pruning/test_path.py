@@ -95,3 +95,28 @@ def test_bad_arguments(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         pruning_path(map_fit, *data, **kwargs)  # type: ignore[arg-type]
+
+
+def test_fine_tuning_l0_and_horseshoe_paths_uses_the_uniform_gaussian() -> None:
+    from torch import nn
+
+    import bayesguide as bg
+    from bayesguide.pruning.path import tuning_model
+
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(48, 3, generator=gen)
+    y = torch.tanh(X[:, :1]) + 0.1 * torch.randn(48, 1, generator=gen)
+    net = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 1))
+    l0 = bg.fit_l0(bg.GuidedModel(net, bg.HardConcreteGates(2.0), "gaussian", noise=0.3), X, y, steps=20,
+                   progress=False)
+    hs = bg.fit_svi(bg.GuidedModel(net, bg.GroupHorseshoe(2.0, tau0=0.5), "gaussian", noise=0.3), X, y, steps=20,
+                    progress=False)
+    for fit in (l0, hs):
+        path = pruning_path(fit, X, y, n_candidates=2, fine_tune=5)
+        for cand in path:
+            assert cand.tuned is not None and cand.tuned.steps == 5
+            assert cand.tuned.model is cand.model  # the candidate keeps its own prior (for the evidence)
+            used = tuning_model(cand)
+            assert isinstance(used.prior, bg.GuidedNormal) and used.prior.strength == 2.0
+            assert torch.equal(used.coefficients[used.prunable_sites[0].name],
+                               torch.ones(cand.widths[0], dtype=torch.float64))
