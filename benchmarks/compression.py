@@ -13,9 +13,10 @@ Protocol (the same for every method):
 
 * **Splits.** The task's test set is never used for any choice. 20 % of the training
   set is a validation split (fixed); every fit sees the other 80 %.
-* **Budget.** Every fit: the same Adam steps (``epochs`` passes over the training part
-  in minibatches), the same learning rate, a cosine schedule, the same seeds (seed =
-  network initialisation and minibatch order). SVI (horseshoe), the L0 gates and the
+* **Budget.** Every fit of a task: the same number of Adam steps on the same batches
+  (full batch for the digits MLP and the teacher; minibatches for MNIST-1D and the CNN,
+  where a full-batch step costs too much), the same learning rate, a cosine schedule,
+  the same seeds (seed = network initialisation and minibatch order). SVI (horseshoe), the L0 gates and the
   relevance re-estimates run inside the same number of steps.
 * **Reference.** The dense network trained with a weak uniform L2 prior (weight decay)
   and the same budget; its metric is "the unpruned accuracy".
@@ -30,7 +31,8 @@ Protocol (the same for every method):
   architecture whose test metric is within the tolerance of the reference (1 accuracy
   point; 5 % of the RMSE for regression) with its parameters, FLOPs and measured
   latency (batch 256, one thread, median, alternated with the dense network); the
-  fitting wall time; and the architecture the evidence selects (``bg.compare``:
+  fitting wall time; and the architecture the evidence selects among every third path
+  point, each re-fitted to its own MAP by 100 steps first (``bg.compare``:
   Laplace evidence with type-II ML prior scale and the guidance Occam prior, κ = 1) with
   its test metric and its gap to the best test metric on the same path.
 
@@ -74,6 +76,7 @@ import torch
 from torch import nn
 
 import bayesguide as bg
+from bayesguide.pruning.path import tuning_model
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -93,8 +96,8 @@ class Task:
     name: str
     title: str
     likelihood: str  # "categorical" | "gaussian"
-    epochs: int
-    batch_size: int
+    steps: int
+    batch_size: int | None  # None: full batch
     lr: float
     tolerance: float  # accuracy points (classification) or relative RMSE (regression)
     strength_scale: float = 1.0  # multiplies every method's grid (the Gaussian likelihood's 1/σ² curvature)
@@ -105,11 +108,11 @@ class Task:
 
 
 TASKS: dict[str, Task] = {
-    "digits-mlp": Task("digits-mlp", "digits, MLP 64-256-256-10", "categorical", 60, 128, 3e-3, 0.01),
-    "mnist1d-mlp": Task("mnist1d-mlp", "MNIST-1D, MLP 40-256-256-10", "categorical", 40, 128, 3e-3, 0.01),
-    "digits-cnn": Task("digits-cnn", "digits 8×8, CNN c16-c32-d64", "categorical", 60, 128, 3e-3, 0.01),
+    "digits-mlp": Task("digits-mlp", "digits, MLP 64-256-256-10", "categorical", 1000, None, 3e-3, 0.01),
+    "mnist1d-mlp": Task("mnist1d-mlp", "MNIST-1D, MLP 40-256-256-10", "categorical", 1000, 512, 3e-3, 0.01),
+    "digits-cnn": Task("digits-cnn", "digits 8×8, CNN c16-c32-d64", "categorical", 600, 128, 3e-3, 0.01),
     "teacher": Task("teacher", "teacher–student regression, 5-32-1 tanh (teacher: 4 units)", "gaussian",
-                    150, 64, 1e-2, 0.05, strength_scale=1.0 / NOISE**2),
+                    1000, None, 1e-2, 0.05, strength_scale=1.0 / NOISE**2),
 }
 
 
@@ -198,17 +201,19 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 REFERENCE_STRENGTH = 1e-5  # weak uniform L2 of the dense reference (mean-loss convention)
 
 
-def _guidance(name: str, steps_per_epoch: int) -> Any:
+RELEVANCE_EVERY = 20  # steps between the relevance re-estimates (each one a full-data gradient)
+
+
+def _guidance(name: str) -> Any:
     if name == "relevance":
-        return bg.guidance.relevance(every=steps_per_epoch)
+        return bg.guidance.relevance(every=RELEVANCE_EVERY)
     return bg.guidance.get(name)
 
 
-def build_prior(method: Method, strength: float, n: int, steps_per_epoch: int,
-                scale: float = 1.0) -> bg.priors.UnitPrior:
+def build_prior(method: Method, strength: float, n: int, scale: float = 1.0) -> bg.priors.UnitPrior:
     """The method's prior at grid value ``strength`` (``λ = N · scale · strength``; ``τ₀`` for the horseshoe)."""
     lam = strength * n * scale
-    g = _guidance(method.guidance, steps_per_epoch)
+    g = _guidance(method.guidance)
     if method.family == "l1":
         return bg.GuidedLaplace(lam, g)
     if method.family == "l2":
@@ -233,9 +238,11 @@ class Job:
     method: str  # a METHODS key or "reference"
     strength: float
     seed: int
-    epochs: int
+    steps: int
     n_max: int | None = None
-    n_candidates: int = 14
+    n_candidates: int = 40
+    evidence_every: int = 3  # the evidence scores every this many path points (and the smallest)
+    fine_tune: int = 100  # MAP steps re-fitting each scored candidate before its evidence
     evidence: bool = True
     ref_test: float | None = None  # the reference's test metric (same task and seed), for the latency
 
@@ -267,8 +274,7 @@ def latency_ms(modules: dict[str, nn.Module], x: torch.Tensor, repeats: int = 30
 
 def _fit(job: Job, task: Task, split: Split) -> tuple[Any, int]:
     n = split.X.shape[0]
-    steps_per_epoch = math.ceil(n / task.batch_size)
-    steps = job.epochs * steps_per_epoch
+    steps = job.steps
     torch.manual_seed(job.seed)
     net = build_net(job.task)
     kw: dict[str, Any] = {"noise": NOISE} if task.likelihood == "gaussian" else {}
@@ -277,7 +283,7 @@ def _fit(job: Job, task: Task, split: Split) -> tuple[Any, int]:
         model = bg.GuidedModel(net, bg.GuidedNormal(job.strength * n, bg.guidance.uniform()), task.likelihood, **kw)
         return bg.fit_map(model, split.X, split.y, schedule="cosine", progress=False, **common), steps
     method = METHODS[job.method]
-    prior = build_prior(method, job.strength, n, steps_per_epoch, task.strength_scale)
+    prior = build_prior(method, job.strength, n, task.strength_scale)
     model = bg.GuidedModel(net, prior, task.likelihood, **kw)
     if method.lr is not None:
         common["lr"] = method.lr
@@ -295,7 +301,7 @@ def run_job(job: Job) -> dict[str, Any]:
     torch.set_num_threads(1)
     task = TASKS[job.task]
     record: dict[str, Any] = {"key": job.key, "task": job.task, "method": job.method, "strength": job.strength,
-                              "seed": job.seed, "epochs": job.epochs}
+                              "seed": job.seed, "steps": job.steps}
     try:
         split = load_split(job.task, job.n_max)
         start = time.perf_counter()
@@ -317,7 +323,10 @@ def run_job(job: Job) -> dict[str, Any]:
         record["path"] = rows
         record["full"] = {"units": rows[0]["units"], "params": rows[0]["params"], "flops": rows[0]["flops"]}
         if job.evidence and job.method != "reference":
-            record["evidence"] = _evidence(path, split)
+            scored = path[:: job.evidence_every]
+            if scored[-1] is not path[-1]:
+                scored.append(path[-1])
+            record["evidence"] = _evidence(scored, split, task, job.fine_tune, job.seed)
         small = None if job.ref_test is None else smallest_within(rows, job.ref_test, task, "test")
         if small is not None:
             modules = {"full": path[0].module, "small": path[rows.index(small)].module}
@@ -330,16 +339,35 @@ def run_job(job: Job) -> dict[str, Any]:
     return record
 
 
-def _evidence(path: list[Any], split: Split) -> dict[str, Any]:
+def _evidence(path: list[Any], split: Split, task: Task, steps: int, seed: int) -> dict[str, Any]:
+    """``bg.compare`` over ``path`` after re-fitting each candidate to its own MAP.
+
+    The Laplace evidence is an expansion around a mode: a network cut from a larger fit
+    is not at one, so each scored candidate first gets ``steps`` MAP steps from its pruned
+    weights (``bayesguide.pruning.path.tuning_model``: its own prior, or the uniform
+    Gaussian for L0 gates and the horseshoe), with the task's batches and learning rate —
+    what ``bayesguide run`` does with ``[select] fine_tune``. Their test metrics are
+    recorded, so the pick is judged against the best of the same re-fitted candidates.
+    """
     try:
         start = time.perf_counter()
-        cmp = bg.compare(path, split.X, split.y, progress=False)
-        table = cmp.table
-        ok = table[table["status"] == "ok"] if "status" in table else table
-        best = cmp.best.name if cmp.best is not None else None
-        return {"selected": best, "seconds": time.perf_counter() - start,
-                "log_evidence": {r["name"]: _finite(r["log_evidence"]) for r in ok.to_dict("records")},
-                "posterior": {r["name"]: _finite(r["posterior_prob"]) for r in ok.to_dict("records")}}
+        tuned = []
+        for cand in path:
+            fit = bg.fit_map(tuning_model(cand), split.X, split.y, steps=steps, lr=task.lr,
+                             batch_size=task.batch_size, seed=seed, progress=False)
+            tuned.append(replace(cand, tuned=replace(fit, model=cand.model)))
+        cmp = bg.compare(tuned, split.X, split.y, progress=False)
+        rows = {r["name"]: r for r in cmp.table.to_dict("records")}
+        scored = []
+        for cand in tuned:
+            row = rows[cand.name]
+            scored.append({"name": cand.name, "units": int(sum(cand.widths)), "params": cand.n_params,
+                           "test": metric(cand.tuned.predict(split.X_test), split.y_test, task.likelihood),
+                           "status": row.get("status", "ok"), "prior_used": row.get("prior_used"),
+                           "log_evidence": _finite(row["log_evidence"]),
+                           "posterior": _finite(row["posterior_prob"])})
+        return {"selected": cmp.best.name if cmp.best is not None else None, "fine_tune_steps": steps,
+                "seconds": time.perf_counter() - start, "candidates": scored}
     except Exception as err:
         return {"selected": None, "error": f"{type(err).__name__}: {err}"}
 
@@ -399,7 +427,7 @@ def execute(jobs: list[Job], store: Store, workers: int, log: Callable[[str], No
                 record = fut.result()
             except Exception as err:  # a worker died: record it, keep going
                 record = {"key": job.key, "task": job.task, "method": job.method, "strength": job.strength,
-                          "seed": job.seed, "epochs": job.epochs, "status": f"failed: worker: {err}"}
+                          "seed": job.seed, "steps": job.steps, "status": f"failed: worker: {err}"}
             finish(job, record, i)
 
 
@@ -449,8 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [args.seeds[0]] if args.smoke else args.seeds
     tune_seed = seeds[0]
 
-    def epochs(task: Task) -> int:
-        return 2 if args.smoke else task.epochs
+    def steps(task: Task) -> int:
+        return 4 if args.smoke else task.steps
 
     def grid(m: Method) -> tuple[float, ...]:
         return (m.grid[len(m.grid) // 2],) if args.smoke else m.grid
@@ -458,8 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     refs_test: dict[tuple[str, int], float] = {}
 
     def job(task: str, method: str, strength: float, seed: int) -> Job:
-        return Job(task, method, strength, seed, epochs(TASKS[task]), n_max,
-                   n_candidates=5 if args.smoke else 14, ref_test=refs_test.get((task, seed)))
+        return Job(task, method, strength, seed, steps(TASKS[task]), n_max,
+                   n_candidates=5 if args.smoke else 40, evidence_every=1 if args.smoke else 3,
+                   fine_tune=2 if args.smoke else 100,
+                   ref_test=refs_test.get((task, seed)))
 
     ref_jobs = [job(t, "reference", REFERENCE_STRENGTH, s) for t in args.tasks for s in seeds]
     tune_jobs = {(t, m): [job(t, m, v, tune_seed) for v in grid(METHODS[m])] for t in args.tasks for m in args.methods}
@@ -480,12 +510,18 @@ def main(argv: list[str] | None = None) -> int:
         log("phase 3: the other seeds at the tuned strengths")
         execute(final_jobs, store, args.workers, log)
     elapsed = time.perf_counter() - started
+    previous = out / "summary.json"
+    if args.report_only and previous.exists():  # keep the provenance of the run that made the fits
+        old = json.loads(previous.read_text())["meta"]
+        command, machine, workers, elapsed = old["command"], old["machine"], old["workers"], old["elapsed_s"]
+    else:
+        command = "python benchmarks/compression.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                   f"Python {platform.python_version()}, torch {torch.__version__}")
+        workers = args.workers
     meta = {
-        "command": "python benchmarks/compression.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}, torch {torch.__version__}",
-        "workers": args.workers, "smoke": args.smoke, "elapsed_s": elapsed,
-        "tasks": {t: replace(TASKS[t], epochs=epochs(TASKS[t])).__dict__ for t in args.tasks},
+        "command": command, "machine": machine, "workers": workers, "smoke": args.smoke, "elapsed_s": elapsed,
+        "tasks": {t: replace(TASKS[t], steps=steps(TASKS[t])).__dict__ for t in args.tasks},
         "methods": {m: METHODS[m].__dict__ for m in args.methods},
         "reference_strength": REFERENCE_STRENGTH,
     }

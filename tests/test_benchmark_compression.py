@@ -51,7 +51,10 @@ def test_every_method_runs_on_every_task(compression: ModuleType, smoke_run: Pat
         units = [row["units"] for row in r["path"]]
         assert units == sorted(units, reverse=True) and len(units) >= 2  # a path, largest first
         if r["method"] != "reference":
-            assert "selected" in r["evidence"] and "error" not in r["evidence"], r["evidence"]
+            ev = r["evidence"]
+            assert "error" not in ev, ev
+            assert ev["fine_tune_steps"] == 2 and ev["selected"] in {c["name"] for c in ev["candidates"]}
+            assert len(ev["candidates"]) == len(r["path"])  # smoke mode scores every path point
 
 
 def test_summary_matches_a_hand_recomputation(compression: ModuleType, smoke_run: Path) -> None:

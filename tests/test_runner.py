@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import bayesguide.pruning.path as pruning_path_module
 import bayesguide.runner as runner
 from bayesguide.architecture import load_module
 from bayesguide.cli import main
@@ -102,7 +103,8 @@ def test_interrupted_run_keeps_finished_candidates_and_resumes(tmp_path: Path, m
         fits["n"] += 1
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(runner.bg, "fit_map", counting_fit)
+    monkeypatch.setattr(runner.bg, "fit_map", counting_fit)  # the network's fit
+    monkeypatch.setattr(pruning_path_module, "fit_map", counting_fit)  # the candidates' fine-tuning
     results = runner.run_experiment(exp, progress=False, log=messages.append)
     assert any("resuming" in m for m in messages)
     assert results["status"] == "complete"
@@ -217,7 +219,8 @@ def test_a_failing_candidate_does_not_stop_the_run(tmp_path: Path, monkeypatch: 
             raise runner.bg.NonFiniteLossError("the loss became nan at step 4: site '0.units'")
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(runner.bg, "fit_map", second_fine_tune_fails)
+    monkeypatch.setattr(runner.bg, "fit_map", second_fine_tune_fails)  # the network's fit
+    monkeypatch.setattr(pruning_path_module, "fit_map", second_fine_tune_fails)  # the candidates' fine-tuning
     runner.run_experiment(exp, progress=False, log=lambda s: None)
     results = load_results(tmp_path / "run")
     statuses = [c["status"] for c in results["candidates"]]
