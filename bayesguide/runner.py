@@ -103,10 +103,6 @@ def _fit_name(exp: Experiment) -> str:
     return f"fit_{exp.fit.method}"
 
 
-def _fine_tune(cand: Any, X: torch.Tensor, y: torch.Tensor, steps: int, lr: float, seed: int) -> FitResult:
-    return fine_tune_fit(cand, X, y, steps=steps, lr=lr, seed=seed)
-
-
 def _latency_ms(module: nn.Module, n_features: int, repeats: int = 30) -> float:
     """Median wall time of one forward pass on a batch of 256 (CPU, no grad)."""
     x = torch.randn(256, n_features, dtype=next(module.parameters()).dtype)
@@ -230,7 +226,7 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
         failure = None
         if exp.select.fine_tune:
             try:
-                tuned = _fine_tune(cand, X, y, exp.select.fine_tune, exp.fit.lr, exp.fit.seed)
+                tuned = fine_tune_fit(cand, X, y, steps=exp.select.fine_tune, lr=exp.fit.lr, seed=exp.fit.seed)
                 cand = dataclasses.replace(cand, tuned=tuned)
             except (ValueError, RuntimeError, FloatingPointError) as err:  # one candidate never stops the run
                 failure = f"failed: fine-tuning: {err}"
