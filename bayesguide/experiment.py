@@ -31,7 +31,7 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     guide = "normal"           # svi: normal | lowrank
 
     [select]
-    evidence = "laplace"       # laplace | elbo | iwae
+    evidence = "laplace"       # laplace | elbo | iwae (elbo, iwae: svi fits only)
     occam = "guidance"         # guidance | params | flops | uniform
     kappa = 1.0
     n_candidates = 8           # points of the pruning path
@@ -249,6 +249,12 @@ def _check_method(exp: Experiment, raw: dict[str, Any]) -> None:
     if prior.kind == "sparse_group" and not 0.0 <= prior.alpha <= 1.0:
         raise ExperimentError(
             f"[prior] alpha must lie in [0, 1] (the L1 share: 0 is the group lasso, 1 is L1), got {prior.alpha!r}"
+        )
+    if exp.select.evidence in ("elbo", "iwae") and fit.method == "map":
+        raise ExperimentError(
+            f'[select] evidence = "{exp.select.evidence}" needs a variational posterior, but [fit] method = "map" '
+            f'fits a point estimate: use evidence = "laplace", or method = "svi" (not available for kind = "l0" '
+            f'or guidance = "relevance")'
         )
     if prior.kind == "l0":
         if fit.method != "map":

@@ -55,6 +55,9 @@ def _load(tmp_path: Path, text: str) -> Experiment:
         ('[prior]\nkind = "horseshoe"\ntau0 = 0\n[fit]\nmethod = "svi"\n', r"tau0 must be > 0"),
         ('[prior]\nkind = "l5"\n', r"choose one of: l1, l2, group, sparse_group, l0, horseshoe"),
         ('[prior]\nguidance = "magic"\n', r"choose one of: linear, geometric, uniform, partial, relevance"),
+        ('[prior]\nkind = "l0"\n[select]\nevidence = "elbo"\n',
+         r'evidence = "elbo" needs a variational posterior, but \[fit\] method = "map"'),
+        ('[select]\nevidence = "iwae"\n', r'evidence = "iwae" needs a variational posterior.*evidence = "laplace"'),
     ],
 )
 def test_invalid_method_combinations_are_refused_at_load_time(tmp_path: Path, text: str, pattern: str) -> None:

@@ -205,12 +205,15 @@ def candidates_table(results: Results) -> Table:
     label = metric_label(results)
     has_test = any(get(c, "metrics", "test") is not None for c in cands)
     has_scale = any(c.get("prior_scale") is not None for c in cands)
+    # which Gaussian the Laplace evidence used, shown when it is not every candidate's own prior
+    has_prior_used = any(c.get("prior_used") not in (None, "own") for c in cands)
     columns = ["candidate", "widths", "params", "FLOPs", f"train {label}"]
     columns += [f"test {label}"] if has_test else []
     columns += ["log evidence", "log Occam prior", "log posterior", "P(M\u00a0|\u00a0D)", "log Bayes factor"]
     columns += ["prior scale"] if has_scale else []
+    columns += ["evidence prior"] if has_prior_used else []
     columns += ["status"]
-    numeric = tuple(c not in ("candidate", "widths", "status") for c in columns)
+    numeric = tuple(c not in ("candidate", "widths", "evidence prior", "status") for c in columns)
     best = _best_name(results)
     rows, kinds = [], []
     for c in cands:
@@ -220,6 +223,7 @@ def candidates_table(results: Results) -> Table:
         row += [fmt_log(c.get("log_evidence")), fmt_log(c.get("log_prior")), fmt_log(c.get("log_posterior")),
                 fmt_prob(c.get("posterior_prob")), fmt_log(c.get("log_bayes_factor"))]
         row += [fmt_float(c.get("prior_scale"))] if has_scale else []
+        row += [fmt_value(c.get("prior_used"))] if has_prior_used else []
         row += [fmt_value(c.get("status"))]
         rows.append(tuple(row))
         kinds.append("failed" if _is_failed(c) else "best" if best is not None and str(c.get("name")) == best

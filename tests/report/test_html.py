@@ -125,3 +125,18 @@ def test_rendering_does_not_change_the_results(results: dict[str, Any]) -> None:
     before = copy.deepcopy(results)
     render_html(results)
     assert results == before
+
+
+def test_evidence_prior_column_appears_only_when_a_candidate_used_a_substitute(
+    results_no_loo: dict[str, Any],
+) -> None:
+    res = results_no_loo
+    for c in res["candidates"]:
+        c["prior_used"] = "own"
+    assert "evidence prior" not in candidates_table(res).columns
+    res["candidates"][0]["prior_used"] = "uniform"
+    table = candidates_table(res)
+    col = table.columns.index("evidence prior")
+    assert [r[col] for r in table.rows][:2] == ["uniform", "own"]
+    assert not table.numeric[col]
+    assert "evidence prior" in render_html(res)
