@@ -57,3 +57,13 @@ def test_elbo_and_iw_bound_run_for_horseshoe_fits_and_their_candidates(guide: st
     cands = bg.pruning_path(fit, X, y, n_candidates=2, score=bg.HorseshoeScale())
     cmp = bg.compare(cands, X, y, evidence="elbo", progress=False)
     assert (cmp.table["status"] == "ok").all() and cmp.best is not None
+
+
+def test_log_prior_draws_need_the_latent_values() -> None:
+    from bayesguide.marglik.posterior import log_prior_draws
+
+    fit, _, _ = _fit("normal")
+    values, _ = guide_draws(fit.guide, fit.model, 2)
+    del values["0.units.tau"]
+    with pytest.raises(ValueError, match=r"the draws lack the latent sites \['0.units.tau'\]"):
+        log_prior_draws(fit.model, values)
