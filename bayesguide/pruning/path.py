@@ -62,6 +62,19 @@ def tuning_model(cand: Candidate) -> GuidedModel:
     The candidate's own, except for priors without a MAP fit (L0 gates, the group
     horseshoe): for those ``GuidedNormal(strength, uniform())``, the Gaussian prior
     their Laplace evidence uses.
+
+    Examples
+    --------
+    >>> import torch, bayesguide as bg
+    >>> X, y = torch.randn(32, 3), torch.randn(32, 1)
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    >>> fit = bg.fit_l0(bg.GuidedModel(net, bg.HardConcreteGates(2.0), "gaussian", noise=0.5), X, y,
+    ...                 steps=3, progress=False)
+    >>> cand = bg.prune(fit, keep=2)
+    >>> tuning_model(cand).prior
+    GuidedNormal(strength=2.0, guidance=uniform())
+    >>> fine_tune_fit(cand, X, y, steps=3).model is cand.model  # re-fitted, still carrying its own prior
+    True
     """
     model = cand.model
     if not isinstance(model.prior, (HardConcreteGates, HierarchicalUnitPrior)):
