@@ -8,31 +8,34 @@ from __future__ import annotations
 
 from bayesguide import datasets, guidance
 from bayesguide.comparison import Comparison, compare
-from bayesguide.horseshoe import GroupHorseshoe, HorseshoeScale
 from bayesguide.infer import (
-    DeltaGuide,
     FitResult,
-    LowRankGuide,
-    MeanFieldGuide,
+    L0Gates,
     NonFiniteLossError,
+    OptimSettings,
+    fit_l0,
     fit_map,
+    fit_relevance,
     fit_svi,
+    l0_gates,
+    resume_fit,
 )
-from bayesguide.l0 import HardConcreteGates, L0Gates, fit_l0
 from bayesguide.likelihoods import Likelihood
 from bayesguide.marglik import Evidence, evidence
 from bayesguide.model import GuidedModel
+from bayesguide.posterior import DeltaGuide, LowRankGuide, MeanFieldGuide
 from bayesguide.priors import (
+    GroupHorseshoe,
     GuidedGroupLasso,
     GuidedLaplace,
     GuidedNormal,
     GuidedSparseGroupLasso,
+    HardConcreteGates,
     UnitPrior,
     make_prior,
     strength_from_mean_loss,
 )
-from bayesguide.pruning import Candidate, prune, pruning_path
-from bayesguide.relevance import fit_relevance, relevance_pruning
+from bayesguide.pruning import Candidate, HorseshoeScale, prune, pruning_path, relevance_pruning
 from bayesguide.report import write_report
 
 __version__ = "0.1.0"
@@ -56,6 +59,7 @@ __all__ = [
     "LowRankGuide",
     "MeanFieldGuide",
     "NonFiniteLossError",
+    "OptimSettings",
     "UnitPrior",
     "__version__",
     "compare",
@@ -66,10 +70,12 @@ __all__ = [
     "fit_relevance",
     "fit_svi",
     "guidance",
+    "l0_gates",
     "make_prior",
     "prune",
     "pruning_path",
     "relevance_pruning",
+    "resume_fit",
     "strength_from_mean_loss",
     "write_report",
 ]

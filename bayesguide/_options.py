@@ -1,8 +1,14 @@
 """String options as ``str`` enums, resolved by one small factory.
 
 Users pass plain strings (``likelihood="categorical"``); the library validates them
-against one list and the error message lists the choices. Each enum member documents
-itself through the ``descriptions`` mapping of its class.
+against one list and the error message lists the choices. Each member carries its own
+one-line description, declared beside it::
+
+    class Schedule(Option):
+        CONSTANT = "constant", "fixed learning rate"
+        COSINE = "cosine", "cosine decay to lr/100"
+
+Leaf module: no bayesguide imports.
 """
 
 from __future__ import annotations
@@ -10,11 +16,22 @@ from __future__ import annotations
 from enum import Enum
 from typing import TypeVar
 
+__all__ = ["Option"]
+
 E = TypeVar("E", bound="Option")
 
 
 class Option(str, Enum):
-    """Base class of bayesguide's string options."""
+    """Base class of bayesguide's string options: ``value`` and a one-line ``description``."""
+
+    _value_: str
+    description: str
+
+    def __new__(cls, value: str, description: str = "") -> Option:
+        obj = str.__new__(cls, value)
+        obj._value_ = value
+        obj.description = description
+        return obj
 
     def __str__(self) -> str:
         return self.value

@@ -18,13 +18,13 @@ True
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from bayesguide.atomic import write_atomic
 
 __all__ = ["build", "describe", "load_module", "save_module"]
 
@@ -92,17 +92,6 @@ def build(description: list[dict[str, Any]]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_module(net: nn.Module, directory: str | Path) -> None:
     """Write ``architecture.json`` and ``weights.pt`` for ``net`` into ``directory`` (atomically)."""
     directory = Path(directory)
@@ -110,11 +99,8 @@ def save_module(net: nn.Module, directory: str | Path) -> None:
     desc = {"format": 1, "dtype": str(next(net.parameters()).dtype).removeprefix("torch."),
             "layers": describe(net)}
 
-    def write_json(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(desc, indent=1))
-
-    _atomic(directory / "weights.pt", lambda tmp: torch.save(net.state_dict(), tmp))
-    _atomic(directory / "architecture.json", write_json)
+    write_atomic(directory / "weights.pt", lambda tmp: torch.save(net.state_dict(), tmp))
+    write_atomic(directory / "architecture.json", json.dumps(desc, indent=1))
 
 
 def load_module(directory: str | Path) -> nn.Sequential:

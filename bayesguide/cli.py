@@ -22,7 +22,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main"]
+from bayesguide.experiment import Experiment, ExperimentError, FitConfig, OutputConfig, load_experiment
+from bayesguide.guidance import ProfileName
+from bayesguide.infer import fitters
+from bayesguide.marglik import estimators
+from bayesguide.priors import families
+from bayesguide.report import write_report
+from bayesguide.results import load_results
+from bayesguide.runner import run_experiment
+
+__all__ = ["main", "methods_help"]
 
 _EXAMPLES = """examples:
   bayesguide demo                        built-in digits demo, results in ./bayesguide-demo
@@ -32,38 +41,37 @@ _EXAMPLES = """examples:
   bayesguide report runs/x               rebuild report.html and report.md from results.json
 """
 
-_METHODS = """methods ([prior] kind and guidance; see docs/cli.md and the examples/ folder):
-  kind = "l1" | "l2" | "group"          guided L1 / L2 / group lasso: [fit] method = "map" or "svi"
-  kind = "sparse_group"                 sparse group lasso; alpha = 0.5 (share of the group term)
-  kind = "l0"                           hard-concrete L0 gates (bg.fit_l0): needs method = "map";
-                                        strength = cost of an open gate; l0_weight_decay = 0.0
-  kind = "horseshoe"                    group horseshoe (bg.fit_svi): needs method = "svi"; tau0 = 0.1
-  guidance = "linear" | "geometric" | "uniform" | "partial" | "relevance"
-  guidance = "relevance"                bg.fit_relevance: needs kind = "l2", method = "map",
-                                        batch_size = 0, a classification task
-  Invalid combinations, and alpha / tau0 / l0_weight_decay set for another kind, are
-  refused before any work (exit code 2).
-"""
+def methods_help() -> str:
+    """The methods part of ``--help``: every registered prior family, guidance and estimator."""
+    lines = ["methods ([prior] kind and guidance; see docs/cli.md and the examples/ folder):"]
+    for family in families():
+        fits = ", ".join(f'method = "{m}" (bg.fit_{f})' for m, f in family.fitters.items())
+        keys = "".join(f"; {o.key} = {o.default:g} ({o.summary})" for o in family.options)
+        lines.append(f'  kind = "{family.kind}": {family.summary}')
+        lines.append(f"      fit: {fits}{keys}")
+    lines.append(f"  guidance = {' | '.join(repr(g) for g in ProfileName.choices())}".replace("'", '"'))
+    for fitter in fitters():
+        if fitter.kinds is not None:
+            lines.append(f"  bg.fit_{fitter.name}: {fitter.summary}; prior kind {', '.join(fitter.kinds)}"
+                         + ("; a classification task" if fitter.fixed_noise else ""))
+    lines.append(f"  [select] evidence = {' | '.join(repr(e.name) for e in estimators())}".replace("'", '"'))
+    lines.append("  Invalid combinations, and a family's own key set for another kind, are")
+    lines.append("  refused before any work (exit code 2).")
+    return "\n".join(lines) + "\n"
 
 
-def _run(experiment: object, quiet: bool) -> int:
-    from bayesguide.runner import run_experiment
-
+def _run(experiment: Experiment, quiet: bool) -> int:
     # progress bars only on a terminal: redirected output gets the log lines, not every redraw
-    run_experiment(experiment, progress=not quiet and sys.stderr.isatty())  # type: ignore[arg-type]
+    run_experiment(experiment, progress=not quiet and sys.stderr.isatty())
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from bayesguide.experiment import Experiment, FitConfig, OutputConfig
-
     exp = Experiment(fit=FitConfig(steps=args.steps), output=OutputConfig(dir=args.out))
     return _run(exp, args.quiet)
 
 
 def _run_file(args: argparse.Namespace) -> int:
-    from bayesguide.experiment import OutputConfig, load_experiment
-
     exp = load_experiment(args.experiment)
     if args.out is not None:
         exp = dataclasses.replace(exp, output=OutputConfig(dir=args.out))
@@ -71,9 +79,6 @@ def _run_file(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bayesguide.report import write_report
-    from bayesguide.results import load_results
-
     results = load_results(args.run_dir)
     for name in ("report.html", "report.md"):
         path = write_report(results, Path(args.run_dir) / name)
@@ -86,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayesguide",
         description="Bayesian model selection of neural-network architectures with guided priors.",
-        epilog=_EXAMPLES + "\n" + _METHODS, formatter_class=fmt,
+        epilog=_EXAMPLES + "\n" + methods_help(), formatter_class=fmt,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="the built-in digits demo, end to end", epilog=_EXAMPLES, formatter_class=fmt)
@@ -94,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=1500, help="MAP steps (default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
-    run = sub.add_parser("run", help="run an experiment file", epilog=_METHODS + "\n" + _EXAMPLES,
+    run = sub.add_parser("run", help="run an experiment file", epilog=methods_help() + "\n" + _EXAMPLES,
                          formatter_class=fmt)
     run.add_argument("experiment", help="the experiment file (TOML)")
     run.add_argument("--out", default=None, help="run directory (default: the file's [output] dir)")
@@ -108,8 +113,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayesguide`` command; returns the exit code."""
-    from bayesguide.experiment import ExperimentError
-
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -45,7 +45,10 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     dir = "bayesguide-run"
 
 An unknown table or key, or a value of the wrong type or outside its choices, is an
-error naming the table, the key and the accepted values — raised before any work.
+error naming the table, the key and the accepted values — raised before any work. The
+choices come from the registries — prior families (``kind`` and their own keys),
+fitters, evidence estimators, Occam priors — so a registered family or estimator is an
+experiment-file choice without any change here.
 
 **Methods.** ``[prior] kind`` and ``guidance`` pick the method and the fit:
 
@@ -62,7 +65,10 @@ error naming the table, the key and the accepted values — raised before any wo
   ``batch_size = 0``, ``schedule = "constant"`` and a classification task (a regression
   model learns its noise, which ``fit_relevance`` cannot).
 
-A combination outside these rules is an error naming the keys and what to use instead.
+These rules are not written here: each prior family declares which fitter trains it for
+each ``[fit] method`` and each fitter what it needs (:mod:`bayesguide.priors.registry`,
+:mod:`bayesguide.infer.registry`); a combination outside them is an error naming the
+keys and what to use instead.
 The method-specific keys ``alpha`` (sparse_group), ``tau0`` (horseshoe) and
 ``l0_weight_decay`` (l0) may be omitted or left at their defaults for any kind; setting
 one to another value for a kind that does not use it is an error (it would otherwise
@@ -77,37 +83,59 @@ fit; the other kinds are re-fitted under their own prior.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
+
+from bayesguide.comparison import occam_priors
+from bayesguide.curvature import HessianStructure
+from bayesguide.guidance import ProfileName, adaptive_fitter
+from bayesguide.guidance import get as get_guidance
+from bayesguide.infer import Fitter, OptimSettings, Schedule, fitter_for, get_fitter
+from bayesguide.marglik import estimators, get_estimator
+from bayesguide.pipeline import Selection
+from bayesguide.posterior import GuideKind
+from bayesguide.priors import PriorFamily, UnitPrior, families, get_family, kinds
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Experiment", "ExperimentError", "check_relevance_task", "load_experiment"]
+__all__ = ["ACTIVATIONS", "Experiment", "ExperimentError", "check_task", "load_experiment"]
 
 
 class ExperimentError(ValueError):
     """An invalid experiment file; the message names the table, the key and the choices."""
 
 
-_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("data", "task"): ("classification", "regression"),
-    ("network", "activation"): ("relu", "tanh", "sigmoid", "gelu", "silu", "elu"),
-    ("prior", "kind"): ("l1", "l2", "group", "sparse_group", "l0", "horseshoe"),
-    ("prior", "guidance"): ("linear", "geometric", "uniform", "partial", "relevance"),
-    ("fit", "method"): ("map", "svi"),
-    ("fit", "schedule"): ("constant", "cosine"),
-    ("fit", "guide"): ("normal", "lowrank"),
-    ("select", "evidence"): ("laplace", "elbo", "iwae"),
-    ("select", "occam"): ("guidance", "params", "flops", "uniform"),
-    ("select", "hessian"): ("auto", "full", "kron", "diag"),
+#: the ``[network] activation`` choices
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU,
 }
-_POSITIVE = {("prior", "strength"), ("prior", "tau0"), ("fit", "steps"), ("fit", "lr"), ("select", "n_candidates")}
-#: keys of [prior] that only one kind uses
-KIND_KEYS = {"alpha": "sparse_group", "tau0": "horseshoe", "l0_weight_decay": "l0"}
+
+
+def _choices() -> dict[tuple[str, str], tuple[str, ...]]:
+    """The accepted values of the keys with a fixed set of them (read from the registries now)."""
+    return {
+        ("data", "task"): ("classification", "regression"),
+        ("network", "activation"): tuple(ACTIVATIONS),
+        ("prior", "kind"): tuple(kinds()),
+        ("prior", "guidance"): tuple(ProfileName.choices()),
+        ("fit", "method"): ("map", "svi"),
+        ("fit", "schedule"): tuple(Schedule.choices()),
+        ("fit", "guide"): tuple(GuideKind.choices()),
+        ("select", "evidence"): tuple(e.name for e in estimators()),
+        ("select", "occam"): tuple(o.name for o in occam_priors()),
+        ("select", "hessian"): ("auto", *HessianStructure.choices()),
+    }
+
+
+_POSITIVE = {("prior", "strength"), ("fit", "steps"), ("fit", "lr"), ("select", "n_candidates")}
 
 
 @dataclass(frozen=True)
@@ -124,15 +152,38 @@ class NetworkConfig:
     hidden: list[int] = field(default_factory=lambda: [128, 128])
     activation: str = "relu"
 
+    def build(self, n_in: int, n_out: int, seed: int) -> nn.Sequential:
+        """The MLP ``n_in``-hidden…-``n_out``, initialised from ``torch.manual_seed(seed)``."""
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = []
+        width = n_in
+        for h in self.hidden:
+            layers += [nn.Linear(width, h), ACTIVATIONS[self.activation]()]
+            width = h
+        layers.append(nn.Linear(width, n_out))
+        return nn.Sequential(*layers)
+
 
 @dataclass(frozen=True)
 class PriorConfig:
+    """The ``[prior]`` table: ``kind``, ``strength``, ``guidance`` and the family's own keys."""
+
     kind: str = "group"
     strength: float = 1.0
     guidance: str = "linear"
-    alpha: float = 0.5
-    tau0: float = 0.1
-    l0_weight_decay: float = 0.0
+    #: the family's own keys (``alpha``, ``tau0``, ``l0_weight_decay``, …), defaults filled in
+    options: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def family(self) -> PriorFamily:
+        return get_family(self.kind)
+
+    def build(self) -> UnitPrior:
+        """The unit prior this table describes."""
+        return self.family.build(self.strength, get_guidance(self.guidance), **self.options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "strength": self.strength, "guidance": self.guidance, **self.options}
 
 
 @dataclass(frozen=True)
@@ -176,13 +227,46 @@ class Experiment:
 
     data: DataConfig = field(default_factory=DataConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    prior: PriorConfig = field(default_factory=PriorConfig)
+    prior: PriorConfig = field(default_factory=lambda: PriorConfig(options=get_family("group").defaults()))
     fit: FitConfig = field(default_factory=FitConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out: dict[str, Any] = {}
+        for table in _TABLES:
+            part = getattr(self, table)
+            out[table] = part.to_dict() if isinstance(part, PriorConfig) else {
+                f.name: getattr(part, f.name) for f in fields(part)}
+        return out
+
+    def fitter(self) -> Fitter:
+        """The registered fitter the ``[prior]`` and ``[fit]`` tables pick."""
+        return fitter_for(self.prior.build(), self.fit.method)
+
+    def optim(self, progress: bool = True) -> OptimSettings:
+        """The ``[fit]`` table as optimisation settings (the keys the fitter takes)."""
+        fitter = self.fitter()
+        f = self.fit
+        options: dict[str, Any] = {"steps": f.steps, "lr": f.lr, "seed": f.seed, "progress": progress}
+        if fitter.minibatch:
+            options["batch_size"] = f.batch_size or None
+        if fitter.schedules:
+            options["schedule"] = f.schedule
+        return OptimSettings(**options)
+
+    def fitter_options(self) -> dict[str, Any]:
+        """The ``[fit]`` keys that are the fitter's own keywords (e.g. ``guide`` for SVI)."""
+        return {k: getattr(self.fit, k) for k in self.fitter().options}
+
+    def selection(self, progress: bool = True) -> Selection:
+        """The ``[select]`` table as a :class:`~bayesguide.pipeline.Selection`."""
+        s = self.select
+        return Selection(
+            n_candidates=s.n_candidates, threshold=s.threshold or None, fine_tune=s.fine_tune,
+            fine_tune_lr=self.fit.lr, seed=self.fit.seed, evidence=s.evidence, hessian=s.hessian,
+            optimize_prior=s.optimize_prior, occam=s.occam, kappa=s.kappa, loo=s.loo, progress=progress,
+        )
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Experiment:
@@ -195,9 +279,9 @@ class Experiment:
             values = raw.get(table, {})
             if not isinstance(values, dict):
                 raise ExperimentError(f"[{table}] must be a table, got {type(values).__name__}")
-            parts[table] = _table(table, config, values)
+            parts[table] = _prior_table(values) if table == "prior" else _table(table, config, values)
         exp = cls(**parts)
-        _check_method(exp, raw)
+        _check_method(exp)
         return exp
 
 
@@ -205,30 +289,34 @@ def _type_name(t: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(t, "a list of integers")
 
 
+def _value(table: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` checked against the type of ``default``, the choices and the sign rules."""
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is list:
+        if not (isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool)
+                                                          and v >= 1 for v in value)):
+            raise ExperimentError(f"[{table}] {key} must be a non-empty list of positive integers, got {value!r}")
+    elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ExperimentError(f"[{table}] {key} must be {_type_name(kind)}, got {value!r}")
+    choices = _choices().get((table, key))
+    if choices is not None and value not in choices:
+        raise ExperimentError(f"[{table}] {key} = {value!r} is not accepted; choose one of: {', '.join(choices)}")
+    if (table, key) in _POSITIVE and value <= 0:
+        raise ExperimentError(f"[{table}] {key} must be > 0, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise ExperimentError(f"[{table}] {key} must be >= 0, got {value!r}")
+    return value
+
+
 def _table(table: str, config: type, values: dict[str, Any]) -> Any:
-    known = {f.name: f for f in fields(config)}
+    known = [f.name for f in fields(config)]
     out: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
             raise ExperimentError(f"[{table}] has no key {key!r}; keys: {', '.join(known)}")
-        default = getattr(config(), key)
-        kind = type(default)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind is list:
-            if not (isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool)
-                                                              and v >= 1 for v in value)):
-                raise ExperimentError(f"[{table}] {key} must be a non-empty list of positive integers, got {value!r}")
-        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ExperimentError(f"[{table}] {key} must be {_type_name(kind)}, got {value!r}")
-        choices = _CHOICES.get((table, key))
-        if choices is not None and value not in choices:
-            raise ExperimentError(f"[{table}] {key} = {value!r} is not accepted; choose one of: {', '.join(choices)}")
-        if (table, key) in _POSITIVE and value <= 0:
-            raise ExperimentError(f"[{table}] {key} must be > 0, got {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            raise ExperimentError(f"[{table}] {key} must be >= 0, got {value!r}")
-        out[key] = value
+        out[key] = _value(table, key, value, getattr(config(), key))
     if table == "data" and "test_fraction" in out and not 0 < out["test_fraction"] < 1:
         raise ExperimentError(f"[data] test_fraction must lie in (0, 1), got {out['test_fraction']!r}")
     if table == "select" and out.get("n_candidates", 2) < 2:
@@ -236,74 +324,108 @@ def _table(table: str, config: type, values: dict[str, Any]) -> Any:
     return config(**out)
 
 
-def _check_method(exp: Experiment, raw: dict[str, Any]) -> None:
-    """The cross-table rules of the module docstring's method table."""
-    prior, fit = exp.prior, exp.fit
-    given = raw.get("prior", {})
-    for key, kind in KIND_KEYS.items():
-        if key in given and getattr(prior, key) != getattr(PriorConfig(), key) and prior.kind != kind:
-            raise ExperimentError(
-                f"[prior] {key} = {given[key]!r} is only used by kind = {kind!r}, not {prior.kind!r}; "
-                f"remove it or set kind = {kind!r}"
-            )
-    if prior.kind == "sparse_group" and not 0.0 <= prior.alpha <= 1.0:
-        raise ExperimentError(
-            f"[prior] alpha must lie in [0, 1] (the L1 share: 0 is the group lasso, 1 is L1), got {prior.alpha!r}"
-        )
-    if exp.select.evidence in ("elbo", "iwae") and fit.method == "map":
-        raise ExperimentError(
-            f'[select] evidence = "{exp.select.evidence}" needs a variational posterior, but [fit] method = "map" '
-            f'fits a point estimate: use evidence = "laplace", or method = "svi" (not available for kind = "l0" '
-            f'or guidance = "relevance")'
-        )
-    if prior.kind == "l0":
-        if fit.method != "map":
-            raise ExperimentError(
-                '[prior] kind = "l0" is trained by bg.fit_l0, a point estimate: set [fit] method = "map" '
-                '(for a posterior over the weights use kind = "horseshoe" with method = "svi")'
-            )
-        if fit.schedule != "constant":
-            raise ExperimentError('[prior] kind = "l0" (bg.fit_l0) has no learning-rate schedule: '
-                                  'set [fit] schedule = "constant"')
-    if prior.kind == "horseshoe":
-        if fit.method != "svi":
-            raise ExperimentError(
-                '[prior] kind = "horseshoe" has no MAP (its density is unbounded at zero weights): '
-                'set [fit] method = "svi"'
-            )
-        if prior.guidance in ("partial", "relevance"):
-            raise ExperimentError(
-                f'[prior] kind = "horseshoe" needs positive guidance coefficients (they divide the local '
-                f'scales), not guidance = {prior.guidance!r}; use linear, geometric or uniform'
-            )
-    if prior.guidance == "relevance":
-        if prior.kind != "l2":
-            raise ExperimentError(
-                f'[prior] guidance = "relevance" re-estimates the precisions of a Gaussian prior: set '
-                f'kind = "l2", not {prior.kind!r}'
-            )
-        if fit.method != "map":
-            raise ExperimentError('[prior] guidance = "relevance" is trained by bg.fit_relevance (MAP): '
-                                  'set [fit] method = "map"')
-        if fit.batch_size != 0:
-            raise ExperimentError('[prior] guidance = "relevance" (bg.fit_relevance) trains on the full batch: '
-                                  'set [fit] batch_size = 0')
-        if fit.schedule != "constant":
-            raise ExperimentError('[prior] guidance = "relevance" (bg.fit_relevance) has no learning-rate '
-                                  'schedule: set [fit] schedule = "constant"')
-        source = exp.data.source
-        if source.endswith((".npz", ".csv")):
-            check_relevance_task(exp, exp.data.task)
-        elif source == "teacher":  # the built-ins know their own task; the runner checks again
-            check_relevance_task(exp, "regression")
+def _prior_table(values: dict[str, Any]) -> PriorConfig:
+    """The ``[prior]`` table: the fixed keys, then the registered families' own keys."""
+    owners = {o.key: (fam, o) for fam in families() for o in fam.options}
+    fixed = {k: v for k, v in values.items() if k in ("kind", "strength", "guidance")}
+    base = _table("prior", PriorConfig, fixed)
+    family = get_family(base.kind)
+    own = family.defaults()
+    for key, value in values.items():
+        if key in fixed:
+            continue
+        if key not in owners:
+            keys = ["kind", "strength", "guidance", *owners]
+            raise ExperimentError(f"[prior] has no key {key!r}; keys: {', '.join(keys)}")
+        owner, option = owners[key]
+        number = _value("prior", key, value, float(option.default))
+        if option.positive and number <= 0:
+            raise ExperimentError(f"[prior] {key} must be > 0, got {value!r}")
+        if key not in own:
+            if number != option.default:
+                raise ExperimentError(
+                    f"[prior] {key} = {value!r} is only used by kind = {owner.kind!r}, not {base.kind!r}; "
+                    f"remove it or set kind = {owner.kind!r}"
+                )
+            continue
+        own[key] = number
+    config = PriorConfig(base.kind, base.strength, base.guidance, own)
+    try:
+        config.build()
+    except (ValueError, TypeError) as err:
+        raise ExperimentError(f"[prior] {err}") from None
+    return config
 
 
-def check_relevance_task(exp: Experiment, task: str) -> None:
-    """``guidance = "relevance"`` needs a fixed noise, which experiment files cannot set: classification only."""
-    if exp.prior.guidance == "relevance" and task == "regression":
+def _subject(exp: Experiment, adaptive: str | None) -> str:
+    return f'[prior] guidance = "{exp.prior.guidance}"' if adaptive else f'[prior] kind = "{exp.prior.kind}"'
+
+
+def _check_method(exp: Experiment) -> None:
+    """The cross-table rules, read from the prior family and the fitter it names."""
+    prior, fit = exp.prior.build(), exp.fit
+    family = exp.prior.family
+    adaptive = adaptive_fitter(prior.guidance)
+    subject = _subject(exp, adaptive)
+    if family.positive_guidance:
+        profile = prior.guidance
+        if adaptive or (callable(profile) and bool((profile(16) <= 0).any())):
+            positive = [n for n in ProfileName.choices()
+                        if not adaptive_fitter(get_guidance(n)) and bool((get_guidance(n)(16) > 0).all())]
+            raise ExperimentError(
+                f'[prior] kind = "{exp.prior.kind}" needs positive guidance coefficients (they divide the local '
+                f"scales), not guidance = {exp.prior.guidance!r}; use {', '.join(positive)}"
+            )
+    if adaptive is None and fit.method not in family.fitters:
+        method = next(iter(family.fitters))
         raise ExperimentError(
-            '[prior] guidance = "relevance" needs a classification task: a regression model learns its '
-            'noise σ, which bg.fit_relevance cannot (use the Python API with a fixed noise)'
+            f'{subject} has no {fit.method.upper()} fit: it is trained by bg.fit_{family.fitters[method]} with '
+            f'[fit] method = "{method}"; set [fit] method = "{method}"'
+        )
+    fitter = exp.fitter() if adaptive is None else _adaptive_fitter(exp, adaptive, subject)
+    if not fitter.minibatch and fit.batch_size != 0:
+        raise ExperimentError(f"{subject} (bg.fit_{fitter.name}) trains on the full batch: set [fit] batch_size = 0")
+    if not fitter.schedules and fit.schedule != "constant":
+        raise ExperimentError(f'{subject} (bg.fit_{fitter.name}) has no learning-rate schedule: '
+                              f'set [fit] schedule = "constant"')
+    estimator = get_estimator(exp.select.evidence)
+    if estimator.needs_posterior and not fitter.posterior:
+        raise ExperimentError(
+            f'[select] evidence = "{estimator.name}" needs a variational posterior, but [fit] method = '
+            f'"{fit.method}" fits a point estimate: use evidence = "laplace", or method = "svi" (with a prior '
+            f'that has an SVI fit)'
+        )
+    source = exp.data.source
+    if source.endswith((".npz", ".csv")):
+        check_task(exp, exp.data.task)
+    elif source == "teacher":  # the built-ins know their own task; the runner checks again
+        check_task(exp, "regression")
+
+
+def _adaptive_fitter(exp: Experiment, adaptive: str, subject: str) -> Fitter:
+    """The fitter of an adaptive guidance, after checking the kind and the method it needs."""
+    fitter = get_fitter(adaptive)
+    if fitter.kinds is not None and exp.prior.kind not in fitter.kinds:
+        need = " or ".join(f'"{k}"' for k in fitter.kinds)
+        raise ExperimentError(
+            f"{subject} is trained by bg.fit_{fitter.name}, which re-estimates the precisions of kind = {need}: "
+            f"set kind = {need}, not {exp.prior.kind!r}"
+        )
+    if fitter.method != exp.fit.method:
+        raise ExperimentError(f'{subject} is trained by bg.fit_{fitter.name} ({fitter.method.upper()}): '
+                              f'set [fit] method = "{fitter.method}"')
+    return fitter
+
+
+def check_task(exp: Experiment, task: str) -> None:
+    """A fitter that needs a fixed noise cannot fit a regression (experiment files learn σ)."""
+    prior = exp.prior.build()
+    adaptive = adaptive_fitter(prior.guidance)
+    fitter = get_fitter(adaptive) if adaptive else exp.fitter()
+    if fitter.fixed_noise and task == "regression":
+        raise ExperimentError(
+            f"{_subject(exp, adaptive)} needs a classification task: a regression model learns its "
+            f"noise σ, which bg.fit_{fitter.name} cannot (use the Python API with a fixed noise)"
         )
 
 
@@ -316,7 +438,7 @@ def load_experiment(path: str | Path) -> Experiment:
     >>> with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
     ...     _ = f.write('[prior]\\nkind = "l1"\\nstrength = 0.3\\n')
     >>> load_experiment(f.name).prior
-    PriorConfig(kind='l1', strength=0.3, guidance='linear', alpha=0.5, tau0=0.1, l0_weight_decay=0.0)
+    PriorConfig(kind='l1', strength=0.3, guidance='linear', options={})
     >>> os.unlink(f.name)
     """
     path = Path(path)

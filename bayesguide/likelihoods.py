@@ -1,9 +1,11 @@
 """Observation models ``p(y | f(x; θ))`` for the network output ``f``.
 
-Each likelihood knows three things: how to check targets before any training
-(:meth:`Likelihood.prepare_targets`), its Pyro distribution for the model, and the
-summed log-likelihood of a batch written directly in torch (the lean path of
-:func:`bayesguide.fit_map`). Tests check that the two agree.
+Each likelihood knows four things: how to check targets before any training
+(:meth:`Likelihood.prepare_targets`), its Pyro distribution for the model, the summed
+log-likelihood of a batch written directly in torch (the lean path of
+:func:`bayesguide.fit_map`; tests check that the two agree), and the task metric every
+table reports (:meth:`Likelihood.metric`: accuracy or RMSE). Foundation module: it
+imports nothing else from bayesguide but the option base class.
 """
 
 from __future__ import annotations
@@ -23,19 +25,34 @@ class Likelihood(Option):
     """Observation model of the network output."""
 
     #: ``y ~ Categorical(logits=f(x))``; ``y`` holds class indices ``0 … C-1``.
-    CATEGORICAL = "categorical"
+    CATEGORICAL = "categorical", "class indices, softmax of the outputs (cross-entropy)"
     #: ``y ~ Normal(f(x), σ)``; ``σ`` fixed (``noise=σ``) or learned (``noise=None``).
-    GAUSSIAN = "gaussian"
+    GAUSSIAN = "gaussian", "real targets, Normal(output, σ) (squared error)"
     #: ``y ~ Bernoulli(logits=f(x))``; ``y`` in ``{0, 1}``, one column per output.
-    BERNOULLI = "bernoulli"
+    BERNOULLI = "bernoulli", "0/1 targets, sigmoid of the outputs (binary cross-entropy)"
 
     @property
-    def description(self) -> str:
-        return {
-            "categorical": "class indices, softmax of the outputs (cross-entropy)",
-            "gaussian": "real targets, Normal(output, σ) (squared error)",
-            "bernoulli": "0/1 targets, sigmoid of the outputs (binary cross-entropy)",
-        }[self.value]
+    def metric_name(self) -> str:
+        """``"accuracy"`` (categorical, bernoulli) or ``"rmse"`` (gaussian): what :meth:`metric` returns."""
+        return "rmse" if self is Likelihood.GAUSSIAN else "accuracy"
+
+    def metric(self, out: torch.Tensor, y: torch.Tensor) -> float:
+        """The task metric of network outputs ``out`` for prepared targets ``y``.
+
+        Accuracy for ``categorical`` (arg-max class) and ``bernoulli`` (logit > 0, every
+        output column), root mean squared error for ``gaussian``.
+
+        Examples
+        --------
+        >>> Likelihood.BERNOULLI.metric(torch.tensor([[2.0], [-1.0]]), torch.tensor([[1.0], [1.0]]))
+        0.5
+        """
+        with torch.no_grad():
+            if self is Likelihood.CATEGORICAL:
+                return float((out.argmax(1) == y).double().mean())
+            if self is Likelihood.BERNOULLI:
+                return float(((out > 0).to(y.dtype) == y).double().mean())
+            return float((out - y.reshape(out.shape)).pow(2).mean().sqrt())
 
     def prepare_targets(self, y: torch.Tensor, out_dim: int, dtype: torch.dtype) -> torch.Tensor:
         """Validate ``y`` for this likelihood and an output of ``out_dim`` columns.

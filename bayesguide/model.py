@@ -18,11 +18,19 @@ model *is* guided regularization.
 
 Minibatches go through ``pyro.plate("data", N, subsample=idx)``, which scales the
 likelihood by ``N / B``.
+
+The log joint is written once, in plain torch (:meth:`GuidedModel.log_prior`,
+:meth:`GuidedModel.log_joint`); the fitters, the diagnostics and the evidence
+estimators all use it, and tests check it against Pyro's trace of :meth:`GuidedModel.model`.
+
+Third layer of the data flow: it imports the guidance, the priors and the foundation
+modules (network, likelihoods).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import numbers
 from collections.abc import Mapping
@@ -35,15 +43,23 @@ import torch
 from pyro.distributions import constraints
 from torch import nn
 
-from bayesguide.guidance import coefficients_for_layer, uniform
-from bayesguide.horseshoe import HierarchicalUnitPrior, LatentSite
+from bayesguide.guidance import coefficients_for_layer, uniform, validate_coefficients
 from bayesguide.likelihoods import Likelihood
 from bayesguide.network import Layer, Site, functional_forward, parse_network
-from bayesguide.priors import GuidedNormal, UnitGroupDistribution, UnitPrior
+from bayesguide.priors import GuidedNormal, HierarchicalUnitPrior, LatentSite, UnitGroupDistribution, UnitPrior
 
-__all__ = ["GuidedModel"]
+__all__ = ["ArrayLike", "GuidedModel", "data_fingerprint"]
 
 ArrayLike = Any  # torch.Tensor | np.ndarray | sequence
+
+
+def data_fingerprint(X: torch.Tensor, y: torch.Tensor) -> str:
+    """A short hash of (prepared) training data, so later stages can refuse other data."""
+    h = hashlib.sha1()
+    for t in (X, y):
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _as_tensor(a: ArrayLike, name: str) -> torch.Tensor:
@@ -126,22 +142,53 @@ class GuidedModel:
         self.layers: list[Layer]
         self.sites: list[Site]
         self.layers, self.sites = parse_network(net)
-        self.coefficients: dict[str, torch.Tensor] = {}
-        for site in self.sites:
-            family = self.prior if site.prunable else self.plain_prior
-            self.coefficients[site.name] = coefficients_for_layer(
-                family.guidance, site.layer.name, site.n_units
-            )
+        self._set_coefficients({
+            site.name: coefficients_for_layer(self.family(site).guidance, site.layer.name, site.n_units)
+            for site in self.sites
+        })
+
+    def _set_coefficients(self, coefficients: Mapping[str, torch.Tensor]) -> None:
+        """Set every site's coefficients; reset the distribution cache and the latent sites."""
+        self.coefficients: dict[str, torch.Tensor] = dict(coefficients)
         self._dist_cache: dict[tuple[str, torch.dtype], UnitGroupDistribution] = {}
         self.latent_sites: list[LatentSite] = []
         for site in self.sites:
-            family = self.prior if site.prunable else self.plain_prior
+            family = self.family(site)
             if isinstance(family, HierarchicalUnitPrior):
                 g = self.coefficients[site.name].to(self.dtype)
                 self.latent_sites += [
                     LatentSite(f"{site.name}.{local}", local, site.name, d, tuple(d.event_shape))
                     for local, d in family.latent_priors(g).items()
                 ]
+
+    def with_coefficients(self, coefficients: Mapping[str, torch.Tensor]) -> GuidedModel:
+        """A new model on the same network, priors and likelihood with other guidance coefficients.
+
+        ``coefficients`` maps site names (``"0.units"``) to ``(n_units,)`` tensors; sites not
+        named keep theirs. Used for coefficients estimated from data (relevance guidance)
+        and restored from disk; this model is not changed.
+        """
+        new = GuidedModel(self.net, self.prior, self.likelihood, noise=self.noise, plain_prior=self.plain_prior)
+        sites = {s.name: s for s in self.sites}
+        merged = {k: v.clone() for k, v in self.coefficients.items()}
+        for name, g in coefficients.items():
+            if name not in sites:
+                raise ValueError(f"no site {name!r} in this model; sites: {sorted(sites)}")
+            merged[name] = validate_coefficients(g.detach().clone(), sites[name].n_units, f"site {name!r}")
+        new._set_coefficients(merged)
+        return new
+
+    def with_network(self, net: nn.Module) -> GuidedModel:
+        """The same model (priors, coefficients, likelihood) around ``net``, a network of the same structure."""
+        new = GuidedModel(net, self.prior, self.likelihood, noise=self.noise, plain_prior=self.plain_prior)
+        if [s.shapes for s in new.sites] != [s.shapes for s in self.sites]:
+            raise ValueError("with_network needs a network with the same layers and shapes")
+        new._set_coefficients({k: v.clone() for k, v in self.coefficients.items()})
+        return new
+
+    def family(self, site: Site) -> UnitPrior:
+        """The prior family of ``site``: :attr:`prior` when prunable, else :attr:`plain_prior`."""
+        return self.prior if site.prunable else self.plain_prior
 
     # ------------------------------------------------------------------ structure
 
@@ -172,7 +219,7 @@ class GuidedModel:
         as in :attr:`latent_sites`), which are then required; it is not cached.
         """
         dtype = self.dtype if dtype is None else dtype
-        family = self.prior if site.prunable else self.plain_prior
+        family = self.family(site)
         if isinstance(family, HierarchicalUnitPrior):
             own = [lat for lat in self.latent_sites if lat.site == site.name]
             if latents is None or any(lat.name not in latents for lat in own):
@@ -251,6 +298,55 @@ class GuidedModel:
 
     # ------------------------------------------------------------------ densities
 
+    def site_log_prior(self, site: Site, values: Mapping[str, torch.Tensor],
+                       dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``log p(Θ_s)`` of one site (given the latent values for a hierarchical prior).
+
+        ``log_normaliser − penalty``: ``log_prob`` without the support check, so a NaN
+        reaches the caller's guard. Leading batch dimensions of ``values[site.name]``
+        are kept (for a hierarchical prior the latent values must then be unbatched).
+        """
+        prior = self.site_distribution(site, dtype, values)
+        return prior.log_normaliser - prior.penalty(values[site.name])
+
+    def log_prior(self, values: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``log p(θ)`` for site values ``θ`` (the joint ``log p(z) + log p(θ | z)`` with latent sites).
+
+        ``values`` holds every site's ``(..., n, p)`` unit matrix (and, for a
+        hierarchical prior, every latent site's value); leading batch dimensions (posterior
+        draws) give a log prior per draw.
+        """
+        dtype = self.dtype if dtype is None else dtype
+        if self.latent_sites:
+            first = self.latent_sites[0]
+            lead = values[first.name].shape[: values[first.name].ndim - len(first.shape)]
+            if len(lead):  # one conditional prior per draw
+                flat = {k: v.reshape(-1, *v.shape[len(lead):]) for k, v in values.items()}
+                per = [self.log_prior({k: v[i] for k, v in flat.items()}, dtype) for i in range(lead.numel())]
+                return torch.stack(per).reshape(lead)
+        total = self.latent_log_prob(values).to(dtype) if self.latent_sites else torch.zeros((), dtype=dtype)
+        for site in self.sites:
+            total = total + self.site_log_prior(site, values, dtype)
+        return total
+
+    def neg_log_prior_blocks(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``−log p(θ)`` from the network's own parameter tensors (no hierarchical priors).
+
+        The same value as ``-log_prior(values)``, computed from each layer's weight and
+        bias tensors (:meth:`~bayesguide.priors.base.UnitGroupDistribution.penalty_parts`)
+        instead of the packed unit matrices, so the MAP hot path copies nothing. Rates
+        and normalisers are read at every call, so in-place updates
+        (:meth:`~bayesguide.priors.base.UnitGroupDistribution.set_rate`) are seen.
+        """
+        total: torch.Tensor | None = None
+        for site in self.sites:
+            prior = self.site_distribution(site)
+            term = prior.penalty_parts([params[k].reshape(site.n_units, -1) for k in site.param_names])
+            term = term - prior.log_normaliser
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+
     def log_joint(
         self,
         chain: list[Layer],
@@ -270,14 +366,7 @@ class GuidedModel:
         """
         out = functional_forward(chain, self.sites, values, X)
         loglik = self.likelihood.log_prob_sum(out, y, self.noise_tensor(noise, X.dtype))
-        logprior = torch.zeros((), dtype=X.dtype)
-        if self.latent_sites:
-            logprior = logprior + self.latent_log_prob(values).to(X.dtype)
-        for site in self.sites:
-            prior = self.site_distribution(site, X.dtype, values)
-            # log_prob without the support check, so a NaN reaches the caller's guard
-            logprior = logprior + (prior.log_normaliser - prior.penalty(values[site.name]))
-        return loglik * scale, logprior
+        return loglik * scale, self.log_prior(values, X.dtype)
 
     def noise_tensor(self, noise: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
         """The Gaussian ``σ`` to use: the fixed one, else ``noise`` (``None`` if not Gaussian)."""

@@ -1,11 +1,12 @@
-"""The run directory's ``results.json``: its schema, atomic writes and loading.
+"""The run directory's ``results.json``: typed records, their JSON round trip, and loading.
 
 A run directory (``bayesguide run`` / ``bayesguide demo``) holds
 
 * ``results.json`` — this schema (``schema_version`` 1), rewritten atomically after
   every finished step, so a crash keeps everything finished before it;
 * ``fit/`` — the full network's ``state_dict`` (``weights.pt``) and ``architecture.json``;
-* ``candidates/<name>/`` — each candidate's ``weights.pt`` and ``architecture.json``;
+* ``candidates/<name>/`` — each candidate's ``weights.pt`` and ``architecture.json`` (and,
+  when it was fine-tuned, the fine-tuning fit: ``FitResult.save``);
 * ``posterior.nc`` — the ArviZ ``InferenceData`` (posterior draws and pointwise log
   likelihood) of the best candidate, written for SVI fits, whose candidates keep a
   sliced posterior guide;
@@ -19,7 +20,7 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "config": {...the experiment, every key filled with its default...},
       "config_hash": "...",                                   # a resumed run must match it
       "data": {"name", "task", "n_train", "n_test", "n_features", "n_outputs"},
-      "fit": {"method", "prior" (str of the prior), "steps", "wall_time_s", "stop_reason", "final_loss",
+      "fit": {"method", "fitter", "prior" (str of the prior), "steps", "wall_time_s", "stop_reason", "final_loss",
               "losses": [...], "loss_steps": [...],           # at most 500 points
               "unit_norms": {layer: [[...units] per record]}, "norm_steps": [...],
               "train_metric", "test_metric",
@@ -38,54 +39,246 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "posterior_file": "posterior.nc",                      # SVI runs only
       "timings": {"total_s": ...}
     }
+
+The document is built and read through typed records — :class:`RunResults` holding a
+:class:`DataRecord`, a :class:`FitRecord`, :class:`CandidateRecord` s and a
+:class:`Recommendation` — whose ``to_json()`` / ``from_json()`` round-trip it exactly;
+a candidate's columns beyond the fixed ones (LOO, variational diagnostics) travel in
+``CandidateRecord.columns``. Foundation module: it imports nothing from bayesguide but
+the atomic writer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SCHEMA_VERSION", "downsample", "jsonable", "load_results", "write_json_atomic"]
+from bayesguide.atomic import jsonable, write_json_atomic
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CandidateRecord",
+    "DataRecord",
+    "FitRecord",
+    "Recommendation",
+    "RunResults",
+    "downsample",
+    "jsonable",
+    "load_results",
+    "write_json_atomic",
+]
 
 SCHEMA_VERSION = 1
 
 _REQUIRED = ("schema_version", "status", "config", "data", "fit", "candidates", "best", "flags")
 
 
-def jsonable(value: Any) -> Any:
-    """Plain JSON types from numpy / torch scalars and arrays; NaN and inf become ``None``."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return jsonable(value.item())
-    return value
+def _fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that are fields of the dataclass ``cls`` (missing ones default)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
-def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` through a temporary file and a rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(jsonable(payload), handle, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+@dataclass(frozen=True)
+class DataRecord:
+    """The ``data`` section: what the run was trained and tested on."""
+
+    name: str | None
+    task: str
+    n_train: int
+    n_test: int | None = None
+    n_features: int | None = None
+    n_outputs: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DataRecord:
+        return cls(**_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class FitRecord:
+    """The ``fit`` section: the full network's fit, histories at most 500 points long."""
+
+    method: str
+    prior: str
+    steps: int
+    wall_time_s: float
+    stop_reason: str
+    final_loss: float | None
+    losses: list[float]
+    loss_steps: list[int]
+    unit_norms: dict[str, list[list[float]]]
+    norm_steps: list[int]
+    train_metric: float | None = None
+    test_metric: float | None = None
+    fitter: str | None = None
+    coefficients: dict[str, list[float]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.coefficients is None:
+            out.pop("coefficients")
+        if self.fitter is None:
+            out.pop("fitter")
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FitRecord:
+        return cls(**_fields(cls, data))
+
+
+#: the fixed keys of a candidate entry (everything else is a column of :attr:`CandidateRecord.columns`)
+_CANDIDATE_KEYS = ("name", "widths", "kept", "n_params", "flops", "log_evidence", "log_prior", "log_posterior",
+                   "posterior_prob", "log_bayes_factor", "status", "metrics")
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    """One ``candidates`` entry: a pruned architecture and how it scored.
+
+    ``log_prior``, ``log_posterior``, ``posterior_prob`` and ``log_bayes_factor`` are
+    ``None`` until the comparison is assembled; ``columns`` holds the estimator's and
+    LOO's columns (``prior_scale``, ``substituted``, ``prior_used``, ``elpd_loo``, …).
+    """
+
+    name: str
+    widths: list[int]
+    kept: dict[str, list[int]]
+    n_params: int
+    flops: int | None
+    log_evidence: float | None
+    status: str
+    metrics: dict[str, float | None]
+    log_prior: float | None = None
+    log_posterior: float | None = None
+    posterior_prob: float | None = None
+    log_bayes_factor: float | None = None
+    columns: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], kept: dict[str, list[int]]) -> CandidateRecord:
+        """The record of a comparison-table row (``train_metric`` / ``test_metric`` go to ``metrics``)."""
+        row = jsonable(dict(row))
+        rest = {k: v for k, v in row.items() if k not in _CANDIDATE_KEYS and k not in ("train_metric", "test_metric")}
+        return cls(
+            name=str(row["name"]), widths=[int(w) for w in row["widths"]], kept=kept, n_params=int(row["n_params"]),
+            flops=row.get("flops"), log_evidence=row.get("log_evidence"), status=str(row.get("status")),
+            metrics={"train": row.get("train_metric"), "test": row.get("test_metric")},
+            log_prior=row.get("log_prior"), log_posterior=row.get("log_posterior"),
+            posterior_prob=row.get("posterior_prob"), log_bayes_factor=row.get("log_bayes_factor"), columns=rest,
+        )
+
+    def row(self) -> dict[str, Any]:
+        """The comparison-table row again (what :func:`bayesguide.comparison.assemble` reads)."""
+        nan = float("nan")
+        out: dict[str, Any] = {"name": self.name, "widths": list(self.widths), "n_params": self.n_params,
+                               "flops": self.flops, "status": self.status,
+                               "log_evidence": nan if self.log_evidence is None else self.log_evidence,
+                               "train_metric": self.metrics.get("train")}
+        if self.metrics.get("test") is not None:
+            out["test_metric"] = self.metrics["test"]
+        out.update(self.columns)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in _CANDIDATE_KEYS}
+        out.update(self.columns)
+        return jsonable(out)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CandidateRecord:
+        known = _fields(cls, data)
+        known.pop("columns", None)
+        return cls(**known, columns={k: v for k, v in data.items() if k not in _CANDIDATE_KEYS})
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The ``recommended`` section: the best candidate's size and measured speed."""
+
+    name: str
+    widths: list[int]
+    n_params: int
+    flops: int | None
+    n_params_full: int
+    flops_full: int | None
+    latency_ms: float | None = None
+    latency_full_ms: float | None = None
+    speedup: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Recommendation:
+        return cls(**_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """The whole ``results.json`` document (see the module docstring for its schema)."""
+
+    status: str
+    config: dict[str, Any]
+    data: DataRecord
+    fit: FitRecord | None
+    metric: str
+    candidates: tuple[CandidateRecord, ...] = ()
+    best: str | None = None
+    recommended: Recommendation | None = None
+    flags: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+    config_hash: str | None = None
+    posterior_file: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document (plain types; NaN and inf as ``null``)."""
+        out: dict[str, Any] = {
+            "schema_version": self.schema_version, "status": self.status, "config": self.config,
+            "config_hash": self.config_hash, "data": self.data.to_json(),
+            "fit": None if self.fit is None else self.fit.to_json(), "metric": self.metric,
+            "candidates": [c.to_json() for c in self.candidates], "best": self.best,
+            "recommended": None if self.recommended is None else self.recommended.to_json(),
+            "flags": list(self.flags), "timings": dict(self.timings),
+        }
+        if self.config_hash is None:
+            out.pop("config_hash")
+        if self.posterior_file is not None:
+            out["posterior_file"] = self.posterior_file
+        result: dict[str, Any] = jsonable(out)
+        return result
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunResults:
+        """The records of a document :meth:`to_json` (or an older run) wrote."""
+        return cls(
+            status=data["status"], config=dict(data["config"]), data=DataRecord.from_json(data["data"]),
+            fit=None if data.get("fit") is None else FitRecord.from_json(data["fit"]), metric=data.get("metric", ""),
+            candidates=tuple(CandidateRecord.from_json(c) for c in data.get("candidates", [])),
+            best=data.get("best"),
+            recommended=None if data.get("recommended") is None else Recommendation.from_json(data["recommended"]),
+            flags=tuple(data.get("flags", [])), timings=dict(data.get("timings", {})),
+            config_hash=data.get("config_hash"), posterior_file=data.get("posterior_file"),
+            schema_version=int(data.get("schema_version", SCHEMA_VERSION)),
+        )
+
+    def save(self, run_dir: str | Path) -> Path:
+        """Write ``run_dir/results.json`` atomically."""
+        return write_json_atomic(Path(run_dir) / "results.json", self.to_json())
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunResults:
+        """Read and check ``run_dir/results.json`` (see :func:`load_results`)."""
+        return cls.from_json(load_results(run_dir))
 
 
 def downsample(values: np.ndarray, steps: np.ndarray, most: int = 500) -> tuple[list[float], list[int]]:

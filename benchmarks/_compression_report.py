@@ -13,10 +13,11 @@ import math
 import os
 import re
 import statistics
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from bayesguide.atomic import write_atomic
 
 NOTES = re.compile(r"<!-- notes:start -->.*?<!-- notes:end -->", re.S)
 FAMILIES = (("l1", "L1"), ("l2", "L2"), ("group", "group lasso"))
@@ -263,14 +264,6 @@ def figure(task: Any, methods: Mapping[str, Any], summary: Mapping[str, Any], re
     plt.close(fig)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_outputs(records: Mapping[str, dict[str, Any]], final_jobs: Sequence[Any], ref_jobs: Sequence[Any],
                   tune_jobs: Mapping[tuple[str, str], Sequence[Any]], chosen: Mapping[tuple[str, str], float],
                   refs_val: Mapping[tuple[str, int], float], refs_test: Mapping[tuple[str, int], float],
@@ -282,7 +275,7 @@ def write_outputs(records: Mapping[str, dict[str, Any]], final_jobs: Sequence[An
     failures = [r for r in records.values() if r.get("status") != "ok"]
     tuning = {f"{t}|{m}": [{"strength": j.strength, "status": records.get(j.key, {}).get("status", "missing")}
                            for j in js] for (t, m), js in tune_jobs.items()}
-    _atomic_write(out / "summary.json", json.dumps({"meta": meta, "summary": summary, "tuning": tuning,
+    write_atomic(out / "summary.json", json.dumps({"meta": meta, "summary": summary, "tuning": tuning,
                                                     "references": {f"{t}|{s}": v for (t, s), v in refs_test.items()}},
                                                    indent=1, default=str))
     img_dir = page.parent / "img" / "benchmarks"
@@ -353,4 +346,4 @@ def write_outputs(records: Mapping[str, dict[str, Any]], final_jobs: Sequence[An
     kept = NOTES.search(old)
     lines += ["## What the numbers show", "",
               kept.group(0) if kept else "<!-- notes:start -->\n(no notes yet)\n<!-- notes:end -->", ""]
-    _atomic_write(page, "\n".join(lines))
+    write_atomic(page, "\n".join(lines))

@@ -76,7 +76,8 @@ import torch
 from torch import nn
 
 import bayesguide as bg
-from bayesguide.pruning.path import tuning_model
+from bayesguide.infer import fitter_for
+from bayesguide.pipeline import Selection, fit_model, score_candidates
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -174,12 +175,19 @@ def load_split(task: str, n_max: int | None = None) -> Split:
 class Method:
     name: str
     title: str
-    grid: tuple[float, ...]  # strengths in the mean-loss convention (λ' ; λ = N λ'), or τ₀
-    family: str  # which builder below
+    grid: tuple[float, ...]  # strengths in the mean-loss convention (λ' ; λ = N λ'), or the value of grid_key
+    kind: str  # a registered prior kind (bg.priors.kinds())
     guidance: str  # "linear" | "uniform" | "partial" | "relevance"
-    fitter: str = "map"  # "map" | "relevance" | "l0" | "svi"
+    fit: str = "map"  # the [fit] method: "map" (a point estimate) or "svi"; the fitter registry picks the fitter
     group: str = "baselines"  # figure panel
     lr: float | None = None  # None: the task's learning rate
+    grid_key: str = "strength"  # what the grid sets: the strength, or one of the family's own keys
+    options: tuple[tuple[str, float], ...] = ()  # the family's own keys, fixed
+
+    @property
+    def fitter(self) -> str:
+        """The fitter the registry picks for this method (e.g. ``fit_l0``)."""
+        return "fit_" + fitter_for(build_prior(self, self.grid[0], 1), self.fit).name
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -191,12 +199,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            group="guided vs uniform"),
     Method("uniform-group", "uniform group lasso", (1e-4, 3e-4, 1e-3), "group", "uniform", group="guided vs uniform"),
     Method("partial-group", "partial group lasso (β = 8)", (1e-4, 3e-4, 1e-3), "group", "partial"),
-    Method("partial-sgl", "partial sparse group lasso (β = 8, α = 0.5)", (1e-4, 3e-4, 1e-3), "sgl", "partial"),
-    Method("relevance", "relevance-driven shrinkage (L2)", (1e-3, 3e-3, 1e-2), "l2", "relevance", "relevance"),
+    Method("partial-sgl", "partial sparse group lasso (β = 8, α = 0.5)", (1e-4, 3e-4, 1e-3), "sparse_group",
+           "partial", options=(("alpha", 0.5),)),
+    Method("relevance", "relevance-driven shrinkage (L2)", (1e-3, 3e-3, 1e-2), "l2", "relevance"),
     # the gates' log α start at log 4 and move by about lr per Adam step: at the common
     # 3e-3 they cannot close within the budget, so L0 keeps fit_l0's default rate 1e-2
-    Method("l0", "hard-concrete L0 gates", (3e-3, 1e-2, 3e-2), "l0", "uniform", "l0", lr=1e-2),
-    Method("horseshoe", "group horseshoe (SVI)", (1.0, 0.3, 0.1), "horseshoe", "uniform", "svi"),
+    Method("l0", "hard-concrete L0 gates", (3e-3, 1e-2, 3e-2), "l0", "uniform", lr=1e-2),
+    Method("horseshoe", "group horseshoe (SVI)", (1.0, 0.3, 0.1), "horseshoe", "uniform", "svi", grid_key="tau0"),
 )}
 REFERENCE_STRENGTH = 1e-5  # weak uniform L2 of the dense reference (mean-loss convention)
 
@@ -210,23 +219,18 @@ def _guidance(name: str) -> Any:
     return bg.guidance.get(name)
 
 
-def build_prior(method: Method, strength: float, n: int, scale: float = 1.0) -> bg.priors.UnitPrior:
-    """The method's prior at grid value ``strength`` (``λ = N · scale · strength``; ``τ₀`` for the horseshoe)."""
-    lam = strength * n * scale
+def build_prior(method: Method, value: float, n: int, scale: float = 1.0) -> bg.priors.UnitPrior:
+    """The method's prior (through the prior registry) at grid value ``value``.
+
+    The grid sets ``λ = N · scale · value`` — or, for a method whose ``grid_key`` is one
+    of its family's own keys (the horseshoe's ``tau0``), that key, with the weak
+    reference rate as strength.
+    """
     g = _guidance(method.guidance)
-    if method.family == "l1":
-        return bg.GuidedLaplace(lam, g)
-    if method.family == "l2":
-        return bg.GuidedNormal(lam, g)
-    if method.family == "group":
-        return bg.GuidedGroupLasso(lam, g)
-    if method.family == "sgl":
-        return bg.GuidedSparseGroupLasso(lam, g, alpha=0.5)
-    if method.family == "l0":
-        return bg.HardConcreteGates(lam, g)
-    if method.family == "horseshoe":
-        return bg.GroupHorseshoe(REFERENCE_STRENGTH * n, g, tau0=strength)
-    raise ValueError(f"unknown family {method.family!r}")
+    options = dict(method.options)
+    if method.grid_key == "strength":
+        return bg.make_prior(method.kind, value * n * scale, g, **options)
+    return bg.make_prior(method.kind, REFERENCE_STRENGTH * n, g, **options, **{method.grid_key: value})
 
 
 # --------------------------------------------------------------------------- one fit
@@ -252,9 +256,8 @@ class Job:
 
 
 def metric(out: torch.Tensor, y: torch.Tensor, likelihood: str) -> float:
-    if likelihood == "categorical":
-        return float((out.argmax(1) == y).double().mean())
-    return float((out.reshape(-1) - y.reshape(-1)).pow(2).mean().sqrt())
+    """The task metric (accuracy or RMSE) — the library's one metric function."""
+    return bg.Likelihood.resolve(likelihood, "likelihood").metric(out, y)
 
 
 def latency_ms(modules: dict[str, nn.Module], x: torch.Tensor, repeats: int = 30) -> dict[str, float]:
@@ -280,20 +283,18 @@ def _fit(job: Job, task: Task, split: Split) -> tuple[Any, int]:
     kw: dict[str, Any] = {"noise": NOISE} if task.likelihood == "gaussian" else {}
     common: dict[str, Any] = {"steps": steps, "lr": task.lr, "batch_size": task.batch_size, "seed": job.seed}
     if job.method == "reference":
-        model = bg.GuidedModel(net, bg.GuidedNormal(job.strength * n, bg.guidance.uniform()), task.likelihood, **kw)
-        return bg.fit_map(model, split.X, split.y, schedule="cosine", progress=False, **common), steps
-    method = METHODS[job.method]
-    prior = build_prior(method, job.strength, n, task.strength_scale)
+        prior: bg.priors.UnitPrior = bg.GuidedNormal(job.strength * n, bg.guidance.uniform())
+        fit_method = "map"
+    else:
+        method = METHODS[job.method]
+        prior = build_prior(method, job.strength, n, task.strength_scale)
+        fit_method = method.fit
+        if method.lr is not None:
+            common["lr"] = method.lr
     model = bg.GuidedModel(net, prior, task.likelihood, **kw)
-    if method.lr is not None:
-        common["lr"] = method.lr
-    if method.fitter == "map":
-        return bg.fit_map(model, split.X, split.y, schedule="cosine", progress=False, **common), steps
-    if method.fitter == "relevance":
-        return bg.fit_relevance(model, split.X, split.y, **common), steps
-    if method.fitter == "l0":
-        return bg.fit_l0(model, split.X, split.y, progress=False, **common), steps
-    return bg.fit_svi(model, split.X, split.y, schedule="cosine", progress=False, **common), steps
+    if fitter_for(prior, fit_method).schedules:  # L0 gates and relevance re-estimates run at a constant rate
+        common["schedule"] = "cosine"
+    return fit_model(model, split.X, split.y, method=fit_method, progress=False, **common), steps
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -309,7 +310,7 @@ def run_job(job: Job) -> dict[str, Any]:
         record["fit_s"] = time.perf_counter() - start
         record["steps"] = steps
         record["ms_per_step"] = 1e3 * record["fit_s"] / steps
-        score: Any = bg.HorseshoeScale() if job.method == "horseshoe" else "norm"
+        score = bg.priors.get_family(fit.model.prior).score  # the family's own unit score
         path = bg.pruning_path(fit, split.X, split.y, score=score, n_candidates=job.n_candidates,
                                spacing="geometric")
         rows = []
@@ -344,25 +345,24 @@ def _evidence(path: list[Any], split: Split, task: Task, steps: int, seed: int) 
 
     The Laplace evidence is an expansion around a mode: a network cut from a larger fit
     is not at one, so each scored candidate first gets ``steps`` MAP steps from its pruned
-    weights (``bayesguide.pruning.path.tuning_model``: its own prior, or the uniform
-    Gaussian for L0 gates and the horseshoe), with the task's batches and learning rate —
-    what ``bayesguide run`` does with ``[select] fine_tune``. Their test metrics are
-    recorded, so the pick is judged against the best of the same re-fitted candidates.
+    weights (``bayesguide.pruning.tuning``: its own prior, or the uniform Gaussian for L0
+    gates and the horseshoe), with the task's batches and learning rate — the pipeline's
+    ``refine`` step, what ``bayesguide run`` does with ``[select] fine_tune``. Their test
+    metrics are recorded, so the pick is judged against the best of the same re-fitted
+    candidates.
     """
     try:
         start = time.perf_counter()
-        tuned = []
-        for cand in path:
-            fit = bg.fit_map(tuning_model(cand), split.X, split.y, steps=steps, lr=task.lr,
-                             batch_size=task.batch_size, seed=seed, progress=False)
-            tuned.append(replace(cand, tuned=replace(fit, model=cand.model)))
-        cmp = bg.compare(tuned, split.X, split.y, progress=False)
+        selection = Selection(fine_tune=steps, fine_tune_lr=task.lr, batch_size=task.batch_size, seed=seed,
+                              progress=False)
+        cmp = score_candidates(path, split.X, split.y, selection)
         rows = {r["name"]: r for r in cmp.table.to_dict("records")}
+        tuned = cmp.candidates
         scored = []
         for cand in tuned:
             row = rows[cand.name]
             scored.append({"name": cand.name, "units": int(sum(cand.widths)), "params": cand.n_params,
-                           "test": metric(cand.tuned.predict(split.X_test), split.y_test, task.likelihood),
+                           "test": metric(cand.predict(split.X_test), split.y_test, task.likelihood),
                            "status": row.get("status", "ok"), "prior_used": row.get("prior_used"),
                            "log_evidence": _finite(row["log_evidence"]),
                            "posterior": _finite(row["posterior_prob"])})

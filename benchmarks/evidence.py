@@ -16,7 +16,7 @@ for several rounds in one process (order swapped every round); the script prints
 median times, the ratio bayesguide / peer (target ≤ 1.0) and the relative difference of
 the log evidences (target 0.5 % for ``full``). For ``kron`` the curvatures differ by
 design: laplace-torch keeps each bias as its own Kronecker block, bayesguide folds it
-into the input factor as a homogeneous coordinate (see ``bayesguide.marglik.kron``).
+into the input factor as a homogeneous coordinate (see ``bayesguide.curvature.kron``).
 
 laplace-torch is not a dependency of bayesguide. Without it the script says so and
 exits 0. Installing it without letting it replace torch: ``pip install -c
@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 import bayesguide as bg
-from bayesguide.marglik.kron import KronBlock, kron_factors, kron_scaled_eigenvalues
+from bayesguide.curvature.kron import KronBlock, kron_factors, kron_scaled_eigenvalues
 
 STRENGTH = 0.5  # λ: prior precision 2λ = 1 on every parameter
 

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from bayesguide.pruning._structure import analyse, costs, output_positions
+from bayesguide.pruning.structure import analyse, costs, output_positions
 from bayesguide.pruning.surgery import shrink
 
 

@@ -11,8 +11,9 @@ import torch
 from scipy.special import logsumexp
 
 import bayesguide as bg
+from bayesguide.comparison.occam import guidance_cost, occam_log_prior
 from bayesguide.datasets import digits, teacher_student
-from bayesguide.occam import guidance_cost, occam_log_prior
+from bayesguide.marglik import EvidenceEstimator, get_estimator, register_estimator, unregister_estimator
 
 Data = tuple[bg.FitResult, torch.Tensor, torch.Tensor]
 
@@ -98,20 +99,22 @@ def test_guidance_occam_prior_matches_hand_sum() -> None:
     np.testing.assert_allclose(custom, -widths - logsumexp(-widths), rtol=1e-12)
 
 
-def test_failed_candidate_is_marked_and_excluded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_candidate_is_marked_and_excluded() -> None:
     fit, X, y = _small_fit()
     path = bg.pruning_path(fit, X, y, n_candidates=3)
-    import bayesguide.comparison as comparison
 
-    real = comparison._laplace
+    real = get_estimator("laplace").estimate
 
-    def broken_for_first(cand, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def broken_for_first(cand, X, y, *, hessian="full", optimize_prior=False):  # type: ignore[no-untyped-def]
         if cand is path[0]:
-            return math.nan, {}
-        return real(cand, *args, **kwargs)
+            return bg.Evidence(log_evidence=math.nan, method="broken", n_params=cand.n_params)
+        return real(cand, X, y, hessian=hessian, optimize_prior=optimize_prior)
 
-    monkeypatch.setattr(comparison, "_laplace", broken_for_first)
-    cmp = bg.compare(path, X, y, progress=False)
+    register_estimator(EvidenceEstimator("broken", broken_for_first, "NaN for the first candidate"))
+    try:
+        cmp = bg.compare(path, X, y, evidence="broken", progress=False)
+    finally:
+        unregister_estimator("broken")
     assert math.isnan(cmp.table["posterior_prob"][0])
     assert cmp.table["status"][0] == "non-finite evidence"
     assert cmp.table["posterior_prob"][1:].sum() == pytest.approx(1.0)

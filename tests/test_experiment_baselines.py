@@ -37,9 +37,11 @@ def _load(tmp_path: Path, text: str) -> Experiment:
 @pytest.mark.parametrize(
     ("text", "pattern"),
     [
-        ('[prior]\nkind = "l0"\n[fit]\nmethod = "svi"\n', r'kind = "l0" is trained by bg.fit_l0.*method = "map"'),
+        ('[prior]\nkind = "l0"\n[fit]\nmethod = "svi"\n',
+         r'kind = "l0" has no SVI fit: it is trained by bg.fit_l0.*method = "map"'),
         ('[prior]\nkind = "l0"\n[fit]\nschedule = "cosine"\n', r'schedule = "constant"'),
-        ('[prior]\nkind = "horseshoe"\n', r'kind = "horseshoe" has no MAP.*method = "svi"'),
+        ('[prior]\nkind = "horseshoe"\n',
+         r'kind = "horseshoe" has no MAP fit: it is trained by bg.fit_svi.*method = "svi"'),
         ('[prior]\nkind = "horseshoe"\nguidance = "partial"\n[fit]\nmethod = "svi"\n',
          r"positive guidance coefficients.*not guidance = 'partial'"),
         ('[prior]\nguidance = "relevance"\n', r'guidance = "relevance".*set kind = "l2", not \'group\''),
@@ -152,7 +154,7 @@ def test_every_method_runs_end_to_end_and_resumes(
     def no_refit(*args: object, **kwargs: object) -> None:
         raise AssertionError("the fit was redone instead of restored")
 
-    monkeypatch.setattr(runner, "_fit", no_refit)
+    monkeypatch.setattr(runner, "fit_model", no_refit)
     resumed = runner.run_experiment(exp, progress=False, log=lambda s: None)
     assert resumed["status"] == "complete"
     assert [c["name"] for c in resumed["candidates"]] == [c["name"] for c in cands]

@@ -272,7 +272,17 @@ def test_get_bad_options() -> None:
         guidance.get("linear", low=2.0)
 
 
-def test_builtin_profiles_satisfy_protocol() -> None:
-    for profile in (guidance.linear(), guidance.geometric(), guidance.uniform(), guidance.partial(),
-                    guidance.custom(torch.ones(2))):
-        assert isinstance(profile, guidance.Profile)
+@pytest.mark.parametrize("name", guidance.ProfileName.choices())
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+def test_every_named_profile_meets_the_contract(name: str, n: int) -> None:
+    """profile(n) -> (n,) float64, finite, >= 0, and validate_coefficients accepts it unchanged."""
+    g = guidance.get(name)(n)
+    assert isinstance(g, torch.Tensor) and g.dtype == torch.float64 and g.shape == (n,)
+    assert bool(torch.isfinite(g).all()) and bool((g >= 0).all())
+    assert torch.equal(guidance.validate_coefficients(g, n, "x"), g)
+    # and it is what a model built with it uses for a layer of that width
+    net = torch.nn.Sequential(torch.nn.Linear(2, n), torch.nn.ReLU(), torch.nn.Linear(n, 1))
+    import bayesguide as bg
+
+    model = bg.GuidedModel(net, bg.GuidedNormal(1.0, guidance.get(name)), "gaussian", noise=1.0)
+    assert torch.equal(model.coefficients["0.units"], g)

@@ -14,10 +14,11 @@ from scipy.stats import halfcauchy, norm
 from torch import nn
 
 import bayesguide as bg
-from bayesguide.horseshoe import GroupHorseshoe, HorseshoeScale
-from bayesguide.infer.guides import LowRankGuide, MeanFieldGuide
 from bayesguide.infer.map import pyro_objective
 from bayesguide.infer.svi import _fast_objective
+from bayesguide.posterior import LowRankGuide, MeanFieldGuide
+from bayesguide.priors import GroupHorseshoe
+from bayesguide.pruning import HorseshoeScale
 
 
 def _model(guidance: bg.guidance.GuidanceSpec | None = None) -> tuple[bg.GuidedModel, torch.Tensor, torch.Tensor]:

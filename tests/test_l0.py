@@ -14,13 +14,12 @@ import torch
 from torch import nn
 
 import bayesguide as bg
-from bayesguide.l0 import (
-    HardConcreteGates,
+from bayesguide.infer import fit_l0, l0_gates
+from bayesguide.priors import HardConcreteGates
+from bayesguide.priors.l0 import (
     closed_probability,
     deterministic_gates,
     expected_l0_penalty,
-    fit_l0,
-    l0_gates,
     one_probability,
     open_probability,
     sample_gates,
@@ -224,7 +223,12 @@ def test_fit_map_and_fit_svi_refuse_gates_before_training() -> None:
         bg.fit_svi(model, X, y, steps=5, progress=False)
     fit = fit_l0(model, X, y, steps=3, progress=False)
     with pytest.raises(ValueError, match=r"bg\.fit_l0"):
-        fit.resume(X, y, steps=2)
+        bg.fit_map(model, X, y, steps=2, progress=False, init=fit)
+    # continuing an L0 fit is fit_l0's job: resume_fit picks it, gates and histories go on
+    more = bg.resume_fit(fit, X, y, steps=2)
+    assert more.fitter == "l0" and more.steps == 5 and fit.steps == 3
+    assert l0_gates(more).steps.tolist() == [*l0_gates(fit).steps.tolist(), *more.norm_steps[-2:].tolist()]
+    assert l0_gates(more).expected_l0.shape == (len(more.norm_steps),)
 
 
 def test_fit_l0_refuses_other_priors_and_fits_without_gates() -> None:

@@ -13,9 +13,9 @@ import scipy.stats
 import torch
 
 import bayesguide as bg
-from bayesguide.infer.guides import MeanFieldGuide
-from bayesguide.marglik.posterior import guide_draws, log_likelihood_draws
-from bayesguide.predictive import arviz, loo, to_inference_data
+from bayesguide._arviz import arviz
+from bayesguide.posterior import MeanFieldGuide, guide_draws, log_likelihood_draws
+from bayesguide.predictive import loo, to_inference_data
 
 
 def _classifier(steps: int = 30) -> tuple[bg.FitResult, torch.Tensor, torch.Tensor]:

@@ -16,7 +16,6 @@ from bayesguide.priors import (
     GuidedGroupLasso,
     GuidedLaplace,
     GuidedNormal,
-    PriorKind,
     UnitGroupDistribution,
     UnitGroupLaplace,
     UnitLaplace,
@@ -368,7 +367,7 @@ def test_mean_loss_objective_is_sum_objective_over_n(kind: str) -> None:
 @pytest.mark.parametrize(
     ("kind", "cls"),
     [("l1", GuidedLaplace), ("l2", GuidedNormal), ("group", GuidedGroupLasso), ("L1", GuidedLaplace),
-     (PriorKind.GROUP, GuidedGroupLasso)],
+     (" Group ", GuidedGroupLasso)],
 )
 def test_make_prior_by_name(kind: str, cls: type[UnitPrior]) -> None:
     prior = make_prior(kind, 0.2)
@@ -380,8 +379,9 @@ def test_make_prior_by_name(kind: str, cls: type[UnitPrior]) -> None:
 
 
 def test_make_prior_unknown_kind_lists_choices() -> None:
-    with pytest.raises(ValueError, match=r"unknown prior kind 'l0'; choose one of: l1, l2, group"):
-        make_prior("l0", 1.0)
+    with pytest.raises(ValueError, match=r"unknown prior kind 'l7'; choose one of: l1, l2, group, sparse_group, "
+                                         r"l0, horseshoe"):
+        make_prior("l7", 1.0)
 
 
 def test_family_metadata() -> None:

@@ -12,20 +12,16 @@ from scipy import stats
 from torch import nn
 
 import bayesguide as bg
-from bayesguide.infer.guides import DeltaGuide
+from bayesguide.guidance import relevance
+from bayesguide.infer import fit_relevance, insensitivity
 from bayesguide.infer.map import _fast_objective, fit_map, pyro_objective
+from bayesguide.posterior import DeltaGuide
 from bayesguide.priors import UnitNormal
+from bayesguide.pruning import relevance_pruning
 from bayesguide.pruning.candidate import build, setup
 from bayesguide.pruning.path import removal_order
+from bayesguide.pruning.relevance import bisect_largest, validation_loss
 from bayesguide.pruning.scores import make_score
-from bayesguide.relevance import (
-    bisect_largest,
-    fit_relevance,
-    insensitivity,
-    relevance,
-    relevance_pruning,
-    validation_loss,
-)
 
 SIGMA = 0.5
 

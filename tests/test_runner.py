@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import bayesguide.pruning.path as pruning_path_module
+import bayesguide as bg
+import bayesguide.pipeline as pipeline
+import bayesguide.pruning.tuning as tuning
 import bayesguide.runner as runner
 from bayesguide.architecture import load_module
 from bayesguide.cli import main
@@ -77,7 +79,7 @@ def test_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
 
 def test_interrupted_run_keeps_finished_candidates_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     exp = load_experiment(_experiment(tmp_path))
-    real = runner.score_candidate
+    real = pipeline.score_candidate
     calls = {"n": 0}
 
     def interrupt_third(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -86,7 +88,7 @@ def test_interrupted_run_keeps_finished_candidates_and_resumes(tmp_path: Path, m
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "score_candidate", interrupt_third)
+    monkeypatch.setattr(pipeline, "score_candidate", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
         runner.run_experiment(exp, progress=False, log=lambda s: None)
     saved = load_results(tmp_path / "run")
@@ -94,17 +96,20 @@ def test_interrupted_run_keeps_finished_candidates_and_resumes(tmp_path: Path, m
     assert len(saved["candidates"]) == 2
     first_two = [c["log_evidence"] for c in saved["candidates"]]
 
-    monkeypatch.setattr(runner, "score_candidate", real)
+    monkeypatch.setattr(pipeline, "score_candidate", real)
     messages: list[str] = []
     fits = {"n": 0}
-    real_fit = runner.bg.fit_map
+    real_fit = tuning.fit_map
 
     def counting_fit(*args, **kwargs):  # type: ignore[no-untyped-def]
         fits["n"] += 1
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(runner.bg, "fit_map", counting_fit)  # the network's fit
-    monkeypatch.setattr(pruning_path_module, "fit_map", counting_fit)  # the candidates' fine-tuning
+    def no_refit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the network's fit was redone instead of loaded")
+
+    monkeypatch.setattr(runner, "fit_model", no_refit)  # the network's fit
+    monkeypatch.setattr(tuning, "fit_map", counting_fit)  # the candidates' fine-tuning
     results = runner.run_experiment(exp, progress=False, log=messages.append)
     assert any("resuming" in m for m in messages)
     assert results["status"] == "complete"
@@ -210,17 +215,16 @@ def test_svi_run_writes_the_best_candidates_posterior(tmp_path: Path) -> None:
 
 def test_a_failing_candidate_does_not_stop_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     exp = load_experiment(_experiment(tmp_path))
-    real_fit = runner.bg.fit_map
+    real_fit = tuning.fit_map
     calls = {"n": 0}
 
     def second_fine_tune_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
-        if calls["n"] == 3:  # call 1 is the network's fit, 2 and on fine-tune candidates
-            raise runner.bg.NonFiniteLossError("the loss became nan at step 4: site '0.units'")
+        if calls["n"] == 2:  # the second candidate's fine-tuning
+            raise bg.NonFiniteLossError("the loss became nan at step 4: site '0.units'")
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(runner.bg, "fit_map", second_fine_tune_fails)  # the network's fit
-    monkeypatch.setattr(pruning_path_module, "fit_map", second_fine_tune_fails)  # the candidates' fine-tuning
+    monkeypatch.setattr(tuning, "fit_map", second_fine_tune_fails)  # the candidates' fine-tuning
     runner.run_experiment(exp, progress=False, log=lambda s: None)
     results = load_results(tmp_path / "run")
     statuses = [c["status"] for c in results["candidates"]]

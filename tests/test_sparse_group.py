@@ -19,14 +19,14 @@ from torch.nn import functional as F
 
 import bayesguide as bg
 from bayesguide import guidance
-from bayesguide.infer.guides import DeltaGuide
 from bayesguide.infer.map import _fast_objective, pyro_objective
+from bayesguide.posterior import DeltaGuide
 from bayesguide.priors import (
     GuidedGroupLasso,
     GuidedLaplace,
     GuidedSparseGroupLasso,
-    PriorKind,
     UnitSparseGroupLaplace,
+    get_family,
     make_prior,
     sparse_group_log_integral,
 )
@@ -316,12 +316,12 @@ def test_from_mean_loss() -> None:
 
 
 def test_make_prior_sparse_group() -> None:
-    assert PriorKind.SPARSE_GROUP.value == "sparse_group"
-    assert "sparse group lasso" in PriorKind.SPARSE_GROUP.description
+    assert get_family("sparse_group").kind == "sparse_group"
+    assert "sparse group lasso" in get_family("sparse_group").summary
     prior = make_prior("sparse_group", 0.2)
     assert type(prior) is GuidedSparseGroupLasso
     assert prior.alpha == 0.5
-    with_alpha = make_prior(PriorKind.SPARSE_GROUP, 0.2, guidance.partial(), alpha=0.7)
+    with_alpha = make_prior("sparse_group", 0.2, guidance.partial(), alpha=0.7)
     assert isinstance(with_alpha, GuidedSparseGroupLasso)
     assert with_alpha.alpha == 0.7
     assert repr(with_alpha.guidance) == "partial(fraction=0.125, position='last')"

@@ -1,11 +1,12 @@
-"""The optimisation loop shared by MAP and SVI: batches, schedule, progress, guards.
+"""The optimisation loop every fitter runs: batches, schedule, progress, guards.
 
 ``optimize`` minimises ``objective(idx)`` (``idx`` the minibatch indices, ``None`` for
-the full batch) with Adam. It records the loss every step and, every
-``record_every`` steps, a snapshot from ``record()`` (the unit norms). It stops early
-when the smoothed loss has not improved by a relative ``min_delta`` for ``patience``
-steps, and stops with :class:`NonFiniteLossError` as soon as the loss is NaN or
-infinite, naming the step and — through ``diagnose`` — the offending site.
+the full batch) with Adam under one :class:`~bayesguide.infer.settings.OptimSettings`.
+It records the loss every step and, every ``record_every`` steps, a snapshot from
+``record()`` (the unit norms). It stops early when the smoothed loss has not improved
+by a relative ``min_delta`` for ``patience`` steps, and stops with
+:class:`NonFiniteLossError` as soon as the loss is NaN or infinite, naming the step and
+— through ``diagnose`` — the offending site.
 """
 
 from __future__ import annotations
@@ -20,73 +21,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bayesguide._options import Option
+from bayesguide.infer.settings import OptimSettings, Schedule
 
-__all__ = ["LoopOutput", "LoopSettings", "NonFiniteLossError", "Schedule", "optimize"]
+__all__ = ["LoopOutput", "NonFiniteLossError", "optimize"]
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message names the step and site."""
-
-
-class Schedule(Option):
-    """Learning-rate schedules."""
-
-    #: the same learning rate at every step
-    CONSTANT = "constant"
-    #: cosine decay from ``lr`` to ``lr / 100`` over the run
-    COSINE = "cosine"
-
-    @property
-    def description(self) -> str:
-        return {"constant": "fixed learning rate", "cosine": "cosine decay to lr/100"}[self.value]
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """Everything that controls one optimisation run (validated on construction)."""
-
-    steps: int
-    lr: float
-    batch_size: int | None = None
-    schedule: Schedule = Schedule.CONSTANT
-    patience: int | None = None
-    min_delta: float = 1e-4
-    seed: int | None = 0
-    progress: bool = True
-    record_every: int | None = None
-    description: str = "fit"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be a positive int, got {self.steps!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if self.batch_size is not None and (
-            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
-            raise ValueError(
-                f"batch_size must be a positive int or None (full batch), got {self.batch_size!r}"
-            )
-        object.__setattr__(self, "schedule", Schedule.resolve(self.schedule, "schedule"))
-        if self.patience is not None and (
-            isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1
-        ):
-            raise ValueError(
-                f"patience must be a positive int or None (no early stopping), got {self.patience!r}"
-            )
-        if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
-            raise ValueError(f"min_delta must be >= 0, got {self.min_delta!r}")
-        every = self.record_every
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
-            raise ValueError(f"record_every must be a positive int or None, got {self.record_every!r}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "steps": self.steps, "lr": self.lr, "batch_size": self.batch_size,
-            "schedule": self.schedule.value, "patience": self.patience,
-            "min_delta": self.min_delta, "seed": self.seed, "progress": self.progress,
-        }
 
 
 @dataclass(frozen=True)
@@ -110,8 +51,9 @@ def optimize(
     objective: Callable[[torch.Tensor | None], torch.Tensor],
     parameters: list[torch.nn.Parameter],
     n_data: int,
-    settings: LoopSettings,
+    settings: OptimSettings,
     *,
+    label: str = "fit",
     record: Callable[[], dict[str, torch.Tensor]],
     diagnose: Callable[[torch.Tensor | None], str],
     optimizer_state: dict[str, Any] | None = None,
@@ -125,7 +67,8 @@ def optimize(
     copies a snapshot into a buffer allocated once, so that no small long-lived tensors
     accumulate between the large per-step temporaries.
 
-    ``callback``, if given, is called after every optimizer step (after the snapshot)
+    ``label`` names the progress bar. ``callback``, if given, is called after every
+    optimizer step (after the snapshot)
     with the absolute step number ``step_offset + step``; it may change state the
     objective reads (e.g. prior rates, as empirical-Bayes guidance does).
     """
@@ -172,7 +115,7 @@ def optimize(
         if settings.seed is not None:
             torch.manual_seed(settings.seed + step_offset)
         start = time.perf_counter()
-        bar = tqdm(total=steps, desc=settings.description, disable=not settings.progress,
+        bar = tqdm(total=steps, desc=label, disable=not settings.progress,
                    leave=False, mininterval=0.5)
         show = not bar.disable
         done = 0

@@ -1,49 +1,63 @@
-"""``FitResult``: what a MAP or SVI fit returns (frozen; resumable)."""
+"""``FitResult``: what every fitter returns — plain, frozen data that round-trips to disk.
+
+A fit is a :class:`~bayesguide.posterior.Fitted` (model, network, guide, data
+fingerprint) plus its history (losses, unit norms over training), the settings it ran
+with, the optimiser state to continue from, the name of the ``fitter`` that made it and
+that continues it (``bg.resume_fit``), and fitter-specific ``extras`` (the L0 gates of
+``bg.fit_l0``). :meth:`FitResult.save` writes it as JSON and ``torch.save`` d tensors
+only, and :meth:`FitResult.load` reads it back with ``torch.load(weights_only=True)``:
+loading never executes code from a file.
+"""
 
 from __future__ import annotations
 
 import copy
-import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from bayesguide.infer.guides import Guide
-from bayesguide.model import ArrayLike, GuidedModel
+from bayesguide.architecture import load_module, save_module
+from bayesguide.atomic import jsonable, write_atomic, write_json_atomic
+from bayesguide.infer.loop import LoopOutput
+from bayesguide.model import GuidedModel
+from bayesguide.posterior import DeltaGuide, Fitted, Guide, LowRankGuide, MeanFieldGuide
 
-if TYPE_CHECKING:
-    from bayesguide.infer.loop import LoopOutput
+__all__ = ["FitResult", "build_result", "register_extra"]
 
-__all__ = ["FitResult", "data_fingerprint"]
+#: decoders of ``FitResult.extras`` entries, by key (``register_extra``)
+_EXTRAS: dict[str, Callable[[dict[str, Any]], Any]] = {}
 
 
-def data_fingerprint(X: torch.Tensor, y: torch.Tensor) -> str:
-    """A short hash of the training data, so later stages can refuse other data."""
-    h = hashlib.sha1()
-    for t in (X, y):
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+def register_extra(key: str, decode: Callable[[dict[str, Any]], Any]) -> None:
+    """Teach :meth:`FitResult.load` to read ``extras[key]`` (saved by the value's ``to_json()``)."""
+    _EXTRAS[key] = decode
 
 
 @dataclass(frozen=True)
-class FitResult:
-    """The outcome of :func:`bayesguide.fit_map` or :func:`bayesguide.fit_svi`.
+class FitResult(Fitted):
+    """The outcome of a fitter (``bg.fit_map``, ``bg.fit_svi``, ``bg.fit_l0``, ``bg.fit_relevance``).
 
     Attributes
     ----------
     method
-        ``"map"`` or ``"svi"``.
+        ``"map"`` (a point estimate) or ``"svi"`` (a variational posterior).
+    fitter
+        The registered fitter that made it and continues it: ``"map"``, ``"svi"``,
+        ``"l0"`` or ``"relevance"`` (see :mod:`bayesguide.infer.registry`).
     model
-        The :class:`~bayesguide.GuidedModel` that was fitted.
+        The :class:`~bayesguide.GuidedModel` that was fitted (for relevance fits, a copy
+        holding the last estimate of the coefficients).
     module
         An ``nn.Module`` (a copy of ``model.net``, in eval mode) holding the MAP weights
         or the posterior mean.
     guide
-        The fitted guide (:class:`~bayesguide.infer.guides.DeltaGuide` for MAP).
+        The fitted guide (:class:`~bayesguide.DeltaGuide` for MAP).
     losses
         The objective at every step: ``−log p(y, θ | X)`` for MAP (summed NLL plus
         penalty plus the prior's normalising constants), ``−ELBO`` for SVI; on
@@ -56,10 +70,18 @@ class FitResult:
     stop_reason
         ``"completed"`` or why it stopped early.
     settings
-        The loop settings (steps, lr, batch size, schedule, seed, engine, …).
+        The settings it ran with (:class:`~bayesguide.OptimSettings` fields and the
+        fitter's own, e.g. ``engine``, ``guide``), as plain JSON values.
+    n_data, data_fingerprint
+        Size and hash of the training data.
+    optimizer_state
+        Adam's state, to continue the fit.
+    extras
+        Fitter-specific results, e.g. ``{"l0": L0Gates}`` for ``bg.fit_l0``.
     """
 
     method: str
+    fitter: str
     model: GuidedModel
     module: nn.Module
     guide: Guide
@@ -72,6 +94,11 @@ class FitResult:
     n_data: int
     data_fingerprint: str
     optimizer_state: dict[str, Any] = field(repr=False)
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method.upper()} fit"
 
     @property
     def steps(self) -> int:
@@ -82,46 +109,9 @@ class FitResult:
     def final_loss(self) -> float:
         return float(self.losses[-1])
 
-    @property
-    def noise(self) -> float | None:
-        """The learned Gaussian noise ``σ`` (``None`` when not learned)."""
-        sigma = self.guide.noise()
-        return None if sigma is None else float(sigma.detach())
-
     def final_unit_norms(self) -> dict[str, np.ndarray]:
         """Unit-group norms at the end of the fit, per prunable layer."""
         return {k: v[-1] for k, v in self.unit_norms.items()}
-
-    def predict(self, X: ArrayLike) -> torch.Tensor:
-        """Network output (logits or means) at the fitted weights, in eval mode."""
-        Xt = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(self.model.dtype)
-        with torch.no_grad():
-            return self.module.eval()(Xt)
-
-    def resume(self, X: ArrayLike, y: ArrayLike, steps: int, **overrides: Any) -> FitResult:
-        """Continue this fit for ``steps`` more steps (same settings unless overridden).
-
-        The optimiser state, the guide and the histories carry over; ``self`` is left
-        unchanged.
-        """
-        from bayesguide.infer.map import fit_map
-        from bayesguide.infer.svi import fit_svi
-
-        kwargs = {k: v for k, v in self.settings.items() if k in _RESUMABLE}
-        kwargs.update(overrides)
-        kwargs["steps"] = steps
-        fit = fit_map if self.method == "map" else fit_svi
-        return fit(self.model, X, y, init=self, **kwargs)
-
-    def to_inference_data(self, X: ArrayLike, y: ArrayLike, **kwargs: Any) -> Any:
-        """Posterior draws and pointwise log-likelihood as ``arviz.InferenceData``.
-
-        See :func:`bayesguide.predictive.to_inference_data` for the keyword arguments
-        (``posterior``, ``draws``, ``seed``, ``chunk_size``, ``hessian``).
-        """
-        from bayesguide.predictive import to_inference_data
-
-        return to_inference_data(self, X, y, **kwargs)
 
     def __str__(self) -> str:
         norms = self.final_unit_norms()
@@ -141,15 +131,89 @@ class FitResult:
             lines.append(f"  learned noise σ = {self.noise:.4g}")
         return "\n".join(lines)
 
+    # ------------------------------------------------------------------ disk
 
-_RESUMABLE = frozenset(
-    {"lr", "batch_size", "schedule", "patience", "min_delta", "seed", "progress", "engine", "record_every"}
-)
+    def save(self, directory: str | Path) -> Path:
+        """Write the fit into ``directory`` (created): weights, guide, optimiser state, history.
+
+        Files: ``architecture.json`` and ``weights.pt`` (the network,
+        :func:`bayesguide.architecture.save_module`), ``guide.pt`` and ``optimizer.pt``
+        (tensor state dicts), ``fit.json`` (everything else). No code is pickled; the
+        prior and likelihood are *not* saved — :meth:`load` takes the model.
+        """
+        directory = Path(directory)
+        save_module(self.module, directory)
+        write_atomic(directory / "guide.pt", lambda tmp: torch.save(self.guide.state_dict(), tmp))
+        write_atomic(directory / "optimizer.pt", lambda tmp: torch.save(self.optimizer_state, tmp))
+        rank = self.guide.cov_factor.shape[1] if isinstance(self.guide, LowRankGuide) else None
+        record = {
+            "format": 1, "method": self.method, "fitter": self.fitter, "guide": type(self.guide).__name__,
+            "rank": rank, "losses": self.losses, "unit_norms": self.unit_norms, "norm_steps": self.norm_steps,
+            "wall_time": self.wall_time, "stop_reason": self.stop_reason, "settings": self.settings,
+            "n_data": self.n_data, "data_fingerprint": self.data_fingerprint,
+            "coefficients": {k: v.tolist() for k, v in self.model.coefficients.items()},
+            "extras": {k: v.to_json() for k, v in self.extras.items()},
+        }
+        write_json_atomic(directory / "fit.json", record)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, model: GuidedModel) -> FitResult:
+        """Read a fit written by :meth:`save`, for ``model`` (the model it was fitted with).
+
+        ``model`` supplies the prior and likelihood; its network must have the saved
+        network's structure. Guidance coefficients that the fitter re-estimated (relevance
+        fits) are restored into a copy of ``model``; ``model`` itself is never changed.
+
+        Raises
+        ------
+        FileNotFoundError
+            If a file is missing.
+        ValueError
+            If the saved network does not match ``model``'s structure.
+        """
+        directory = Path(directory)
+        path = directory / "fit.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: is {directory} a saved fit?")
+        saved = json.loads(path.read_text())
+        module = load_module(directory)
+        shapes = [tuple(s.shapes) for s in model.sites]
+        own = [tuple(s.shapes) for s in GuidedModel(module, model.prior, model.likelihood).sites]
+        if shapes != own:
+            raise ValueError(f"the fit in {directory} has unit shapes {own}, the model {shapes}: not its model")
+        coefficients = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in saved["coefficients"].items()}
+        if any(not torch.equal(coefficients[k], model.coefficients[k]) for k in model.coefficients):
+            model = model.with_coefficients(coefficients)
+        guide = _guide(saved["guide"], model, module, saved.get("rank"))
+        guide.load_state_dict(torch.load(directory / "guide.pt", weights_only=True))
+        extras = {k: _EXTRAS[k](v) for k, v in saved.get("extras", {}).items()}
+        return cls(
+            method=saved["method"], fitter=saved["fitter"], model=model, module=module.eval(), guide=guide,
+            losses=np.asarray(saved["losses"], dtype=np.float64),
+            unit_norms={k: np.asarray(v, dtype=np.float64) for k, v in saved["unit_norms"].items()},
+            norm_steps=np.asarray(saved["norm_steps"], dtype=np.int64), wall_time=float(saved["wall_time"]),
+            stop_reason=saved["stop_reason"], settings=dict(saved["settings"]), n_data=int(saved["n_data"]),
+            data_fingerprint=saved["data_fingerprint"],
+            optimizer_state=torch.load(directory / "optimizer.pt", weights_only=True), extras=extras,
+        )
+
+
+def _guide(kind: str, model: GuidedModel, module: nn.Module, rank: int | None) -> Guide:
+    """An empty guide of the saved class (its state is loaded afterwards)."""
+    if kind == "DeltaGuide":
+        return DeltaGuide(model, module)
+    if kind == "MeanFieldGuide":
+        return MeanFieldGuide(model, module)
+    if kind == "LowRankGuide":
+        return LowRankGuide(model, module, rank=int(rank or 1))
+    raise ValueError(f"cannot restore a guide of type {kind!r}")
 
 
 def build_result(
     *,
     method: str,
+    fitter: str,
     model: GuidedModel,
     module: nn.Module,
     guide: Guide,
@@ -158,29 +222,21 @@ def build_result(
     n_data: int,
     fingerprint: str,
     init: FitResult | None,
+    extras: dict[str, Any] | None = None,
 ) -> FitResult:
-    """Assemble a ``FitResult``, appending to ``init``'s histories when resuming."""
+    """Assemble a ``FitResult``, appending to ``init``'s histories when continuing it."""
     names = list(out.records[0]) if out.records else []
     norms = {k: np.stack([r[k].detach().cpu().numpy() for r in out.records]) for k in names}
     losses, steps, wall = out.losses, out.record_steps, out.wall_time
-    if init is not None and init.method == method:  # a resume; another method is a warm start
+    if init is not None and init.fitter == fitter:  # a resume; another fitter is a warm start
         losses = np.concatenate([init.losses, losses])
         steps = np.concatenate([init.norm_steps, steps])
         norms = {k: np.concatenate([init.unit_norms[k], v]) for k, v in norms.items()}
         wall += init.wall_time
     module.eval()
     return FitResult(
-        method=method,
-        model=model,
-        module=module,
-        guide=guide,
-        losses=losses,
-        unit_norms=norms,
-        norm_steps=steps,
-        wall_time=wall,
-        stop_reason=out.stop_reason,
-        settings=settings,
-        n_data=n_data,
-        data_fingerprint=fingerprint,
-        optimizer_state=copy.deepcopy(out.optimizer_state),
+        method=method, fitter=fitter, model=model, module=module, guide=guide, losses=losses,
+        unit_norms=norms, norm_steps=steps, wall_time=wall, stop_reason=out.stop_reason,
+        settings=jsonable(settings), n_data=n_data, data_fingerprint=fingerprint,
+        optimizer_state=copy.deepcopy(out.optimizer_state), extras=dict(extras or {}),
     )

@@ -19,56 +19,68 @@ import copy
 from collections.abc import Callable
 
 import torch
+from typing_extensions import Unpack
 
-from bayesguide.infer.guides import Guide, GuideKind, make_guide
-from bayesguide.infer.loop import LoopSettings, Schedule, optimize
-from bayesguide.infer.map import Engine, _check_init, _check_model, make_diagnose, pyro_objective
-from bayesguide.infer.result import FitResult, build_result, data_fingerprint
-from bayesguide.model import ArrayLike, GuidedModel
+from bayesguide.infer.common import check_init, check_model, make_diagnose
+from bayesguide.infer.loop import optimize
+from bayesguide.infer.map import Engine, pyro_objective
+from bayesguide.infer.result import FitResult, build_result
+from bayesguide.infer.settings import OptimOptions, OptimSettings
+from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
+from bayesguide.posterior import Guide, GuideKind, make_guide
 
 __all__ = ["fit_svi"]
+
+#: the defaults of ``fit_svi``
+DEFAULTS = OptimSettings(steps=3000, lr=1e-3)
 
 
 def fit_svi(
     model: GuidedModel,
     X: ArrayLike,
     y: ArrayLike,
+    optim: OptimSettings | None = None,
     *,
     guide: str | GuideKind = "normal",
-    steps: int = 3000,
-    lr: float = 1e-3,
-    batch_size: int | None = None,
-    schedule: str | Schedule = "constant",
-    patience: int | None = None,
-    min_delta: float = 1e-4,
-    seed: int | None = 0,
-    progress: bool = True,
-    record_every: int | None = None,
     rank: int = 10,
     init_scale: float = 0.01,
     engine: str | Engine = "fast",
     init: FitResult | None = None,
+    **options: Unpack[OptimOptions],
 ) -> FitResult:
     """Fit an approximate posterior of ``model`` by SVI.
 
     Parameters
     ----------
+    model
+        The :class:`~bayesguide.GuidedModel`; its network is copied, never changed.
+    X, y
+        Training data (arrays or tensors), validated before any training.
+    optim
+        The optimisation settings (:class:`~bayesguide.OptimSettings`); default
+        ``steps=3000``, ``lr=1e-3``.
     guide
         ``"normal"`` (mean-field, like Pyro's ``AutoNormal``) or ``"lowrank"``
         (covariance ``F Fᵀ + diag(d²)`` of rank ``rank``).
+    rank
+        Rank of the low-rank guide's factor ``F``.
     init_scale
         Initial posterior standard deviation of every weight.
+    engine
+        ``"fast"`` (default) or ``"pyro"``, as in :func:`~bayesguide.fit_map`.
     init
         A previous fit: an SVI fit is continued (guide and optimiser state); a MAP fit
         gives the guide's starting locations (a good warm start).
-    steps, lr, batch_size, schedule, patience, min_delta, seed, progress, record_every, engine
-        As in :func:`~bayesguide.fit_map`.
+    **options
+        Fields of :class:`~bayesguide.OptimSettings` overriding ``optim`` (``steps``,
+        ``lr``, ``batch_size``, ``schedule``, ``patience``, ``min_delta``, ``seed``,
+        ``progress``, ``record_every``).
 
     Returns
     -------
     FitResult
-        ``module`` holds the posterior mean, ``guide`` the fitted guide, ``losses`` the
-        negative ELBO per step.
+        ``method="svi"``; ``module`` holds the posterior mean, ``guide`` the fitted
+        guide, ``losses`` the negative ELBO per step.
 
     Examples
     --------
@@ -80,21 +92,17 @@ def fit_svi(
     >>> post.method
     'svi'
     """
-    _check_model(model)
-    settings = LoopSettings(
-        steps=steps, lr=lr, batch_size=batch_size, schedule=Schedule.resolve(schedule, "schedule"),
-        patience=patience, min_delta=min_delta, seed=seed, progress=progress,
-        record_every=record_every, description="SVI",
-    )
+    check_model(model)
+    settings = OptimSettings.resolve(optim, DEFAULTS, "fit_svi", dict(options))
     engine_kind = Engine.resolve(engine, "engine")
     guide_kind = GuideKind.resolve(guide, "guide")
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"rank must be a positive int, got {rank!r}")
-    _check_init(init, model)
+    check_init(init, model)
     Xt, yt = model.prepare_data(X, y)
     n = Xt.shape[0]
 
-    if init is not None and init.method == "svi":
+    if init is not None and init.fitter == "svi":
         module = copy.deepcopy(init.module)
         q: Guide = copy.deepcopy(init.guide)
         state, offset = init.optimizer_state, init.steps
@@ -117,16 +125,15 @@ def fit_svi(
             }
 
     out = optimize(
-        objective, list(q.parameters()), n, settings, record=record,
+        objective, list(q.parameters()), n, settings, label="SVI", record=record,
         diagnose=make_diagnose(model, q, module, Xt, yt), optimizer_state=state, step_offset=offset,
     )
     _load_values(model, module, q.mean_values())
     config = settings.as_dict() | {
-        "engine": engine_kind.value, "guide": guide_kind.value, "rank": rank,
-        "init_scale": init_scale, "record_every": record_every,
+        "engine": engine_kind.value, "guide": guide_kind.value, "rank": rank, "init_scale": init_scale,
     }
     return build_result(
-        method="svi", model=model, module=module, guide=q, out=out, settings=config,
+        method="svi", fitter="svi", model=model, module=module, guide=q, out=out, settings=config,
         n_data=n, fingerprint=data_fingerprint(Xt, yt), init=init,
     )
 
@@ -151,21 +158,18 @@ def _fast_objective(
     matrix is strided, and ``F.linear`` on it is up to ~1.6 times slower (measured for a
     10-unit output layer, forward and backward), which the copy more than pays for. The
     log prior is ``log_normaliser − penalty`` per site, as in the MAP objective, without
-    the support check of ``log_prob``: a non-finite draw gives a non-finite loss, which
-    the loop reports as :class:`~bayesguide.infer.loop.NonFiniteLossError`.
+    the support check of ``log_prob`` (:meth:`~bayesguide.GuidedModel.log_prior`): a
+    non-finite draw gives a non-finite loss, which the loop reports as
+    :class:`~bayesguide.infer.loop.NonFiniteLossError`.
 
     With a hierarchical prior (:class:`~bayesguide.GroupHorseshoe`) the draw includes the
-    latent scales ``z``; their ``log p(z)`` is subtracted, and the sites that depend on
-    them use the conditional prior ``log p(Θ | z)`` built at each draw (their ``log q(z)``
-    is part of the guide's ``log_q``).
+    latent scales ``z`` and the log prior is the joint ``log p(z) + log p(Θ | z)`` (their
+    ``log q(z)`` is part of the guide's ``log_q``).
     """
     sites = model.sites
-    hierarchical = {lat.site for lat in model.latent_sites}
-    priors = [(site, model.site_distribution(site, X.dtype)) for site in sites if site.name not in hierarchical]
-    conditional = [site for site in sites if site.name in hierarchical]
-    log_norm = float(sum(float(prior.log_normaliser) for _, prior in priors))
     likelihood, n = model.likelihood, X.shape[0]
     fixed_noise = None if model.learns_noise else model.noise_tensor(None, X.dtype)
+    model.log_prior(guide.mean_values(), X.dtype)  # builds the priors once, before the first step
 
     def objective(idx: torch.Tensor | None) -> torch.Tensor:
         xb, yb = (X, y) if idx is None else (X[idx], y[idx])
@@ -180,14 +184,6 @@ def _fast_objective(
         loglik = likelihood.log_prob_sum(out, yb, noise)
         if idx is not None:
             loglik = loglik * (n / idx.shape[0])
-        loss = log_q - loglik
-        for site, prior in priors:
-            loss = loss + prior.penalty(values[site.name])
-        if conditional:
-            loss = loss - model.latent_log_prob(values)
-            for site in conditional:
-                given = model.site_distribution(site, X.dtype, values)
-                loss = loss - (given.log_normaliser - given.penalty(values[site.name]))
-        return loss - log_norm
+        return log_q - loglik - model.log_prior(values, X.dtype)
 
     return objective

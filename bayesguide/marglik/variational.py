@@ -28,75 +28,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from bayesguide.infer.result import FitResult
-from bayesguide.marglik.posterior import (
-    Source,
-    guide_draws,
-    log_likelihood_draws,
-    log_prior_draws,
-    resolve_source,
-)
-from bayesguide.model import ArrayLike
-from bayesguide.pruning.candidate import Candidate
+from bayesguide._arviz import arviz
+from bayesguide.marglik.result import Evidence
+from bayesguide.posterior import Fitted, guide_draws, log_likelihood_draws, log_prior_draws
 
-__all__ = ["VariationalEvidence", "elbo_evidence", "iw_evidence", "log_weights"]
+__all__ = ["elbo_estimate", "iw_estimate", "log_weights"]
 
 #: fewer draws than this give no Pareto-k estimate (``nan``)
 _MIN_DRAWS_FOR_K = 10
 
 
-@dataclass(frozen=True)
-class VariationalEvidence:
-    """A variational lower bound on the log evidence, with importance diagnostics (nats).
-
-    Attributes
-    ----------
-    log_evidence
-        The estimate: the ELBO (``method="elbo"``) or the importance-weighted bound
-        ``log (1/S) Σ w_s`` (``method="iwae"``).
-    elbo
-        ``(1/S) Σ log w_s`` from the same draws (equals ``log_evidence`` for ``"elbo"``).
-    std_error
-        Monte Carlo standard error of ``log_evidence`` (delta method for ``"iwae"``).
-    n_params
-        Number of weights ``P``.
-    particles
-        Number of draws ``S``.
-    ess
-        Effective sample size of the importance weights, ``(Σ w)² / Σ w²``.
-    pareto_k
-        Pareto shape of the weights' upper tail (``nan`` below 10 draws; 0 when all
-        weights are equal to 1e-9 nats).
-    noise
-        The learned Gaussian ``σ`` the estimate is conditional on (``None`` if fixed).
-    """
-
-    log_evidence: float
-    elbo: float
-    std_error: float
-    n_params: int
-    method: str
-    particles: int
-    ess: float
-    pareto_k: float
-    noise: float | None
-
-    def __str__(self) -> str:
-        noise = "" if self.noise is None else f", σ={self.noise:.4g}"
-        verdict = "" if not self.pareto_k > 0.7 else " — unreliable (k > 0.7)"
-        return (
-            f"VariationalEvidence({self.method}: log p(D|M) ≥ {self.log_evidence:.6g} ± "
-            f"{self.std_error:.2g}; ELBO {self.elbo:.6g}; S={self.particles}, "
-            f"ESS {self.ess:.4g}, Pareto k {self.pareto_k:.3g}{verdict}; P={self.n_params}{noise})"
-        )
-
-
-def log_weights(src: Source, Xt: torch.Tensor, yt: torch.Tensor, particles: int, seed: int,
+def log_weights(src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, particles: int, seed: int,
                 chunk_size: int | None = None) -> torch.Tensor:
     """``log p(D | θ_s) + log p(θ_s) − log q(θ_s)`` for ``particles`` guide draws (float64)."""
     values, log_q = guide_draws(src.guide, src.model, particles, torch.Generator().manual_seed(seed))
@@ -112,26 +58,22 @@ def _diagnostics(lw: np.ndarray) -> tuple[float, float]:
         return ess, math.nan
     if lw.max() - lw.min() < 1e-9:
         return ess, 0.0
-    from bayesguide._arviz import arviz
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=RuntimeWarning)
         _, k = arviz().psislw(lw.copy())
     return ess, float(k)
 
 
-def _estimate(source: FitResult | Candidate, X: ArrayLike, y: ArrayLike, particles: int, seed: int,
-              chunk_size: int | None, method: str) -> VariationalEvidence:
+def _estimate(src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, particles: int, seed: int,
+              chunk_size: int | None, method: str) -> Evidence:
     if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
         raise ValueError(f"particles must be a positive int, got {particles!r}")
-    src = resolve_source(source)
     if not src.variational:
         raise ValueError(
             f"method={method!r} needs a variational posterior, but this {src.label} has a "
             f"point-mass (MAP) guide: fit one with bg.fit_svi (init= the MAP fit is a good "
             f"warm start), or use method='laplace'"
         )
-    Xt, yt = src.prepare(X, y)
     lw = log_weights(src, Xt, yt, particles, seed, chunk_size).numpy()
     if not np.isfinite(lw).all():
         raise ValueError("non-finite log-weights: the guide puts mass where the model's density is 0 or NaN")
@@ -147,48 +89,43 @@ def _estimate(source: FitResult | Candidate, X: ArrayLike, y: ArrayLike, particl
         estimate = float(top + math.log(w.mean()))
         # delta method: sd(log mean w) ≈ sd(w) / (mean(w) √S)
         se = float(w.std(ddof=1) / (w.mean() * math.sqrt(S))) if S > 1 else math.nan
-    return VariationalEvidence(
-        log_evidence=estimate, elbo=elbo, std_error=se,
-        n_params=sum(s.n_units * s.group_size for s in src.model.sites), method=method,
-        particles=S, ess=ess, pareto_k=k, noise=src.noise if src.model.learns_noise else None,
+    return Evidence(
+        log_evidence=estimate, method=method, n_params=sum(s.n_units * s.group_size for s in src.model.sites),
+        noise=src.noise if src.model.learns_noise else None, elbo=elbo, std_error=se, particles=S, ess=ess,
+        pareto_k=k,
     )
 
 
-def elbo_evidence(
-    source: FitResult | Candidate, X: ArrayLike, y: ArrayLike, *, particles: int = 200, seed: int = 0,
-    chunk_size: int | None = None,
-) -> VariationalEvidence:
-    """The ELBO of an SVI fit (or a candidate cut from one), a lower bound on the log evidence.
+def elbo_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles: int = 200, seed: int = 0,
+                  chunk_size: int | None = None) -> Evidence:
+    """The ``"elbo"`` estimator: the ELBO of an SVI posterior, a lower bound on the log evidence.
 
     .. math::
 
         \\mathrm{ELBO} = \\mathbb E_q[\\log p(\\mathcal D, θ) - \\log q(θ)]
             = \\log p(\\mathcal D \\mid M) - \\mathrm{KL}(q \\,\\|\\, p(θ \\mid \\mathcal D)),
 
-    estimated with ``particles`` draws on the full data ``X, y`` (the training data,
-    checked by fingerprint). ``seed`` seeds a private generator.
+    estimated with ``particles`` draws on the full (prepared) training data ``X, y``.
+    ``seed`` seeds a private generator.
 
     Examples
     --------
     >>> import torch, bayesguide as bg
-    >>> from bayesguide.marglik.variational import elbo_evidence
     >>> _ = torch.manual_seed(0)
     >>> X = torch.randn(30, 2); y = X @ torch.tensor([1.0, -1.0]) + 0.1 * torch.randn(30)
     >>> model = bg.GuidedModel(torch.nn.Sequential(torch.nn.Linear(2, 1)), bg.GuidedNormal(0.5),
     ...                        likelihood="gaussian", noise=0.1)
     >>> post = bg.fit_svi(model, X, y, steps=200, lr=0.05, progress=False)
-    >>> ev = elbo_evidence(post, X, y, particles=50)
+    >>> ev = bg.evidence(post, X, y, method="elbo", particles=50)
     >>> ev.method, ev.particles
     ('elbo', 50)
     """
-    return _estimate(source, X, y, particles, seed, chunk_size, "elbo")
+    return _estimate(fitted, X, y, particles, seed, chunk_size, "elbo")
 
 
-def iw_evidence(
-    source: FitResult | Candidate, X: ArrayLike, y: ArrayLike, *, particles: int = 1000, seed: int = 0,
-    chunk_size: int | None = None,
-) -> VariationalEvidence:
-    """The importance-weighted bound ``log (1/S) Σ_s p(D, θ_s) / q(θ_s)`` (Burda et al. 2016).
+def iw_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles: int = 1000, seed: int = 0,
+                chunk_size: int | None = None) -> Evidence:
+    """The ``"iwae"`` estimator: ``log (1/S) Σ_s p(D, θ_s) / q(θ_s)`` (Burda et al. 2016).
 
     Tighter than the ELBO and increasing in ``S``; exact when the guide is the
     posterior. Check ``ess`` and ``pareto_k`` before trusting it: with ``k > 0.7`` the
@@ -198,14 +135,13 @@ def iw_evidence(
     Examples
     --------
     >>> import torch, bayesguide as bg
-    >>> from bayesguide.marglik.variational import iw_evidence
     >>> _ = torch.manual_seed(0)
     >>> X = torch.randn(30, 2); y = X @ torch.tensor([1.0, -1.0]) + 0.1 * torch.randn(30)
     >>> model = bg.GuidedModel(torch.nn.Sequential(torch.nn.Linear(2, 1)), bg.GuidedNormal(0.5),
     ...                        likelihood="gaussian", noise=0.1)
     >>> post = bg.fit_svi(model, X, y, steps=200, lr=0.05, progress=False)
-    >>> ev = iw_evidence(post, X, y, particles=200)
+    >>> ev = bg.evidence(post, X, y, method="iwae", particles=200)
     >>> bool(ev.log_evidence >= ev.elbo)
     True
     """
-    return _estimate(source, X, y, particles, seed, chunk_size, "iwae")
+    return _estimate(fitted, X, y, particles, seed, chunk_size, "iwae")

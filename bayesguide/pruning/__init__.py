@@ -2,17 +2,22 @@
 
 Scores (:mod:`~bayesguide.pruning.scores`) say how much every unit matters, decisions
 (:mod:`~bayesguide.pruning.decisions`) which units to keep, surgery
-(:mod:`~bayesguide.pruning.surgery`) cuts a new, smaller dense network with the removed
-units' constant outputs folded exactly into the next layer, and
-:mod:`~bayesguide.pruning.posterior` carries the prior and the SVI posterior over.
-:func:`prune` does all of it for one rule; :func:`pruning_path` gives nested
-candidates for model comparison.
+(:mod:`~bayesguide.pruning.surgery`, on the chain analysed by
+:mod:`~bayesguide.pruning.structure`) cuts a new, smaller dense network with the
+removed units' constant outputs folded exactly into the next layer, and
+:mod:`~bayesguide.pruning.transfer` carries the prior and the SVI posterior over.
+:func:`prune` does all of it for one rule (:mod:`~bayesguide.pruning.candidate`);
+:func:`pruning_path` gives nested candidates for model comparison
+(:mod:`~bayesguide.pruning.path`), :mod:`~bayesguide.pruning.tuning` re-fits them, and
+:func:`relevance_pruning` is the iterative loop of Bonetta et al.
+(:mod:`~bayesguide.pruning.relevance`).
+
+Layer: above :mod:`bayesguide.infer`, below the evidence (:mod:`bayesguide.marglik`).
 """
 
 from __future__ import annotations
 
-from bayesguide.pruning._structure import UnsupportedStructureError
-from bayesguide.pruning.candidate import Candidate, prune
+from bayesguide.pruning.candidate import Candidate, prune, with_tuning
 from bayesguide.pruning.decisions import (
     Budget,
     BudgetUnit,
@@ -25,18 +30,22 @@ from bayesguide.pruning.decisions import (
     RuleName,
     Threshold,
 )
-from bayesguide.pruning.path import pruning_path
+from bayesguide.pruning.path import pruning_path, removal_order
+from bayesguide.pruning.relevance import relevance_pruning
 from bayesguide.pruning.scores import (
     Direction,
     GroupNorm,
     GuidanceOrder,
+    HorseshoeScale,
     InclusionProbability,
     ScoreName,
     SignalToNoise,
     UnitScore,
     make_score,
 )
+from bayesguide.pruning.structure import UnsupportedStructureError
 from bayesguide.pruning.surgery import SurgeryPlan, shrink
+from bayesguide.pruning.tuning import fine_tune_fit, tuning_model
 
 __all__ = [
     "Budget",
@@ -47,6 +56,7 @@ __all__ = [
     "Direction",
     "GroupNorm",
     "GuidanceOrder",
+    "HorseshoeScale",
     "InclusionProbability",
     "KeepK",
     "Prefix",
@@ -59,8 +69,13 @@ __all__ = [
     "Threshold",
     "UnitScore",
     "UnsupportedStructureError",
+    "fine_tune_fit",
     "make_score",
     "prune",
     "pruning_path",
+    "relevance_pruning",
+    "removal_order",
     "shrink",
+    "tuning_model",
+    "with_tuning",
 ]

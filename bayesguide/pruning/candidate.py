@@ -3,7 +3,7 @@
 ``prune(fit, ...)`` scores every unit (:mod:`~bayesguide.pruning.scores`), decides
 which to keep (:mod:`~bayesguide.pruning.decisions`), cuts a new, smaller network
 (:mod:`~bayesguide.pruning.surgery`) and carries the prior and the approximate posterior
-over to it (:mod:`~bayesguide.pruning.posterior`).
+over to it (:mod:`~bayesguide.pruning.transfer`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bayesguide.infer.guides import Guide
-from bayesguide.infer.result import FitResult, data_fingerprint
+from bayesguide.infer import FitResult
 from bayesguide.model import ArrayLike, GuidedModel
-from bayesguide.pruning._structure import Structure, analyse, costs, output_positions
+from bayesguide.posterior import Fitted, Guide
 from bayesguide.pruning.decisions import (
     Budget,
     BudgetUnit,
@@ -32,21 +31,28 @@ from bayesguide.pruning.decisions import (
     Threshold,
     guard_empty,
 )
-from bayesguide.pruning.posterior import pruned_model, slice_guide
 from bayesguide.pruning.scores import UnitScore, make_score
+from bayesguide.pruning.structure import Structure, analyse, costs, output_positions
 from bayesguide.pruning.surgery import apply_plan, plan_surgery
+from bayesguide.pruning.transfer import pruned_model, slice_guide
 
-__all__ = ["Candidate", "prune"]
+__all__ = ["Candidate", "build", "check_scores", "prune", "setup", "with_tuning"]
 
 
 @dataclass(frozen=True)
-class Candidate:
+class Candidate(Fitted):
     """A pruned architecture: a smaller dense network, its prior and its posterior.
+
+    A :class:`~bayesguide.posterior.Fitted` like the fit it was cut from: every scorer
+    (evidence, leave-one-out, metrics) reads ``module``, ``guide`` and ``noise``, which
+    are the fine-tuned ones once the candidate has been fine-tuned — set only through
+    :func:`with_tuning`, so the two can never disagree.
 
     Attributes
     ----------
     module
         The new, smaller ``nn.Module`` (eval mode); the fit's network is untouched.
+        After fine-tuning, the fine-tuned network (``tuned.module``).
     widths
         Hidden widths (units of each prunable layer), in layer order.
     kept
@@ -60,7 +66,8 @@ class Candidate:
         A :class:`~bayesguide.GuidedModel` around ``module`` with the fit's prior family
         and strength and the kept units' guidance coefficients.
     guide
-        The fit's guide marginalised onto the kept weights (or the fine-tuned one).
+        The fit's guide marginalised onto the kept weights (after fine-tuning,
+        ``tuned.guide``).
     fit
         The fit the candidate was cut from (provenance).
     rule
@@ -68,6 +75,8 @@ class Candidate:
     retained
         Per prunable layer, units the rule removed but surgery kept because their
         constant output could not be folded exactly into the next layer.
+    data_fingerprint
+        The fingerprint of the training data (the fit's).
     tuned
         The fine-tuning fit (warm-started MAP steps on ``model``), or ``None``.
     """
@@ -85,7 +94,19 @@ class Candidate:
     fit: FitResult
     rule: str
     retained: dict[str, tuple[int, ...]]
+    data_fingerprint: str
     tuned: FitResult | None = None
+
+    def __post_init__(self) -> None:
+        if self.tuned is not None and (self.module is not self.tuned.module or self.guide is not self.tuned.guide):
+            raise ValueError(
+                "a fine-tuned candidate scores its fine-tuned weights: set tuned through "
+                "bayesguide.pruning.with_tuning(candidate, fit), which also sets module and guide"
+            )
+
+    @property
+    def label(self) -> str:
+        return f"candidate {self.name}"
 
     @property
     def name(self) -> str:
@@ -96,12 +117,6 @@ class Candidate:
     def compression(self) -> float:
         """``original_params / n_params``."""
         return self.original_params / self.n_params
-
-    def predict(self, X: ArrayLike) -> torch.Tensor:
-        """Network output (logits or means) of the pruned network, in eval mode."""
-        Xt = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
-        with torch.no_grad():
-            return self.module.eval()(Xt.to(self.model.dtype))
 
     def __str__(self) -> str:
         flops = "" if self.flops is None or self.original_flops is None else (
@@ -119,17 +134,6 @@ class Candidate:
             if self.retained.get(layer):
                 lines.append(f"    retained (constant not foldable): {list(self.retained[layer])}")
         return "\n".join(lines)
-
-
-def check_data(fit: FitResult, X: ArrayLike, y: ArrayLike) -> torch.Tensor:
-    """Refuse data other than the fit's training data; return the prepared ``X``."""
-    Xt, yt = fit.model.prepare_data(X, y)
-    if data_fingerprint(Xt, yt) != fit.data_fingerprint:
-        raise ValueError(
-            f"X, y are not the data this fit was trained on (fingerprint {data_fingerprint(Xt, yt)} "
-            f"!= {fit.data_fingerprint}); pass the training data or refit"
-        )
-    return Xt
 
 
 def _resolve_rule(
@@ -199,7 +203,7 @@ def build(
         module=module, widths=tuple(widths.values()), kept=dict(plan.kept), n_params=p1,
         flops=None if f1 < 0 else f1, original_widths=tuple(full.values()), original_params=p0,
         original_flops=None if f0 < 0 else f0, model=model, guide=guide, fit=fit, rule=rule,
-        retained={k: v for k, v in plan.retained.items() if v},
+        retained={k: v for k, v in plan.retained.items() if v}, data_fingerprint=fit.data_fingerprint,
     )
 
 
@@ -212,7 +216,7 @@ def setup(
     if (X is None) != (y is None):
         raise ValueError("pass both X and y (the training data) or neither")
     if X is not None and y is not None:
-        Xt = check_data(fit, X, y)
+        Xt, _ = fit.prepare(X, y)
         input_shape = tuple(Xt.shape[1:]) if input_shape is None else input_shape
     structure = analyse(fit.module)
     try:
@@ -304,5 +308,9 @@ def prune(
 
 
 def with_tuning(cand: Candidate, tuned: FitResult) -> Candidate:
-    """``cand`` with the fine-tuned network and guide of ``tuned``."""
+    """``cand`` with the fine-tuned network and guide of ``tuned`` (the only way to set ``tuned``)."""
+    if not isinstance(tuned, FitResult):
+        raise TypeError(f"with_tuning takes the fine-tuning FitResult, got {type(tuned).__name__}")
+    if tuned.data_fingerprint != cand.data_fingerprint:
+        raise ValueError("the fine-tuning fit was trained on other data than the candidate's fit")
     return dataclasses.replace(cand, module=tuned.module, guide=tuned.guide, tuned=tuned)

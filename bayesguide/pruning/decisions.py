@@ -67,38 +67,24 @@ class RuleName(Option):
     """Built-in pruning decisions."""
 
     #: keep units whose score exceeds an absolute threshold
-    THRESHOLD = "threshold"
+    THRESHOLD = "threshold", "s_j > t"
     #: keep units whose score exceeds a fraction of their layer's best score
-    RELATIVE = "relative"
+    RELATIVE = "relative", "s_j > f · max s"
     #: keep the k best-scoring units of each layer
-    KEEP_K = "keep_k"
+    KEEP_K = "keep_k", "k best units per layer"
     #: keep a prefix of the guided order
-    PREFIX = "prefix"
+    PREFIX = "prefix", "first k units of the guided order"
     #: keep the best units globally within a parameter or FLOP budget
-    BUDGET = "budget"
-
-    @property
-    def description(self) -> str:
-        return {
-            "threshold": "s_j > t",
-            "relative": "s_j > f · max s",
-            "keep_k": "k best units per layer",
-            "prefix": "first k units of the guided order",
-            "budget": "global ranking within a parameter / FLOP budget",
-        }[self.value]
+    BUDGET = "budget", "global ranking within a parameter / FLOP budget"
 
 
 class BudgetUnit(Option):
     """What a :class:`Budget` counts."""
 
     #: number of parameters
-    PARAMS = "params"
+    PARAMS = "params", "parameter count"
     #: floating-point operations per example (2 per multiply-add)
-    FLOPS = "flops"
-
-    @property
-    def description(self) -> str:
-        return {"params": "parameter count", "flops": "FLOPs per example"}[self.value]
+    FLOPS = "flops", "FLOPs per example"
 
 
 @dataclass(frozen=True)

@@ -13,27 +13,22 @@ Each candidate can be fine-tuned with a few MAP steps under the same prior, warm
 started from its pruned weights (``fine_tune=k``), through
 :func:`bayesguide.fit_map` on the candidate's own :class:`~bayesguide.GuidedModel`
 (for L0 gates and the group horseshoe, which have no MAP fit, under the uniform
-Gaussian their evidence uses: :func:`tuning_model`).
+Gaussian their evidence uses: :func:`bayesguide.pruning.tuning.tuning_model`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 
-from bayesguide.guidance import uniform
-from bayesguide.horseshoe import HierarchicalUnitPrior
-from bayesguide.infer.map import fit_map
-from bayesguide.infer.result import FitResult
-from bayesguide.l0 import HardConcreteGates
-from bayesguide.model import ArrayLike, GuidedModel
-from bayesguide.priors import GuidedNormal
+from bayesguide.infer import FitResult
+from bayesguide.model import ArrayLike
 from bayesguide.pruning.candidate import Candidate, build, check_scores, setup, with_tuning
 from bayesguide.pruning.scores import UnitScore, make_score
+from bayesguide.pruning.tuning import fine_tune_fit
 
-__all__ = ["fine_tune_fit", "pruning_path", "removal_order", "tuning_model"]
+__all__ = ["pruning_path", "removal_order"]
 
 
 def removal_order(scores: dict[str, np.ndarray], min_width: int = 1) -> list[tuple[str, int]]:
@@ -54,44 +49,6 @@ def removal_order(scores: dict[str, np.ndarray], min_width: int = 1) -> list[tup
             order.append((layer, -neg_j))
             left[layer] -= 1
     return order
-
-
-def tuning_model(cand: Candidate) -> GuidedModel:
-    """The model a candidate is fine-tuned under by MAP.
-
-    The candidate's own, except for priors without a MAP fit (L0 gates, the group
-    horseshoe): for those ``GuidedNormal(strength, uniform())``, the Gaussian prior
-    their Laplace evidence uses.
-
-    Examples
-    --------
-    >>> import torch, bayesguide as bg
-    >>> X, y = torch.randn(32, 3), torch.randn(32, 1)
-    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
-    >>> fit = bg.fit_l0(bg.GuidedModel(net, bg.HardConcreteGates(2.0), "gaussian", noise=0.5), X, y,
-    ...                 steps=3, progress=False)
-    >>> cand = bg.prune(fit, keep=2)
-    >>> tuning_model(cand).prior
-    GuidedNormal(strength=2.0, guidance=uniform())
-    >>> fine_tune_fit(cand, X, y, steps=3).model is cand.model  # re-fitted, still carrying its own prior
-    True
-    """
-    model = cand.model
-    if not isinstance(model.prior, (HardConcreteGates, HierarchicalUnitPrior)):
-        return model
-    return GuidedModel(cand.module, GuidedNormal(model.prior.strength, uniform()), model.likelihood,
-                       noise=model.noise)
-
-
-def fine_tune_fit(cand: Candidate, X: ArrayLike, y: ArrayLike, *, steps: int, lr: float = 1e-3,
-                  seed: int | None = 0) -> FitResult:
-    """``steps`` MAP steps re-fitting ``cand`` from its pruned weights, under :func:`tuning_model`.
-
-    The result carries the candidate's own model (so the evidence still knows which
-    prior the candidate came from and which Gaussian it is scored under).
-    """
-    tuned = fit_map(tuning_model(cand), X, y, steps=steps, lr=lr, seed=seed, progress=False)
-    return dataclasses.replace(tuned, model=cand.model)
 
 
 def _removal_counts(removable: int, total: int, n_candidates: int, spacing: str) -> set[int]:
@@ -191,7 +148,6 @@ def pruning_path(
             masks[layer][j] = False
         cand = build(fit, structure, masks, f"path: {r} lowest-{name!s} units removed", positions)
         if fine_tune:
-            tuned = fine_tune_fit(cand, X, y, steps=fine_tune, lr=lr, seed=seed)
-            cand = with_tuning(cand, tuned)
+            cand = with_tuning(cand, fine_tune_fit(cand, X, y, steps=fine_tune, lr=lr, seed=seed))
         path.append(cand)
     return path

@@ -1,8 +1,8 @@
 """Unit scores: how much each unit of each prunable layer matters.
 
 Contract (one paragraph, as for Torch-Pruning's ``Importance``): a *unit score* is a
-callable ``score(fit) -> dict[str, np.ndarray]`` that takes a
-:class:`~bayesguide.FitResult` and returns, for every prunable layer name (in layer
+callable ``score(fit) -> dict[str, np.ndarray]`` that takes a fitted posterior
+(:class:`~bayesguide.posterior.Fitted`: a fit or a candidate) and returns, for every prunable layer name (in layer
 order), a float64 array with one finite number per unit; **larger means more
 important**. Decisions (:mod:`bayesguide.pruning.decisions`)
 only compare scores, so any callable with this contract plugs in.
@@ -21,6 +21,8 @@ Built in (``score=`` names, :class:`ScoreName`):
   ``‖E_q θ_j‖₂ / √(Σ_k Var_q θ_{jk})``.
 * ``"guidance"`` — the guidance order itself, ``-g_j``: units with small guidance
   coefficients come first (ties keep index order), whatever the weights.
+* ``"horseshoe"`` — for group-horseshoe SVI fits, the posterior mean of the unit's
+  prior scale ``E_q[τ λ_j]`` (:class:`HorseshoeScale`, Louizos et al. 2017).
 
 Examples
 --------
@@ -45,14 +47,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from bayesguide._options import Option
-from bayesguide.infer.guides import LowRankGuide, MeanFieldGuide
-from bayesguide.infer.result import FitResult
-from bayesguide.pruning._structure import analyse
+from bayesguide.posterior import Fitted, LowRankGuide, MeanFieldGuide
+from bayesguide.pruning.structure import analyse
 
 __all__ = [
     "Direction",
     "GroupNorm",
     "GuidanceOrder",
+    "HorseshoeScale",
     "InclusionProbability",
     "ScoreName",
     "SignalToNoise",
@@ -60,7 +62,7 @@ __all__ = [
     "make_score",
 ]
 
-UnitScore = Callable[[FitResult], dict[str, np.ndarray]]
+UnitScore = Callable[[Fitted], dict[str, np.ndarray]]
 """``fit -> {prunable layer name: scores (n_units,)}``; larger is more important."""
 
 
@@ -68,38 +70,26 @@ class ScoreName(Option):
     """Built-in unit scores."""
 
     #: group norm per unit, normalised by group size (MAP weights or posterior mean)
-    NORM = "norm"
+    NORM = "norm", "‖θ_j‖₂ / √p at the MAP (or posterior mean)"
     #: posterior probability that the normalised group norm exceeds ε (SVI fits)
-    INCLUSION = "inclusion"
+    INCLUSION = "inclusion", "P_q(‖θ_j‖₂ / √p > ε) under the SVI guide"
     #: norm of the posterior mean over the root summed posterior variance (SVI fits)
-    SNR = "snr"
+    SNR = "snr", "‖E θ_j‖₂ / √(Σ Var θ_j) under the SVI guide"
     #: minus the guidance coefficient: the guided order itself
-    GUIDANCE = "guidance"
-
-    @property
-    def description(self) -> str:
-        return {
-            "norm": "‖θ_j‖₂ / √p at the MAP (or posterior mean)",
-            "inclusion": "P_q(‖θ_j‖₂ / √p > ε) under the SVI guide",
-            "snr": "‖E θ_j‖₂ / √(Σ Var θ_j) under the SVI guide",
-            "guidance": "-g_j, the guided order",
-        }[self.value]
+    GUIDANCE = "guidance", "-g_j, the guided order"
+    #: the posterior mean of the unit's prior scale (group-horseshoe SVI fits)
+    HORSESHOE = "horseshoe", "E_q[τ λ_j], the posterior mean of the unit's scale (horseshoe SVI fits)"
 
 
 class Direction(Option):
     """Which weights of a unit the ``"norm"`` score looks at."""
 
     #: the unit's own group: incoming weights and bias
-    INCOMING = "incoming"
+    INCOMING = "incoming", "own row + bias"
     #: the next layer's weights that read the unit
-    OUTGOING = "outgoing"
+    OUTGOING = "outgoing", "next layer's column block"
     #: geometric mean of the two
-    BOTH = "both"
-
-    @property
-    def description(self) -> str:
-        return {"incoming": "own row + bias", "outgoing": "next layer's column block",
-                "both": "√(incoming · outgoing)"}[self.value]
+    BOTH = "both", "√(incoming · outgoing)"
 
 
 def _rms(rows: torch.Tensor) -> np.ndarray:
@@ -108,7 +98,7 @@ def _rms(rows: torch.Tensor) -> np.ndarray:
     return (torch.linalg.vector_norm(rows, dim=-1) / math.sqrt(max(rows.shape[-1], 1))).numpy()
 
 
-def _outgoing(fit: FitResult) -> dict[str, np.ndarray]:
+def _outgoing(fit: Fitted) -> dict[str, np.ndarray]:
     structure = analyse(fit.module)
     out: dict[str, np.ndarray] = {}
     for b in structure.blocks:
@@ -127,7 +117,7 @@ class GroupNorm:
 
     direction: Direction = Direction.INCOMING
 
-    def __call__(self, fit: FitResult) -> dict[str, np.ndarray]:
+    def __call__(self, fit: Fitted) -> dict[str, np.ndarray]:
         params = dict(fit.module.named_parameters())
         incoming = {s.layer.name: _rms(s.pack(params)) for s in fit.model.prunable_sites}
         if self.direction is Direction.INCOMING:
@@ -138,10 +128,10 @@ class GroupNorm:
         return {k: np.sqrt(v * outgoing[k]) for k, v in incoming.items()}
 
 
-def _need_svi(fit: FitResult, what: str) -> None:
-    if fit.method != "svi":
+def _need_svi(fit: Fitted, what: str) -> None:
+    if not fit.variational:
         raise ValueError(
-            f"score {what!r} needs an SVI fit (a posterior); this is a {fit.method!r} fit: "
+            f"score {what!r} needs an SVI fit (a posterior); this {fit.label} has a point-mass guide: "
             f"use score='norm' or fit with bg.fit_svi"
         )
 
@@ -164,7 +154,7 @@ class InclusionProbability:
         if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
             raise ValueError(f"samples must be a positive int, got {self.samples!r}")
 
-    def __call__(self, fit: FitResult) -> dict[str, np.ndarray]:
+    def __call__(self, fit: Fitted) -> dict[str, np.ndarray]:
         _need_svi(fit, "inclusion")
         sites = fit.model.prunable_sites
         hits = {s.layer.name: np.zeros(s.n_units) for s in sites}
@@ -177,7 +167,7 @@ class InclusionProbability:
         return {k: v / self.samples for k, v in hits.items()}
 
 
-def marginal_variances(fit: FitResult) -> dict[str, torch.Tensor]:
+def marginal_variances(fit: Fitted) -> dict[str, torch.Tensor]:
     """Per site, the ``(n, p)`` marginal posterior variances of an SVI fit's guide."""
     guide = fit.guide
     with torch.no_grad():
@@ -195,7 +185,7 @@ def marginal_variances(fit: FitResult) -> dict[str, torch.Tensor]:
 class SignalToNoise:
     """``‖E_q θ_j‖₂ / √(Σ_k Var_q θ_{jk})`` of every unit under the guide."""
 
-    def __call__(self, fit: FitResult) -> dict[str, np.ndarray]:
+    def __call__(self, fit: Fitted) -> dict[str, np.ndarray]:
         _need_svi(fit, "snr")
         means = fit.guide.mean_values()
         var = marginal_variances(fit)
@@ -211,9 +201,39 @@ class SignalToNoise:
 class GuidanceOrder:
     """``-g_j``: the guided order (small coefficients first), ignoring the weights."""
 
-    def __call__(self, fit: FitResult) -> dict[str, np.ndarray]:
+    def __call__(self, fit: Fitted) -> dict[str, np.ndarray]:
         coefficients = fit.model.coefficients
         return {s.layer.name: -coefficients[s.name].numpy().copy() for s in fit.model.prunable_sites}
+
+
+@dataclass(frozen=True)
+class HorseshoeScale:
+    """Unit score ``E_q[τ λ_j]``: the posterior mean of unit ``j``'s prior scale.
+
+    With log-normal factors ``q(τ) = LogNormal(μ_τ, s_τ²)`` and
+    ``q(λ_j) = LogNormal(μ_j, s_j²)`` (independent), ``E_q[τ λ_j] =
+    exp(μ_τ + μ_j + (s_τ² + s_j²) / 2)``. Larger means more important; it follows the
+    unit-score contract of this module, so
+    ``bg.prune(fit, score=bg.HorseshoeScale())`` works.
+    """
+
+    def __call__(self, fit: Fitted) -> dict[str, np.ndarray]:
+        model = fit.model
+        factors = getattr(fit.guide, "latent_factors", None)
+        if not fit.variational or factors is None:
+            raise ValueError(
+                "score HorseshoeScale needs an SVI fit of a GroupHorseshoe model (bg.fit_svi)"
+            )
+        out: dict[str, np.ndarray] = {}
+        with torch.no_grad():
+            for site in model.prunable_sites:
+                parts = [lat for lat in model.latent_sites if lat.site == site.name]
+                log_mean = torch.zeros(site.n_units, dtype=torch.float64)
+                for lat in parts:
+                    loc, scale = factors.loc_scale(lat.name)
+                    log_mean = log_mean + (loc + 0.5 * scale.pow(2)).to(torch.float64)
+                out[site.layer.name] = log_mean.exp().numpy()
+        return out
 
 
 def make_score(
@@ -236,4 +256,6 @@ def make_score(
         return InclusionProbability(eps=eps, samples=samples)
     if member is ScoreName.SNR:
         return SignalToNoise()
+    if member is ScoreName.HORSESHOE:
+        return HorseshoeScale()
     return GuidanceOrder()

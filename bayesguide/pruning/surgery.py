@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bayesguide.pruning._structure import Block, Structure, analyse
+from bayesguide.pruning.structure import Block, Structure, analyse
 
 __all__ = ["SurgeryPlan", "apply_plan", "plan_surgery", "shrink"]
 

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bayesguide.atomic import write_atomic, write_json_atomic
+from bayesguide.comparison import Comparison
 from bayesguide.report.convert import results_from_comparison
 from bayesguide.report.figures import render_figures
 from bayesguide.report.html import render_html
 from bayesguide.report.markdown import render_markdown
-from bayesguide.results import write_json_atomic
-
-if TYPE_CHECKING:
-    from bayesguide.comparison import Comparison
 
 __all__ = ["FORMATS", "write_report"]
 
@@ -27,23 +24,7 @@ FORMATS = {
 }
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder and a rename: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _as_results(source: Comparison | Mapping[str, Any]) -> Mapping[str, Any]:
-    from bayesguide.comparison import Comparison
-
     if isinstance(source, Comparison):
         return results_from_comparison(source)
     if isinstance(source, Mapping):
@@ -96,12 +77,12 @@ def write_report(source: Comparison | Mapping[str, Any], path: str | os.PathLike
     if ext == ".json":
         write_json_atomic(path, dict(results))
     elif ext == ".html":
-        _write_atomic(path, render_html(results).encode("utf-8"))
+        write_atomic(path, render_html(results).encode("utf-8"))
     else:
         links = {}
         for name, png in render_figures(results).items():
             rel = f"figures/{path.stem}_{name}.png"
-            _write_atomic(path.parent / rel, png)
+            write_atomic(path.parent / rel, png)
             links[name] = rel
-        _write_atomic(path, render_markdown(results, figures=links).encode("utf-8"))
+        write_atomic(path, render_markdown(results, figures=links).encode("utf-8"))
     return path

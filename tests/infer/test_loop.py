@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import bayesguide as bg
-from bayesguide.infer.loop import LoopSettings, optimize
+from bayesguide.infer import OptimSettings, optimize
 
 
 def _net(dropout: bool = False, dtype: torch.dtype = torch.float64) -> nn.Sequential:
@@ -91,10 +91,10 @@ def test_fits_never_change_the_users_network() -> None:
     before = _state(model.net)
     assert model.net.training
     fit = bg.fit_map(model, X, y, steps=15, lr=0.1, progress=False)
-    fit.resume(X, y, 5, progress=False)
+    bg.resume_fit(fit, X, y, 5, progress=False)
     bg.fit_map(model, X, y, steps=5, lr=0.1, engine="pyro", progress=False)
     post = bg.fit_svi(model, X, y, steps=15, lr=0.1, progress=False)
-    post.resume(X, y, 5, progress=False)
+    bg.resume_fit(post, X, y, 5, progress=False)
     bg.fit_svi(model, X, y, guide="lowrank", steps=5, lr=0.1, init=fit, progress=False)
     assert _same_state(_state(model.net), before)
     assert model.net.training
@@ -110,7 +110,7 @@ def test_map_resume_equals_one_long_fit() -> None:
     whole = bg.fit_map(model, X, y, steps=100, lr=5e-2, progress=False)
     part = bg.fit_map(model, X, y, steps=60, lr=5e-2, progress=False)
     part_losses, part_state = part.losses.copy(), _state(part.module)
-    resumed = part.resume(X, y, 40, progress=False)
+    resumed = bg.resume_fit(part, X, y, 40, progress=False)
 
     assert resumed.steps == whole.steps == 100
     np.testing.assert_allclose(resumed.losses, whole.losses, rtol=1e-12, atol=0)
@@ -133,7 +133,7 @@ def test_svi_resume_continues_the_guide() -> None:
     X, y = _data()
     part = bg.fit_svi(model, X, y, steps=60, lr=5e-2, progress=False)
     guide_state = _state(part.guide)
-    resumed = part.resume(X, y, 3, lr=1e-12, progress=False)
+    resumed = bg.resume_fit(part, X, y, 3, lr=1e-12, progress=False)
     for name, value in _state(resumed.guide).items():
         torch.testing.assert_close(value, guide_state[name], rtol=0, atol=1e-9)
     assert resumed.steps == 63 and np.array_equal(resumed.losses[:60], part.losses)
@@ -269,7 +269,7 @@ def _quadratic() -> tuple[nn.Parameter, Callable[[torch.Tensor | None], torch.Te
 
 def test_optimize_records_snapshots_of_each_step() -> None:
     w, objective = _quadratic()
-    settings = LoopSettings(steps=20, lr=0.1, progress=False, record_every=5)
+    settings = OptimSettings(steps=20, lr=0.1, progress=False, record_every=5)
     out = optimize(objective, [w], 10, settings, record=lambda: {"w": w, "sum": w.sum().reshape(1)},
                    diagnose=lambda idx: "")
     # independent trajectory: plain torch Adam on the same function
@@ -295,7 +295,7 @@ def test_optimize_keeps_records_whose_shape_changes() -> None:
         calls.append(len(calls))
         return {"seen": torch.arange(len(calls))}
 
-    settings = LoopSettings(steps=6, lr=0.1, progress=False, record_every=2)
+    settings = OptimSettings(steps=6, lr=0.1, progress=False, record_every=2)
     out = optimize(objective, [w], 10, settings, record=record, diagnose=lambda idx: "")
     assert [r["seen"].tolist() for r in out.records] == [[0], [0, 1], [0, 1, 2], [0, 1, 2, 3]]
     empty = optimize(objective, [w], 10, settings, record=dict, diagnose=lambda idx: "")
@@ -318,7 +318,7 @@ def test_resume_keeps_progress_setting_and_cross_method_init_is_a_warm_start() -
     X, y = _data()
     fit = bg.fit_map(model, X, y, steps=10, lr=1e-2, progress=False)
     assert fit.settings["progress"] is False
-    assert fit.resume(X, y, 5).settings["progress"] is False
+    assert bg.resume_fit(fit, X, y, 5).settings["progress"] is False
     post = bg.fit_svi(model, X, y, steps=7, lr=1e-2, init=fit, progress=False)
     # the SVI history does not continue the MAP objective's
     assert post.steps == 7

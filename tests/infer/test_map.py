@@ -19,8 +19,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import bayesguide as bg
-from bayesguide.infer.guides import DeltaGuide
 from bayesguide.infer.map import _fast_objective, pyro_objective
+from bayesguide.posterior import DeltaGuide
 
 LAM = 0.3
 PARTIAL_FRACTION = 0.3

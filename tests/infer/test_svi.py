@@ -15,9 +15,9 @@ from scipy.stats import multivariate_normal
 from torch import nn
 
 import bayesguide as bg
-from bayesguide.infer.guides import Guide, LowRankGuide, MeanFieldGuide
 from bayesguide.infer.map import pyro_objective
 from bayesguide.infer.svi import _fast_objective
+from bayesguide.posterior import Guide, LowRankGuide, MeanFieldGuide
 
 
 def _classifier() -> tuple[bg.GuidedModel, torch.Tensor, torch.Tensor]:

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import bayesguide as bg
-from bayesguide.marglik.laplace import EvidencePrior, laplace_evidence
-from bayesguide.relevance import fit_relevance, relevance
+from bayesguide.guidance import relevance
+from bayesguide.infer import fit_relevance
+from bayesguide.marglik import EvidencePrior, laplace_evidence
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,8 +24,10 @@ from torch import nn
 from torch.nn import functional as F
 
 import bayesguide as bg
-from bayesguide.marglik.kron import kron_factors, kron_scaled_eigenvalues
-from bayesguide.marglik.laplace import HessianStructure, _ggn, _precisions, laplace_evidence
+from bayesguide.curvature import HessianStructure, ggn
+from bayesguide.curvature.kron import kron_factors, kron_scaled_eigenvalues
+from bayesguide.marglik import laplace_evidence
+from bayesguide.posterior import gaussian_prior
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -72,7 +74,7 @@ def test_one_example_blocks_are_exact_and_bracketed_by_full_and_diag() -> None:
     X = torch.randn(1, 3, generator=_gen(4), dtype=torch.float64)
     y = torch.tensor([2])
     module = model.net.eval()
-    full = _ggn(model, module, _theta(model, module), X, HessianStructure.FULL)
+    full = ggn(model, module, _theta(model, module), X, diagonal=False)
     start = 0
     for block in kron_factors(model, module, X):
         dense = block.dense()
@@ -156,7 +158,7 @@ def test_batchnorm_gets_the_exact_ggn_diagonal() -> None:
     X = torch.randn(9, 3, generator=_gen(9), dtype=torch.float64)
     blocks = kron_factors(model, module, X)
     assert [b.diag is not None for b in blocks] == [False, True, False]
-    diag = _ggn(model, module, _theta(model, module), X, HessianStructure.DIAG)
+    diag = ggn(model, module, _theta(model, module), X, diagonal=True)
     bn = blocks[1].diag
     assert bn is not None
     torch.testing.assert_close(bn, diag[16:24], rtol=1e-10, atol=1e-12)
@@ -168,7 +170,7 @@ def test_log_determinant_with_per_unit_precisions_matches_dense() -> None:
     X = torch.randn(11, 3, generator=_gen(10), dtype=torch.float64)
     y = torch.randint(0, 4, (11,), generator=_gen(11))
     blocks = kron_factors(model, module, X)
-    d, _ = _precisions(model, torch.float64)
+    d, _ = gaussian_prior(model)
     assert len(set(d[:24].tolist())) == 5
     c = 0.37
     dense = torch.block_diag(*[b.dense() for b in blocks]) + c * torch.diag(d)

@@ -12,7 +12,7 @@ import scipy.stats
 import torch
 
 import bayesguide as bg
-from bayesguide.marglik.laplace import laplace_evidence
+from bayesguide.marglik import laplace_evidence
 
 
 def _regression(n: int = 50, d: int = 4) -> tuple[torch.Tensor, torch.Tensor]:

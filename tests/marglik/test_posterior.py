@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import bayesguide as bg
-from bayesguide.infer.guides import LowRankGuide, MeanFieldGuide
-from bayesguide.marglik.posterior import (
+from bayesguide.posterior import (
+    LowRankGuide,
+    MeanFieldGuide,
     guide_draws,
     laplace_posterior,
     log_prior_draws,

@@ -9,9 +9,9 @@ from scipy.stats import norm
 from torch import nn
 
 import bayesguide as bg
-from bayesguide.horseshoe import GroupHorseshoe
-from bayesguide.marglik.posterior import guide_draws, resolve_source
 from bayesguide.marglik.variational import log_weights
+from bayesguide.posterior import guide_draws
+from bayesguide.priors import GroupHorseshoe
 
 
 def _fit(guide: str) -> tuple[bg.FitResult, torch.Tensor, torch.Tensor]:
@@ -26,9 +26,8 @@ def _fit(guide: str) -> tuple[bg.FitResult, torch.Tensor, torch.Tensor]:
 
 def test_log_weights_equal_a_hand_computation_for_a_mean_field_horseshoe_guide() -> None:
     fit, X, y = _fit("normal")
-    src = resolve_source(fit)
-    Xt, yt = src.prepare(X, y)
-    lw = log_weights(src, Xt, yt, particles=3, seed=5)
+    Xt, yt = fit.prepare(X, y)
+    lw = log_weights(fit, Xt, yt, particles=3, seed=5)
     values, _ = guide_draws(fit.guide, fit.model, 3, torch.Generator().manual_seed(5))  # the same draws
     model, guide = fit.model, fit.guide
     locs, scales = guide.mean_values(), guide.scales()
@@ -60,7 +59,7 @@ def test_elbo_and_iw_bound_run_for_horseshoe_fits_and_their_candidates(guide: st
 
 
 def test_log_prior_draws_need_the_latent_values() -> None:
-    from bayesguide.marglik.posterior import log_prior_draws
+    from bayesguide.posterior import log_prior_draws
 
     fit, _, _ = _fit("normal")
     values, _ = guide_draws(fit.guide, fit.model, 2)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import bayesguide as bg
-from bayesguide.infer.result import FitResult
+from bayesguide.infer import FitResult
 
 
 @pytest.fixture

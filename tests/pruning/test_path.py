@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from bayesguide.infer.result import FitResult
+from bayesguide.infer import FitResult
 from bayesguide.pruning import pruning_path
 from bayesguide.pruning.path import removal_order
 
@@ -101,7 +101,7 @@ def test_fine_tuning_l0_and_horseshoe_paths_uses_the_uniform_gaussian() -> None:
     from torch import nn
 
     import bayesguide as bg
-    from bayesguide.pruning.path import tuning_model
+    from bayesguide.pruning.tuning import tuning_model
 
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(48, 3, generator=gen)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import bayesguide as bg
-from bayesguide.infer.result import FitResult
+from bayesguide.infer import FitResult
 from bayesguide.pruning import Candidate, PruningWarning, prune
 
 

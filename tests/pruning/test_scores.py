@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from bayesguide.infer.result import FitResult
+from bayesguide.infer import FitResult
 from bayesguide.pruning import GroupNorm, InclusionProbability, SignalToNoise, make_score
 
 

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from bayesguide.guidance import Profile, custom
-from bayesguide.infer.guides import DeltaGuide, Guide, LowRankGuide, MeanFieldGuide, _key
 from bayesguide.model import GuidedModel
 from bayesguide.network import Site
+from bayesguide.posterior import DeltaGuide, Guide, LowRankGuide, MeanFieldGuide, site_key
 from bayesguide.pruning.surgery import SurgeryPlan
 
 __all__ = ["pruned_model", "site_selection", "slice_guide"]
@@ -86,7 +86,7 @@ def slice_guide(
         out = MeanFieldGuide(new, module)
         with torch.no_grad():
             for site in old.sites:
-                k = _key(site.name)
+                k = site_key(site.name)
                 out.locs[k].data = _slice(guide.locs[k], site, plan, True)
                 out.scales_unconstrained[k].data = _slice(guide.scales_unconstrained[k], site, plan, False)
     elif isinstance(guide, LowRankGuide):
@@ -123,7 +123,7 @@ def _slice_latent_factors(guide: Guide, out: Guide, old: GuidedModel, plan: Surg
     with torch.no_grad():
         for lat in old.latent_sites:
             rows, _, _ = site_selection(sites[lat.site], plan)
-            key = _key(lat.name)
+            key = site_key(lat.name)
             for a, b in ((src.locs, dst.locs), (src.scales_unconstrained, dst.scales_unconstrained)):
                 v = a[key].detach()
                 b[key].data = (v if v.ndim == 0 else v.index_select(0, rows)).clone()

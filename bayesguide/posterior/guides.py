@@ -1,4 +1,4 @@
-"""Guides: the variational families of :func:`bayesguide.fit_map` and :func:`fit_svi`.
+"""Guides: the variational families of :func:`bayesguide.fit_map` and :func:`bayesguide.fit_svi`.
 
 Every guide is an ``nn.Module`` whose parameters live on the module, never in Pyro's
 global parameter store, so two fits in one process share nothing. Contract:
@@ -40,7 +40,9 @@ from torch.nn import functional as F
 from bayesguide._options import Option
 from bayesguide.model import GuidedModel
 
-__all__ = ["DeltaGuide", "Guide", "GuideKind", "LatentFactors", "LowRankGuide", "MeanFieldGuide", "make_guide"]
+__all__ = [
+    "DeltaGuide", "Guide", "GuideKind", "LatentFactors", "LowRankGuide", "MeanFieldGuide", "make_guide", "site_key",
+]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -49,7 +51,8 @@ def _inv_softplus(x: float) -> float:
     return x + math.log(-math.expm1(-x))
 
 
-def _key(site_name: str) -> str:
+def site_key(site_name: str) -> str:
+    """The ``nn.ParameterDict`` key of a site name (dots are not allowed there)."""
     return site_name.replace(".", "__")
 
 
@@ -57,16 +60,9 @@ class GuideKind(Option):
     """Variational families for :func:`bayesguide.fit_svi`."""
 
     #: mean-field Normal over every weight (Pyro's ``AutoNormal``)
-    NORMAL = "normal"
+    NORMAL = "normal", "mean-field Normal, one location and scale per weight"
     #: Normal with low-rank-plus-diagonal covariance over all weights jointly
-    LOWRANK = "lowrank"
-
-    @property
-    def description(self) -> str:
-        return {
-            "normal": "mean-field Normal, one location and scale per weight",
-            "lowrank": "multivariate Normal with covariance F Fᵀ + diag(d²), F of rank `rank`",
-        }[self.value]
+    LOWRANK = "lowrank", "multivariate Normal with covariance F Fᵀ + diag(d²), F of rank `rank`"
 
 
 class Guide(nn.Module, ABC):
@@ -115,8 +111,8 @@ class LatentFactors(nn.Module):
             # the half-Cauchy's median is its scale
             median = lat.prior.base_dist.scale if hasattr(lat.prior, "base_dist") else lat.prior.scale
             loc = torch.as_tensor(median, dtype=model.dtype).log().expand(lat.shape).clone()
-            self.locs[_key(lat.name)] = nn.Parameter(loc)
-            self.scales_unconstrained[_key(lat.name)] = nn.Parameter(torch.full_like(loc, raw))
+            self.locs[site_key(lat.name)] = nn.Parameter(loc)
+            self.scales_unconstrained[site_key(lat.name)] = nn.Parameter(torch.full_like(loc, raw))
 
     @property
     def names(self) -> list[str]:
@@ -125,15 +121,15 @@ class LatentFactors(nn.Module):
 
     def loc_scale(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(μ, σ)`` of the log of latent site ``name``."""
-        return self.locs[_key(name)], F.softplus(self.scales_unconstrained[_key(name)])
+        return self.locs[site_key(name)], F.softplus(self.scales_unconstrained[site_key(name)])
 
     def medians(self) -> dict[str, torch.Tensor]:
         """``exp(μ)``, the median of every factor."""
-        return {name: self.locs[_key(name)].exp() for name in self._names}
+        return {name: self.locs[site_key(name)].exp() for name in self._names}
 
     def sample(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         values: dict[str, torch.Tensor] = {}
-        log_q = torch.zeros((), dtype=self.locs[_key(self._names[0])].dtype)
+        log_q = torch.zeros((), dtype=self.locs[site_key(self._names[0])].dtype)
         for name in self._names:
             loc, scale = self.loc_scale(name)
             eps = torch.randn_like(loc)
@@ -196,15 +192,15 @@ class MeanFieldGuide(Guide):
         self.scales_unconstrained = nn.ParameterDict()
         for s in model.sites:
             loc = s.pack(params).detach().clone()
-            self.locs[_key(s.name)] = nn.Parameter(loc)
-            self.scales_unconstrained[_key(s.name)] = nn.Parameter(torch.full_like(loc, raw))
+            self.locs[site_key(s.name)] = nn.Parameter(loc)
+            self.scales_unconstrained[site_key(s.name)] = nn.Parameter(torch.full_like(loc, raw))
         self.latent_factors = LatentFactors(model) if model.latent_sites else None
 
     def scales(self) -> dict[str, torch.Tensor]:
-        return {s.name: F.softplus(self.scales_unconstrained[_key(s.name)]) for s in self._model.sites}
+        return {s.name: F.softplus(self.scales_unconstrained[site_key(s.name)]) for s in self._model.sites}
 
     def mean_values(self) -> dict[str, torch.Tensor]:
-        return _with_latent_medians({s.name: self.locs[_key(s.name)] for s in self._model.sites},
+        return _with_latent_medians({s.name: self.locs[site_key(s.name)] for s in self._model.sites},
                                     self.latent_factors)
 
     def sample_values(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -212,7 +208,7 @@ class MeanFieldGuide(Guide):
         values: dict[str, torch.Tensor] = {}
         log_scales, squares, size = [], [], 0
         for s in self._model.sites:
-            key = _key(s.name)
+            key = site_key(s.name)
             loc = self.locs[key]
             scale = F.softplus(self.scales_unconstrained[key])
             eps = torch.randn_like(loc)
@@ -226,7 +222,7 @@ class MeanFieldGuide(Guide):
     def forward(self, X: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None,
                 module: nn.Module | None = None) -> None:
         for name, scale in self.scales().items():
-            pyro.sample(name, dist.Normal(self.locs[_key(name)], scale).to_event(2))
+            pyro.sample(name, dist.Normal(self.locs[site_key(name)], scale).to_event(2))
         if self.latent_factors is not None:
             self.latent_factors.pyro_sample()
         self._sample_noise_site()

@@ -21,6 +21,8 @@ Profiles implemented here, after the sources in ``DESIGN.md``:
   Regularization, E & Gao, arXiv 2009.01395; their code protects the last ⌊n/β⌋ units
   of each layer, β = 8).
 * :func:`custom` — any tensor or callable.
+* :func:`~bayesguide.guidance.relevance.relevance` — data-adaptive coefficients from
+  loss sensitivity, re-estimated during training (Bonetta et al., arXiv 2204.04977).
 
 A prior takes either one profile for all prunable layers or a mapping from layer name
 (the position in the ``nn.Sequential``, e.g. ``"0"``) to profile; the key ``"*"`` gives
@@ -40,29 +42,29 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import torch
 
 from bayesguide._options import Option
+from bayesguide.guidance.relevance import relevance
 
 __all__ = [
     "GuidanceSpec",
     "Profile",
     "ProfileName",
+    "adaptive_fitter",
     "coefficients_for_layer",
     "custom",
     "geometric",
     "get",
     "linear",
     "partial",
-    "relevance",
     "uniform",
     "validate_coefficients",
 ]
 
 
-@runtime_checkable
 class Profile(Protocol):
     """Takes a layer's unit count, returns its guidance coefficients (shape ``(n,)``)."""
 
@@ -76,19 +78,11 @@ GuidanceSpec = Profile | Mapping[str | int, Profile]
 class ProfileName(Option):
     """Names of the built-in profiles, for configuration files and the CLI."""
 
-    LINEAR = "linear"
-    GEOMETRIC = "geometric"
-    UNIFORM = "uniform"
-    PARTIAL = "partial"
-
-    @property
-    def description(self) -> str:
-        return {
-            "linear": "g_j = low + (1 - low) j / (n - 1): the tail dies first",
-            "geometric": "g_j = growth ** (j / (n - 1) - 1): sharper ordering",
-            "uniform": "g_j = 1: plain (unguided) regularization",
-            "partial": "0 on a protected fraction of units, 1 elsewhere (E & Gao)",
-        }[self.value]
+    LINEAR = "linear", "g_j = low + (1 - low) j / (n - 1): the tail dies first"
+    GEOMETRIC = "geometric", "g_j = growth ** (j / (n - 1) - 1): sharper ordering"
+    UNIFORM = "uniform", "g_j = 1: plain (unguided) regularization"
+    PARTIAL = "partial", "0 on a protected fraction of units, 1 elsewhere (E & Gao)"
+    RELEVANCE = "relevance", "ReLU(1 - s_j / scale) from loss sensitivity, re-estimated in training (Bonetta et al.)"
 
 
 def _check_n(n_units: int) -> None:
@@ -293,7 +287,7 @@ def custom(source: torch.Tensor | Callable[[int], torch.Tensor]) -> Profile:
     return _Custom(source)
 
 
-def get(name: str | ProfileName, **kwargs: float) -> Profile:
+def get(name: str | ProfileName, **kwargs: Any) -> Profile:
     """Build a built-in profile by name (as used in experiment files).
 
     Examples
@@ -307,6 +301,7 @@ def get(name: str | ProfileName, **kwargs: float) -> Profile:
         ProfileName.GEOMETRIC: geometric,
         ProfileName.UNIFORM: uniform,
         ProfileName.PARTIAL: partial,
+        ProfileName.RELEVANCE: relevance,
     }
     try:
         return factories[member](**kwargs)
@@ -361,13 +356,20 @@ def coefficients_for_layer(guidance: GuidanceSpec, layer: str, n_units: int) -> 
     return validate_coefficients(profile(n_units), n_units, f"layer {layer!r}")
 
 
-def relevance(*args: Any, **kwargs: Any) -> Profile:
-    """Data-adaptive guidance from loss sensitivity (Bonetta, Ribero & Cancelliere 2022).
+def adaptive_fitter(guidance: GuidanceSpec) -> str | None:
+    """The fitter an *adaptive* profile names (its ``fitter`` attribute), or ``None``.
 
-    ``g_j = ReLU(1 − s_j / scale)`` re-estimated during training by
-    :func:`bayesguide.relevance.fit_relevance`; see :mod:`bayesguide.relevance` (imported
-    lazily here: that module builds on the priors, which build on this one).
+    Adaptive profiles (:func:`~bayesguide.guidance.relevance.relevance`) are re-estimated
+    during training by the fitter they name; a mapping of profiles is adaptive when one
+    of its profiles is (two different adaptive fitters are refused).
+
+    Examples
+    --------
+    >>> adaptive_fitter(linear()) is None, adaptive_fitter({"*": relevance()})
+    (True, 'relevance')
     """
-    from bayesguide.relevance import relevance as _relevance
-
-    return _relevance(*args, **kwargs)
+    profiles = list(guidance.values()) if isinstance(guidance, Mapping) else [guidance]
+    names = {str(f) for f in (getattr(p, "fitter", None) for p in profiles) if f is not None}
+    if len(names) > 1:
+        raise ValueError(f"guidance mixes profiles re-estimated by different fitters: {sorted(names)}")
+    return next(iter(names), None)

@@ -1,0 +1,43 @@
+"""Comparison of candidate architectures: evidence, Occam prior, posterior probabilities.
+
+* :mod:`~bayesguide.comparison.occam` — the Occam priors over architectures (a registry);
+* :mod:`~bayesguide.comparison.rows` — one candidate's row: evidence through the
+  estimator registry, metrics;
+* :mod:`~bayesguide.comparison.table` — :func:`compare` and :func:`assemble`: the Occam
+  prior, normalised posterior probabilities, Bayes factors, flags;
+* :mod:`~bayesguide.comparison.loo` — PSIS-LOO columns and stacking weights;
+* :mod:`~bayesguide.comparison.result` — :class:`Comparison`, what the reports read.
+
+Layer: above :mod:`bayesguide.marglik` and :mod:`bayesguide.predictive`, below the
+reports and the pipeline.
+"""
+
+from __future__ import annotations
+
+from bayesguide.comparison.occam import (
+    OccamPrior,
+    get_occam,
+    guidance_cost,
+    occam_log_prior,
+    occam_priors,
+    register_occam,
+)
+from bayesguide.comparison.result import Comparison
+from bayesguide.comparison.rows import check_candidates, metric, resolve_hessian, score_candidate
+from bayesguide.comparison.table import assemble, compare
+
+__all__ = [
+    "Comparison",
+    "OccamPrior",
+    "assemble",
+    "check_candidates",
+    "compare",
+    "get_occam",
+    "guidance_cost",
+    "metric",
+    "occam_log_prior",
+    "occam_priors",
+    "register_occam",
+    "resolve_hessian",
+    "score_candidate",
+]

@@ -1,0 +1,160 @@
+"""``bg.compare``: posterior probabilities of candidate architectures.
+
+For candidates ``M_1 … M_K`` (usually a pruning path), with evidence ``p(D | M_k)``
+(:func:`bayesguide.evidence`) and an Occam prior ``p(M_k)``
+(:mod:`bayesguide.comparison.occam`),
+
+.. math::
+
+    p(M_k \\mid D) = \\frac{p(D \\mid M_k)\\, p(M_k)}{\\sum_{k'} p(D \\mid M_{k'})\\, p(M_{k'})},
+    \\qquad \\log \\mathrm{BF}_k = \\log p(D \\mid M_k) - \\log p(D \\mid M_{\\text{best}}).
+
+A candidate whose evidence fails or is not finite is *marked and excluded* (probability
+``NaN``, never ranked first); the others are still compared. Optionally, predictive
+comparison by PSIS-LOO (:mod:`bayesguide.comparison.loo`).
+
+:func:`compare` scores every candidate (:func:`~bayesguide.comparison.rows.score_candidate`)
+and then :func:`assemble` s the table; a run that saves each candidate as soon as it is
+scored calls the two itself (:mod:`bayesguide.pipeline`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import logsumexp
+from tqdm.auto import tqdm
+
+from bayesguide.comparison.loo import add_loo
+from bayesguide.comparison.occam import occam_log_prior
+from bayesguide.comparison.result import Comparison
+from bayesguide.comparison.rows import check_candidates, resolve_hessian, score_candidate
+from bayesguide.marglik import get_estimator
+from bayesguide.model import ArrayLike, data_fingerprint
+from bayesguide.pruning import Candidate
+
+__all__ = ["assemble", "compare"]
+
+
+def compare(
+    candidates: Sequence[Candidate],
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    evidence: str = "laplace",
+    occam: str | Callable[[Candidate], float] = "guidance",
+    kappa: float = 1.0,
+    hessian: str = "auto",
+    optimize_prior: bool = True,
+    X_test: ArrayLike | None = None,
+    y_test: ArrayLike | None = None,
+    loo: bool = False,
+    loo_draws: int = 200,
+    progress: bool = True,
+    evidence_options: dict[str, Any] | None = None,
+) -> Comparison:
+    """Score candidate architectures by evidence and Occam prior (and optionally LOO).
+
+    Parameters
+    ----------
+    candidates
+        :class:`~bayesguide.Candidate` s fitted to ``X, y`` (e.g. ``bg.pruning_path``;
+        with ``fine_tune > 0`` each candidate is scored at its own re-fitted MAP).
+    X, y
+        The training data (checked against the candidates' fit).
+    evidence
+        A registered evidence estimator: ``"laplace"`` (default), or a variational
+        estimate ``"elbo"`` / ``"iwae"`` for candidates that carry a posterior guide (see
+        :func:`bayesguide.evidence`).
+    occam, kappa
+        The Occam prior (a name registered in :mod:`bayesguide.comparison.occam`, or a
+        callable unnormalised log prior) and its strength.
+    hessian
+        Laplace curvature; ``"auto"`` takes ``"full"`` when the largest candidate has at
+        most 20,000 parameters, else the cheapest structured one available.
+    optimize_prior
+        Type-II maximum likelihood of each candidate's prior scale (and learned noise);
+        the default, since sparse priors are scored under their Gaussian counterpart.
+    X_test, y_test
+        Held-out data for the ``test_metric`` column.
+    loo, loo_draws
+        Add PSIS-LOO columns from ``loo_draws`` posterior draws per candidate.
+    progress
+        Show a progress bar over the candidates.
+    evidence_options
+        Further options of the evidence estimator (e.g. ``{"particles": 500}`` for
+        ``"elbo"``); ``hessian`` and ``optimize_prior`` are passed on when it takes them.
+
+    Examples
+    --------
+    >>> import torch, bayesguide as bg
+    >>> X = torch.randn(60, 2); y = torch.tanh(X @ torch.tensor([1.0, -1.0])) + 0.1 * torch.randn(60)
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    >>> model = bg.GuidedModel(net, bg.GuidedNormal(1.0), likelihood="gaussian", noise=0.1)
+    >>> fit = bg.fit_map(model, X, y, steps=200, lr=0.02, progress=False)
+    >>> cmp = bg.compare(bg.pruning_path(fit, X, y, n_candidates=4), X, y, progress=False)
+    >>> bool(abs(cmp.table["posterior_prob"].sum() - 1.0) < 1e-9)
+    True
+    """
+    cands = check_candidates(candidates)
+    Xt, yt = cands[0].model.prepare_data(X, y)
+    if data_fingerprint(Xt, yt) != cands[0].data_fingerprint:
+        raise ValueError("X, y are not the data the candidates were fitted to")
+    if (X_test is None) != (y_test is None):
+        raise ValueError("give both X_test and y_test, or neither")
+    test = None if X_test is None else cands[0].model.prepare_data(X_test, y_test)
+    occam_log_prior(cands, occam, kappa)  # validates occam and kappa before any work
+    hessian = resolve_hessian(hessian, cands)
+    estimator = get_estimator(evidence)
+    options = {"hessian": hessian, "optimize_prior": optimize_prior, **(evidence_options or {})}
+    unknown = sorted(set(evidence_options or {}) - set(estimator.options))
+    if unknown:
+        raise ValueError(f"evidence method {evidence!r} has no option {unknown[0]!r}; it takes: "
+                         f"{', '.join(estimator.options)}")
+    rows = [
+        score_candidate(c, Xt, yt, test, evidence=estimator.name, **options)
+        for c in tqdm(cands, desc="evidence", disable=not progress, leave=False)
+    ]
+    settings = {"evidence": estimator.name, "hessian": hessian, "optimize_prior": optimize_prior}
+    return assemble(rows, cands, occam=occam, kappa=kappa, loo=loo, X=X, y=y, loo_draws=loo_draws,
+                    settings=settings)
+
+
+def assemble(
+    rows: Sequence[dict[str, Any]],
+    candidates: Sequence[Candidate],
+    *,
+    occam: str | Callable[[Candidate], float] = "guidance",
+    kappa: float = 1.0,
+    loo: bool = False,
+    X: ArrayLike | None = None,
+    y: ArrayLike | None = None,
+    loo_draws: int = 200,
+    settings: dict[str, Any] | None = None,
+) -> Comparison:
+    """Occam prior, normalised posterior, Bayes factors and flags from scored rows."""
+    cands = list(candidates)
+    table = pd.DataFrame([dict(r) for r in rows])
+    table["log_prior"] = occam_log_prior(cands, occam, kappa)
+    flags = [f"candidate {n} excluded: {s}" for n, s in zip(table["name"], table["status"]) if s != "ok"]
+    ok = table["status"].eq("ok").to_numpy()
+    log_post = (table["log_evidence"] + table["log_prior"]).to_numpy()
+    probs = np.full(len(cands), np.nan)
+    if ok.any():
+        probs[ok] = np.exp(log_post[ok] - logsumexp(log_post[ok]))
+    table["log_posterior"] = log_post
+    table["posterior_prob"] = probs
+    best_ev = np.nanmax(table["log_evidence"].to_numpy()) if ok.any() else math.nan
+    table["log_bayes_factor"] = table["log_evidence"] - best_ev
+    best = cands[int(np.nanargmax(probs))] if ok.any() else None
+    if loo:
+        if X is None or y is None:
+            raise ValueError("loo=True needs X and y")
+        flags += add_loo(table, cands, X, y, loo_draws, best)
+    all_settings = {"occam": str(occam), "kappa": kappa, "loo": loo,
+                    "metric": cands[0].model.likelihood.metric_name, **(settings or {})}
+    return Comparison(table=table, candidates=tuple(cands), best=best, flags=tuple(flags), settings=all_settings)

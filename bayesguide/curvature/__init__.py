@@ -1,0 +1,34 @@
+"""Curvature backends: the generalized Gauss–Newton matrix of a network's NLL.
+
+``full`` (:class:`~bayesguide.curvature.ggn.FullGGN`), ``diag``
+(:class:`~bayesguide.curvature.ggn.DiagGGN`) and ``kron`` (KFAC,
+:class:`~bayesguide.curvature.kron.KronGGN`) behind one interface,
+:class:`~bayesguide.curvature.base.Curvature`; :func:`make_curvature` picks one by name.
+The Laplace evidence (:mod:`bayesguide.marglik.laplace`) and the Laplace posterior
+(:mod:`bayesguide.posterior.laplace`) use them.
+
+Layer: above :mod:`bayesguide.model`, below :mod:`bayesguide.posterior`.
+"""
+
+from __future__ import annotations
+
+from bayesguide.curvature.base import Curvature, HessianStructure, flat_weights, hessian_sqrt
+from bayesguide.curvature.ggn import DiagGGN, FullGGN, ggn
+from bayesguide.curvature.kron import KronBlock, KronGGN, kron_factors, kron_scaled_eigenvalues
+from bayesguide.curvature.registry import BACKENDS, make_curvature
+
+__all__ = [
+    "BACKENDS",
+    "Curvature",
+    "DiagGGN",
+    "FullGGN",
+    "HessianStructure",
+    "KronBlock",
+    "KronGGN",
+    "flat_weights",
+    "ggn",
+    "hessian_sqrt",
+    "kron_factors",
+    "kron_scaled_eigenvalues",
+    "make_curvature",
+]

@@ -1,0 +1,106 @@
+"""The curvature contract: the GGN of the negative log-likelihood in one structure.
+
+A *curvature backend* computes, for a network with weights ``θ`` (``P`` of them, the
+sites' unit matrices flattened in site order), the generalized Gauss–Newton matrix of
+the summed negative log-likelihood at ``σ = 1``,
+
+``G₁ = Σ_i J_iᵀ Λ_i J_i``, ``J_i`` the Jacobian of the output for example ``i`` and
+``Λ_i = M_i M_iᵀ`` the Hessian of the NLL in the output (:func:`hessian_sqrt`),
+
+exactly (``full``), its diagonal (``diag``) or layer-wise Kronecker factors (``kron``),
+and answers the three questions the Laplace evidence and posterior ask, for a diagonal
+Gaussian prior precision ``c · D`` and a noise ``σ``:
+
+* :meth:`Curvature.scaled_eigenvalues` — the eigenvalues ``e_k`` of
+  ``D^{-1/2} G₁ D^{-1/2}`` (what type-II maximum likelihood of ``c`` needs);
+* :meth:`Curvature.logdet` — ``log det(G₁ / σ² + c D)``;
+* :meth:`Curvature.precision` — ``G₁ / σ² + c D`` itself, for sampling the Laplace
+  posterior (full and diagonal only).
+
+Each backend is one class in its own module, registered by name in
+:mod:`~bayesguide.curvature.registry`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from bayesguide._options import Option
+from bayesguide.likelihoods import Likelihood
+from bayesguide.model import GuidedModel
+
+__all__ = ["Curvature", "HessianStructure", "flat_weights", "hessian_sqrt"]
+
+
+class HessianStructure(Option):
+    """Curvature approximations for the Laplace evidence."""
+
+    #: the full ``P × P`` GGN (exact; for networks up to ~20k parameters)
+    FULL = "full", "full GGN, P×P"
+    #: the diagonal of the GGN
+    DIAG = "diag", "diagonal of the GGN"
+    #: layer-wise Kronecker-factored GGN (KFAC) for Linear/Conv2d, diagonal for BatchNorm
+    KRON = "kron", "block-diagonal KFAC GGN, G_l ⊗ A_l per layer (diagonal for BatchNorm)"
+
+
+def hessian_sqrt(likelihood: Likelihood, out: torch.Tensor) -> torch.Tensor:
+    """``M_i`` with ``M_i M_iᵀ = Λ_i`` (Gaussian at ``σ = 1``), shape ``(B, C, C)``.
+
+    Categorical: ``M = diag(√p) − p √pᵀ``, which squares to ``diag(p) − ppᵀ`` because
+    ``Σ_k p_k = 1``; Bernoulli: ``diag(√(p(1−p)))``; Gaussian: ``I``.
+    """
+    b, c = out.shape
+    if likelihood is Likelihood.CATEGORICAL:
+        p = torch.softmax(out, dim=-1)
+        return torch.diag_embed(p.sqrt()) - p.unsqueeze(-1) * p.sqrt().unsqueeze(-2)
+    if likelihood is Likelihood.BERNOULLI:
+        p = torch.sigmoid(out)
+        return torch.diag_embed((p * (1 - p)).sqrt())
+    return torch.eye(c, dtype=out.dtype).expand(b, c, c)
+
+
+def flat_weights(model: GuidedModel, module: nn.Module) -> torch.Tensor:
+    """``θ``: ``module``'s weights as the sites' unit matrices, flattened in site order (detached)."""
+    params = dict(module.named_parameters())
+    with torch.no_grad():
+        return torch.cat([s.pack(params).reshape(-1) for s in model.sites]).detach()
+
+
+class Curvature(ABC):
+    """The GGN ``G₁`` (at ``σ = 1``) of one network in one structure; see the module docstring.
+
+    Subclasses set ``structure`` (their :class:`HessianStructure` name) and
+    ``cheap_eigenvalues`` (whether :meth:`scaled_eigenvalues` costs no more than the
+    curvature itself), and implement :meth:`compute` and the three queries.
+    """
+
+    structure: ClassVar[HessianStructure]
+    cheap_eigenvalues: ClassVar[bool] = True
+
+    @classmethod
+    @abstractmethod
+    def compute(cls, model: GuidedModel, module: nn.Module, X: torch.Tensor, *,
+                max_params: int | None = None) -> Curvature:
+        """The curvature of ``model`` at ``module``'s weights on prepared inputs ``X``.
+
+        ``module`` is in eval mode (``BatchNorm`` uses its running statistics).
+        ``max_params`` bounds the size of a dense backend (``ValueError`` beyond it).
+        """
+
+    @abstractmethod
+    def scaled_eigenvalues(self, d: torch.Tensor) -> torch.Tensor:
+        """Eigenvalues of ``D^{-1/2} G₁ D^{-1/2}`` for the per-weight prior precision ``d`` (float64)."""
+
+    @abstractmethod
+    def logdet(self, d: torch.Tensor, c: float, sigma2: float) -> float:
+        """``log det(G₁ / σ² + c · diag(d))``; a ``ValueError`` if it is not positive definite."""
+
+    def precision(self, d: torch.Tensor, c: float, sigma2: float) -> torch.Tensor:
+        """``G₁ / σ² + c · diag(d)``: ``(P, P)``, or ``(P,)`` for a diagonal structure."""
+        raise ValueError(
+            f"the Laplace posterior supports hessian='full' or 'diag', got {self.structure.value!r}"
+        )

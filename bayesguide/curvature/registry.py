@@ -1,0 +1,33 @@
+"""The curvature backends by name: ``make_curvature("full" | "diag" | "kron", ...)``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bayesguide.curvature.base import Curvature, HessianStructure
+from bayesguide.curvature.ggn import DiagGGN, FullGGN
+from bayesguide.curvature.kron import KronGGN
+from bayesguide.model import GuidedModel
+
+__all__ = ["BACKENDS", "make_curvature"]
+
+#: the backend class of each structure
+BACKENDS: dict[HessianStructure, type[Curvature]] = {
+    HessianStructure.FULL: FullGGN,
+    HessianStructure.DIAG: DiagGGN,
+    HessianStructure.KRON: KronGGN,
+}
+
+
+def make_curvature(
+    structure: str | HessianStructure, model: GuidedModel, module: nn.Module, X: torch.Tensor, *,
+    max_params: int | None = None,
+) -> Curvature:
+    """The GGN of ``model`` at ``module``'s weights on prepared ``X``, in ``structure``.
+
+    ``module`` should be in eval mode. Raises ``ValueError`` for an unknown structure
+    (listing the choices) and for ``"full"`` beyond ``max_params`` parameters.
+    """
+    member = HessianStructure.resolve(structure, "hessian structure")
+    return BACKENDS[member].compute(model, module, X, max_params=max_params)

@@ -1,0 +1,56 @@
+"""What every fitter checks and reports: argument checks and the non-finite-loss diagnosis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from bayesguide.infer.result import FitResult
+from bayesguide.model import GuidedModel
+from bayesguide.posterior import Guide
+
+__all__ = ["check_init", "check_model", "make_diagnose"]
+
+
+def check_model(model: GuidedModel) -> None:
+    """A ``TypeError`` unless ``model`` is a :class:`~bayesguide.GuidedModel`."""
+    if not isinstance(model, GuidedModel):
+        raise TypeError(f"expected a bg.GuidedModel, got {type(model).__name__}")
+
+
+def check_init(init: FitResult | None, model: GuidedModel) -> None:
+    """``init`` must be a fit of ``model`` (or ``None``)."""
+    if init is not None:
+        if not isinstance(init, FitResult):
+            raise TypeError(f"init must be a FitResult, got {type(init).__name__}")
+        if init.model is not model:
+            raise ValueError("init is a fit of another GuidedModel; continue it with the model it was fitted with")
+
+
+def make_diagnose(
+    model: GuidedModel, guide: Guide, module: torch.nn.Module, X: torch.Tensor, y: torch.Tensor
+) -> Callable[[torch.Tensor | None], str]:
+    """A function that names what made the loss non-finite (parameters or which term)."""
+
+    def diagnose(idx: torch.Tensor | None) -> str:
+        problems: list[str] = []
+        with torch.no_grad():
+            values = guide.mean_values()
+            for name, v in values.items():
+                if not torch.isfinite(v).all():
+                    problems.append(f"site {name!r} has non-finite parameters")
+            for site in model.sites:
+                lp = model.site_log_prior(site, values, X.dtype)
+                if not torch.isfinite(lp):
+                    problems.append(f"prior term of site {site.name!r} is {float(lp)}")
+            noise = guide.noise()
+            if noise is not None and not torch.isfinite(noise):
+                problems.append("site 'noise' is non-finite")
+            xb, yb = (X, y) if idx is None else (X[idx], y[idx])
+            ll, _ = model.log_joint(model.chain(module), values, xb, yb, noise=noise)
+            if not torch.isfinite(ll):
+                problems.append(f"likelihood term 'obs' is {float(ll)}")
+        return "; ".join(problems) or "no single term is non-finite (overflow in the sum; lower lr)"
+
+    return diagnose

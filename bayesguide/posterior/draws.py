@@ -1,0 +1,190 @@
+"""Posterior draws of a fitted architecture, and their densities in bounded memory.
+
+* :func:`guide_draws` — ``S`` draws from an SVI guide (mean-field or low-rank Normal, plus
+  the log-normal latent factors of a hierarchical prior) and ``log q`` of each;
+* :func:`log_prior_draws` — ``log p(θ_s)`` of batched draws (the model's
+  :meth:`~bayesguide.GuidedModel.log_prior`; improper priors refused);
+* :func:`log_likelihood_draws` — ``log p(y_i | x_i, θ_s)`` for every draw and example,
+  vectorised over draws and computed in blocks of examples × draws, so that the
+  activations held at once stay below a fixed number of elements whatever ``S`` and ``N``.
+
+The Laplace posterior (:mod:`~bayesguide.posterior.laplace`), ArviZ conversion
+(:mod:`~bayesguide.posterior.idata`) and the variational evidence estimators build on these.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from bayesguide.model import GuidedModel
+from bayesguide.network import Layer, functional_forward
+from bayesguide.posterior.guides import DeltaGuide, Guide, LowRankGuide, MeanFieldGuide
+
+__all__ = ["check_count", "guide_draws", "log_likelihood_draws", "log_prior_draws"]
+
+_LOG_2PI = math.log(2 * math.pi)
+#: activations (elements) held at once by :func:`log_likelihood_draws`
+_BUDGET = 2**22
+
+
+def guide_draws(
+    guide: Guide, model: GuidedModel, n: int, generator: torch.Generator | None = None
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """``n`` draws from an SVI guide: per-site ``(n, n_units, group_size)`` values and
+    ``log q`` of each draw, shape ``(n,)``, both in float64.
+
+    Raises ``ValueError`` for a :class:`~bayesguide.DeltaGuide` (a MAP fit has no
+    variational posterior).
+    """
+    check_count(n, "the number of draws")
+    f64 = torch.float64
+    with torch.no_grad():
+        if isinstance(guide, MeanFieldGuide):
+            values: dict[str, torch.Tensor] = {}
+            log_q = torch.zeros(n, dtype=f64)
+            for name, scale in guide.scales().items():
+                loc = guide.mean_values()[name].to(f64)
+                scale = scale.to(f64)
+                eps = torch.randn((n, *loc.shape), generator=generator, dtype=f64)
+                values[name] = loc + scale * eps
+                log_q -= (scale.log().sum() + 0.5 * eps.pow(2).sum((1, 2)) + 0.5 * _LOG_2PI * loc.numel())
+            return _latent_draws(guide, values, log_q, n, generator)
+        if isinstance(guide, LowRankGuide):
+            q = guide.distribution()
+            loc, factor, diag = q.loc.to(f64), q.cov_factor.to(f64), q.cov_diag.to(f64)
+            eps_w = torch.randn(n, factor.shape[1], generator=generator, dtype=f64)
+            eps_d = torch.randn(n, loc.numel(), generator=generator, dtype=f64)
+            flat = loc + eps_w @ factor.T + diag.sqrt() * eps_d
+            q64 = torch.distributions.LowRankMultivariateNormal(loc, factor, diag)
+            parts = flat.split([s.n_units * s.group_size for s in model.sites], dim=1)
+            values = {s.name: p.reshape(n, s.n_units, s.group_size) for s, p in zip(model.sites, parts)}
+            return _latent_draws(guide, values, q64.log_prob(flat), n, generator)
+    if isinstance(guide, DeltaGuide):
+        raise ValueError(
+            "a MAP fit has a point-mass guide, not a variational posterior: fit one with "
+            "bg.fit_svi (e.g. init=the MAP fit), or use the Laplace posterior"
+        )
+    raise TypeError(f"cannot draw from a guide of type {type(guide).__name__}")
+
+
+def _latent_draws(
+    guide: Guide, values: dict[str, torch.Tensor], log_q: torch.Tensor, n: int, generator: torch.Generator | None
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Add draws of the guide's log-normal latent factors (hierarchical priors) to ``values``.
+
+    ``z = exp(μ + σ ε)``; ``log q(z) = Σ [−log σ − ε²/2 − log(2π)/2 − log z]`` (the Normal
+    density of ``log z`` and the Jacobian of ``exp``), as in
+    :class:`~bayesguide.infer.guides.LatentFactors`.
+    """
+    factors = getattr(guide, "latent_factors", None)
+    if factors is None:
+        return values, log_q
+    for name in factors.names:
+        loc, scale = (t.detach().to(torch.float64) for t in factors.loc_scale(name))
+        eps = torch.randn((n, *loc.shape), generator=generator, dtype=torch.float64)
+        z = loc + scale * eps
+        values[name] = z.exp()
+        log_q = log_q + (-scale.log() - 0.5 * eps.pow(2) - 0.5 * _LOG_2PI - z).reshape(n, -1).sum(1)
+    return values, log_q
+
+
+def log_prior_draws(model: GuidedModel, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``log p(θ_s)`` under the model's priors for batched site values, in float64, ``(S,)``.
+
+    The model's :meth:`~bayesguide.GuidedModel.log_prior` (the joint with the latent
+    scales for a hierarchical prior). Refuses an improper prior (a guidance coefficient of 0).
+    """
+    names = [lat.name for lat in model.latent_sites]
+    missing = [k for k in names if k not in values]
+    if missing:
+        raise ValueError(f"the draws lack the latent sites {missing} of the hierarchical prior")
+    if not model.latent_sites:
+        for site in model.sites:
+            if not model.site_distribution(site, torch.float64).is_proper:
+                raise ValueError(
+                    f"layer {site.layer.name!r} has a unit with guidance coefficient 0, an improper "
+                    f"prior: the evidence needs a proper prior; give every unit a positive coefficient"
+                )
+    return model.log_prior({k: v.to(torch.float64) for k, v in values.items()}, torch.float64)
+
+
+def log_likelihood_draws(
+    model: GuidedModel,
+    module: nn.Module,
+    values: Mapping[str, torch.Tensor],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    noise: float | None = None,
+    *,
+    chunk_size: int | None = None,
+    draw_chunk: int | None = None,
+) -> torch.Tensor:
+    """Pointwise ``log p(y_i | x_i, θ_s)``, shape ``(S, N)``, float64.
+
+    The network runs in eval mode (``module`` supplies buffers such as BatchNorm
+    statistics; its weights are replaced by the draws), vectorised over draws with
+    ``torch.func.vmap``, in blocks of ``chunk_size`` examples × ``draw_chunk`` draws.
+    By default the blocks are chosen so that the largest activation of a block has at
+    most ``2**22`` elements; the result does not depend on the blocking.
+
+    Parameters
+    ----------
+    values
+        Per site, draws of shape ``(S, n_units, group_size)``.
+    X, y
+        Prepared data.
+    noise
+        The Gaussian ``σ`` when the model learns it.
+    """
+    module = copy.deepcopy(module).eval()
+    chain = model.chain(module)
+    S = next(iter(values.values())).shape[0]
+    N = X.shape[0]
+    if model.learns_noise and noise is None:
+        raise ValueError("this model learns the noise σ: pass noise=fit.noise")
+    sigma = model.noise_tensor(None if noise is None else torch.tensor(float(noise), dtype=torch.float64),
+                               torch.float64)
+    width = _activation_width(chain, X)
+    if chunk_size is not None:
+        check_count(chunk_size, "chunk_size")
+    if draw_chunk is not None:
+        check_count(draw_chunk, "draw_chunk")
+    ex = chunk_size or max(1, min(N, _BUDGET // (width * min(S, 64))))
+    dr = draw_chunk or max(1, min(S, _BUDGET // (ex * width)))
+    dtype = model.dtype
+    y64 = y.to(torch.float64) if y.is_floating_point() else y
+
+    def forward(vals: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
+        return functional_forward(chain, model.sites, vals, xb)
+
+    batched = torch.func.vmap(forward, in_dims=(0, None))
+    out = torch.empty(S, N, dtype=torch.float64)
+    with torch.no_grad():
+        for s0 in range(0, S, dr):
+            vals = {k: v[s0 : s0 + dr].to(dtype) for k, v in values.items()}
+            for i0 in range(0, N, ex):
+                f = batched(vals, X[i0 : i0 + ex]).to(torch.float64)
+                yb = y64[i0 : i0 + ex]
+                out[s0 : s0 + dr, i0 : i0 + ex] = model.likelihood.pointwise_log_prob(f, yb, sigma)
+    return out
+
+
+def _activation_width(chain: list[Layer], X: torch.Tensor) -> int:
+    """The largest number of activations per example along the chain (at least 1)."""
+    x = X[:1]
+    width = x.numel()
+    with torch.no_grad():
+        for layer in chain:
+            x = layer.module(x)
+            width = max(width, x.numel())
+    return max(width, 1)
+
+
+def check_count(n: object, what: str) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{what} must be a positive int, got {n!r}")

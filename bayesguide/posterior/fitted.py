@@ -1,0 +1,199 @@
+"""The fitted-posterior interface shared by :class:`~bayesguide.FitResult` and :class:`~bayesguide.Candidate`.
+
+Everything downstream of a fit — pruning scores, evidence estimators, leave-one-out,
+reports — needs the same few things of "a network and what we believe about its
+weights": the :class:`~bayesguide.GuidedModel`, the ``module`` holding the MAP weights
+(or the posterior mean), the ``guide`` (a point mass for MAP, a variational posterior
+for SVI), the learned noise, and the fingerprint of the training data. :class:`Fitted`
+is that interface; a fit and a pruned (possibly fine-tuned) candidate both are one, so
+every scorer sees the same weights. It also turns any of them into ArviZ
+``InferenceData`` (:meth:`Fitted.to_inference_data`), from the guide's draws or the
+Laplace posterior.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from bayesguide._arviz import arviz
+from bayesguide._options import Option
+from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
+from bayesguide.posterior.draws import guide_draws, log_likelihood_draws
+from bayesguide.posterior.guides import DeltaGuide, Guide
+from bayesguide.posterior.laplace import laplace_posterior
+
+__all__ = ["Fitted", "PosteriorKind", "posterior_draws", "to_inference_data"]
+
+
+class PosteriorKind(Option):
+    """Which approximate posterior the draws come from."""
+
+    #: the guide for an SVI fit (or a candidate cut from one), Laplace otherwise
+    AUTO = "auto", "guide for SVI fits, Laplace otherwise"
+    #: draws of the SVI guide (mean-field or low-rank Normal)
+    GUIDE = "guide", "draws of the SVI guide"
+    #: the Laplace posterior ``N(θ*, H⁻¹)`` around the fitted weights
+    LAPLACE = "laplace", "Laplace posterior around the MAP weights (GGN curvature)"
+
+
+class Fitted:
+    """A network with a fitted (approximate) posterior over its weights.
+
+    Attributes (set by the dataclasses that are one: :class:`~bayesguide.FitResult`,
+    :class:`~bayesguide.Candidate`)
+    ----------
+    model
+        The :class:`~bayesguide.GuidedModel` (prior and likelihood).
+    module
+        The network at the MAP weights or the posterior mean (eval mode).
+    guide
+        The fitted guide: :class:`~bayesguide.DeltaGuide` for a point estimate.
+    data_fingerprint
+        Hash of the training data (:func:`bayesguide.model.data_fingerprint`).
+    """
+
+    model: GuidedModel
+    module: nn.Module
+    guide: Guide
+    data_fingerprint: str
+
+    @property
+    def label(self) -> str:
+        """What this is, for messages (e.g. ``"MAP fit"``, ``"candidate w4-3"``)."""
+        return type(self).__name__
+
+    @property
+    def noise(self) -> float | None:
+        """The learned Gaussian noise ``σ`` (``None`` when fixed or not Gaussian)."""
+        sigma = self.guide.noise()
+        return None if sigma is None else float(sigma.detach())
+
+    @property
+    def variational(self) -> bool:
+        """Whether the guide is a variational posterior (not a point mass)."""
+        return not isinstance(self.guide, DeltaGuide)
+
+    def prepare(self, X: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate ``X, y`` and check that they are the training data (by fingerprint)."""
+        Xt, yt = self.model.prepare_data(X, y)
+        if data_fingerprint(Xt, yt) != self.data_fingerprint:
+            raise ValueError(
+                f"X, y are not the data this fit was trained on ({self.label}): fingerprint "
+                f"{data_fingerprint(Xt, yt)} != {self.data_fingerprint}; the evidence, leave-one-out "
+                f"and pruning need the training data: pass it, or refit"
+            )
+        return Xt, yt
+
+    def predict(self, X: ArrayLike) -> torch.Tensor:
+        """Network output (logits or means) at the fitted weights, in eval mode."""
+        Xt = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
+        with torch.no_grad():
+            return self.module.eval()(Xt.to(self.model.dtype))
+
+    def to_inference_data(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        posterior: str | PosteriorKind = "auto",
+        draws: int = 200,
+        seed: int = 0,
+        chunk_size: int | None = None,
+        hessian: str = "diag",
+    ) -> Any:
+        """Posterior draws and pointwise log-likelihood, for ArviZ (``posterior``, ``log_likelihood``).
+
+        Parameters
+        ----------
+        X, y
+            The training data (validated and checked by fingerprint).
+        posterior
+            ``"guide"``, ``"laplace"`` or ``"auto"`` (guide for SVI fits, Laplace otherwise).
+        draws
+            Number of posterior draws ``S``.
+        seed
+            Seed of the draws (a private generator; global RNG state is untouched).
+        chunk_size
+            Examples per block of the log-likelihood (default: chosen to bound memory).
+        hessian
+            Curvature of the Laplace posterior, ``"diag"`` or ``"full"``.
+
+        Returns
+        -------
+        arviz.InferenceData
+            Groups ``posterior`` (one variable per site, named after it, dims ``chain``
+            (one), ``draw``, ``unit_<layer>``, ``weight_<layer>``; plus ``noise`` when
+            learned — a point estimate repeated over draws), ``log_likelihood`` (``obs``,
+            dims ``chain, draw, example``) and ``observed_data`` (``obs``).
+
+        Examples
+        --------
+        >>> import torch, bayesguide as bg
+        >>> _ = torch.manual_seed(0)
+        >>> X = torch.randn(30, 2); y = X @ torch.tensor([1.0, -1.0]) + 0.1 * torch.randn(30)
+        >>> model = bg.GuidedModel(torch.nn.Sequential(torch.nn.Linear(2, 1)), bg.GuidedNormal(0.5),
+        ...                        likelihood="gaussian", noise=0.1)
+        >>> fit = bg.fit_map(model, X, y, steps=200, lr=0.05, progress=False)
+        >>> idata = fit.to_inference_data(X, y, draws=50)
+        >>> idata.log_likelihood["obs"].shape
+        (1, 50, 30)
+        """
+        kind = PosteriorKind.resolve(posterior, "posterior")
+        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+            raise ValueError(f"draws must be a positive int, got {draws!r}")
+        Xt, yt = self.prepare(X, y)
+        values, described = posterior_draws(self, Xt, yt, kind, draws, seed, hessian)
+        ll = log_likelihood_draws(self.model, self.module, values, Xt, yt, self.noise, chunk_size=chunk_size)
+
+        post: dict[str, xr.DataArray] = {}
+        for site in self.model.sites:
+            dims = ["chain", "draw", f"unit_{site.layer.name}", f"weight_{site.layer.name}"]
+            post[site.name] = xr.DataArray(values[site.name].numpy()[None], dims=dims)
+        if self.model.learns_noise:
+            assert self.noise is not None
+            post["noise"] = xr.DataArray(np.full((1, draws), self.noise), dims=["chain", "draw"])
+        coords = {"chain": [0], "draw": np.arange(draws)}
+        attrs = {"posterior": described, "seed": seed, "source": self.label}
+        obs = yt.numpy()
+        obs_dims = ["example"] if obs.ndim == 1 else ["example", "output"]
+        return arviz().InferenceData(
+            posterior=xr.Dataset(post, coords=coords, attrs=attrs),
+            log_likelihood=xr.Dataset({"obs": (["chain", "draw", "example"], ll.numpy()[None])},
+                                      coords=coords, attrs=attrs),
+            observed_data=xr.Dataset({"obs": (obs_dims, obs)}),
+        )
+
+
+def to_inference_data(source: Fitted, X: ArrayLike, y: ArrayLike, **kwargs: Any) -> Any:
+    """``source.to_inference_data(X, y, **kwargs)`` (see :meth:`Fitted.to_inference_data`)."""
+    if not isinstance(source, Fitted):
+        raise TypeError(
+            f"expected a FitResult (bg.fit_map / bg.fit_svi) or a Candidate (bg.prune), got "
+            f"{type(source).__name__}"
+        )
+    return source.to_inference_data(X, y, **kwargs)
+
+
+def posterior_draws(
+    src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, kind: PosteriorKind, draws: int, seed: int,
+    hessian: str,
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Per-site draws ``(S, n_units, group_size)`` (float64) of ``src``'s posterior, and what they are in words."""
+    generator = torch.Generator().manual_seed(seed)
+    if kind is PosteriorKind.AUTO:
+        kind = PosteriorKind.GUIDE if src.variational else PosteriorKind.LAPLACE
+    if kind is PosteriorKind.GUIDE:
+        if not src.variational:
+            raise ValueError(
+                f"posterior='guide' needs a variational posterior, but this {src.label} has a "
+                f"point-mass (MAP) guide: fit one with bg.fit_svi, or use posterior='laplace'"
+            )
+        values, _ = guide_draws(src.guide, src.model, draws, generator)
+        return values, f"guide ({type(src.guide).__name__})"
+    lap = laplace_posterior(src.model, src.module, Xt, yt, hessian=hessian, noise=src.noise)
+    return lap.unflatten(lap.sample(draws, generator)), f"laplace ({lap.hessian})"
