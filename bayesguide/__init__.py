@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from bayesguide import datasets, guidance
+from bayesguide import datasets, guidance, pipeline
 from bayesguide.comparison import Comparison, compare
 from bayesguide.infer import (
     FitResult,
@@ -23,6 +23,7 @@ from bayesguide.infer import (
 from bayesguide.likelihoods import Likelihood
 from bayesguide.marglik import Evidence, evidence
 from bayesguide.model import GuidedModel
+from bayesguide.pipeline import Selection, select_architecture
 from bayesguide.posterior import DeltaGuide, LowRankGuide, MeanFieldGuide
 from bayesguide.priors import (
     GroupHorseshoe,
@@ -60,6 +61,7 @@ __all__ = [
     "MeanFieldGuide",
     "NonFiniteLossError",
     "OptimSettings",
+    "Selection",
     "UnitPrior",
     "__version__",
     "compare",
@@ -70,12 +72,14 @@ __all__ = [
     "fit_relevance",
     "fit_svi",
     "guidance",
+    "pipeline",
     "l0_gates",
     "make_prior",
     "prune",
     "pruning_path",
     "relevance_pruning",
     "resume_fit",
+    "select_architecture",
     "strength_from_mean_loss",
     "write_report",
 ]

@@ -1,4 +1,4 @@
-"""String options as ``str`` enums, resolved by one small factory.
+"""String options as ``str`` enums, resolved by one small factory; named registries.
 
 Users pass plain strings (``likelihood="categorical"``); the library validates them
 against one list and the error message lists the choices. Each member carries its own
@@ -8,15 +8,17 @@ one-line description, declared beside it::
         CONSTANT = "constant", "fixed learning rate"
         COSINE = "cosine", "cosine decay to lr/100"
 
-Leaf module: no bayesguide imports.
+:class:`Registry` is the same idea for the extensible choices (prior families, fitters,
+evidence estimators, Occam priors): entries registered by name, errors listing the
+names. Leaf module: no bayesguide imports.
 """
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import TypeVar
+from typing import Generic, TypeVar
 
-__all__ = ["Option"]
+__all__ = ["Option", "Registry"]
 
 E = TypeVar("E", bound="Option")
 
@@ -62,3 +64,57 @@ class Option(str, Enum):
         raise ValueError(
             f"unknown {what} {value!r}; choose one of: {', '.join(cls.choices())}"
         )
+
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named entries of one kind (prior families, fitters, estimators, Occam priors), in
+    registration order; an unknown name is an error that lists the registered ones.
+
+    Examples
+    --------
+    >>> shapes = Registry[int]("shape")
+    >>> shapes.register("square", 4)
+    4
+    >>> shapes.get("Square"), shapes.names()
+    (4, ['square'])
+    >>> shapes.get("circle")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown shape 'circle'; choose one of: square
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, item: T) -> T:
+        """Add ``item`` under ``name`` (which must be new); return it."""
+        if name in self._items:
+            raise ValueError(f"{self.what} {name!r} is already registered")
+        self._items[name] = item
+        return item
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (if registered): for tests that register a toy entry."""
+        self._items.pop(name, None)
+
+    def get(self, name: str) -> T:
+        """The entry registered as ``name`` (case and surrounding spaces ignored)."""
+        key = name.strip().lower() if isinstance(name, str) else name
+        if key not in self._items:
+            raise ValueError(f"unknown {self.what} {name!r}; choose one of: {', '.join(self._items)}")
+        return self._items[key]
+
+    def names(self) -> list[str]:
+        """The registered names, in registration order."""
+        return list(self._items)
+
+    def values(self) -> list[T]:
+        """The registered entries, in registration order."""
+        return list(self._items.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # over ~5 s: run by `python -m pytest -q -m slow` (and in .ci/run)
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compression.py"
 
 

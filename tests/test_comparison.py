@@ -29,6 +29,7 @@ def _small_fit(seed: int = 0, guidance: bg.guidance.Profile | None = None) -> Da
     return bg.fit_map(model, X, y, steps=300, lr=0.02, progress=False), X, y
 
 
+@pytest.mark.slow
 def test_teacher_student_selects_the_teacher_width() -> None:
     data = teacher_student(n=600, width=4, noise=0.1, seed=0)
     torch.manual_seed(0)

@@ -12,6 +12,8 @@ import torch
 import bayesguide as bg
 from bayesguide.datasets import digits
 
+pytestmark = pytest.mark.slow  # over ~5 s: run by `python -m pytest -q -m slow` (and in .ci/run)
+
 
 def _mlp() -> torch.nn.Sequential:
     return torch.nn.Sequential(

@@ -21,6 +21,7 @@ from bayesguide.comparison.occam import (
     occam_log_prior,
     occam_priors,
     register_occam,
+    unregister_occam,
 )
 from bayesguide.comparison.result import Comparison
 from bayesguide.comparison.rows import check_candidates, metric, resolve_hessian, score_candidate
@@ -40,4 +41,5 @@ __all__ = [
     "register_occam",
     "resolve_hessian",
     "score_candidate",
+    "unregister_occam",
 ]

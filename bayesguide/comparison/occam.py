@@ -31,9 +31,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
+from bayesguide._options import Registry
 from bayesguide.pruning import Candidate
 
-__all__ = ["OccamPrior", "get_occam", "guidance_cost", "occam_log_prior", "occam_priors", "register_occam"]
+__all__ = [
+    "OccamPrior", "get_occam", "guidance_cost", "occam_log_prior", "occam_priors", "register_occam", "unregister_occam",
+]
 
 
 @dataclass(frozen=True)
@@ -45,28 +48,27 @@ class OccamPrior:
     summary: str
 
 
-_OCCAM: dict[str, OccamPrior] = {}
+_OCCAM: Registry[OccamPrior] = Registry("Occam prior")
 
 
 def register_occam(prior: OccamPrior) -> OccamPrior:
     """Add an Occam prior (its name must be new); return it."""
-    if prior.name in _OCCAM:
-        raise ValueError(f"Occam prior {prior.name!r} is already registered")
-    _OCCAM[prior.name] = prior
-    return prior
+    return _OCCAM.register(prior.name, prior)
+
+
+def unregister_occam(name: str) -> None:
+    """Remove a registered Occam prior (for tests that register a toy one)."""
+    _OCCAM.unregister(name)
 
 
 def occam_priors() -> list[OccamPrior]:
     """The registered Occam priors, in registration order."""
-    return list(_OCCAM.values())
+    return _OCCAM.values()
 
 
 def get_occam(name: str) -> OccamPrior:
     """The Occam prior registered as ``name``; the error lists the choices."""
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key not in _OCCAM:
-        raise ValueError(f"unknown Occam prior {name!r}; choose one of: {', '.join(_OCCAM)}")
-    return _OCCAM[key]
+    return _OCCAM.get(name)
 
 
 def guidance_cost(candidate: Candidate) -> float:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bayesguide._options import Registry
 from bayesguide.guidance import adaptive_fitter
 from bayesguide.infer.l0 import fit_l0
 from bayesguide.infer.map import fit_map
@@ -80,27 +81,22 @@ class Fitter:
         return "svi" if self.posterior else "map"
 
 
-_FITTERS: dict[str, Fitter] = {}
+_FITTERS: Registry[Fitter] = Registry("fitter")
 
 
 def register_fitter(fitter: Fitter) -> Fitter:
     """Add a fitter (its name must be new); return it."""
-    if fitter.name in _FITTERS:
-        raise ValueError(f"fitter {fitter.name!r} is already registered")
-    _FITTERS[fitter.name] = fitter
-    return fitter
+    return _FITTERS.register(fitter.name, fitter)
 
 
 def get_fitter(name: str) -> Fitter:
     """The fitter registered as ``name`` (the error lists the registered ones)."""
-    if name not in _FITTERS:
-        raise ValueError(f"unknown fitter {name!r}; registered: {', '.join(_FITTERS)}")
-    return _FITTERS[name]
+    return _FITTERS.get(name)
 
 
 def fitters() -> list[Fitter]:
     """The registered fitters, in registration order."""
-    return list(_FITTERS.values())
+    return _FITTERS.values()
 
 
 def fitter_for(prior: UnitPrior, method: str) -> Fitter:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bayesguide._options import Registry
 from bayesguide.marglik.laplace import laplace_estimate
 from bayesguide.marglik.result import Evidence
 from bayesguide.marglik.variational import elbo_estimate, iw_estimate
@@ -61,35 +62,29 @@ class EvidenceEstimator:
         return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
-_ESTIMATORS: dict[str, EvidenceEstimator] = {}
+_ESTIMATORS: Registry[EvidenceEstimator] = Registry("evidence method")
 
 
 def register_estimator(estimator: EvidenceEstimator) -> EvidenceEstimator:
     """Add an estimator (its name must be new); return it."""
     if not isinstance(estimator, EvidenceEstimator):
         raise TypeError(f"register_estimator takes an EvidenceEstimator, got {type(estimator).__name__}")
-    if estimator.name in _ESTIMATORS:
-        raise ValueError(f"evidence method {estimator.name!r} is already registered")
-    _ESTIMATORS[estimator.name] = estimator
-    return estimator
+    return _ESTIMATORS.register(estimator.name, estimator)
 
 
 def unregister_estimator(name: str) -> None:
     """Remove a registered estimator (for tests that register a toy one)."""
-    _ESTIMATORS.pop(name, None)
+    _ESTIMATORS.unregister(name)
 
 
 def estimators() -> list[EvidenceEstimator]:
     """The registered estimators, in registration order."""
-    return list(_ESTIMATORS.values())
+    return _ESTIMATORS.values()
 
 
 def get_estimator(name: str) -> EvidenceEstimator:
     """The estimator registered as ``name``; the error lists the choices."""
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key not in _ESTIMATORS:
-        raise ValueError(f"unknown evidence method {name!r}; choose one of: {', '.join(_ESTIMATORS)}")
-    return _ESTIMATORS[key]
+    return _ESTIMATORS.get(name)
 
 
 def evidence(fit: Fitted, X: ArrayLike, y: ArrayLike, *, method: str = "laplace", **options: Any) -> Evidence:

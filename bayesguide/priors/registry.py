@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bayesguide._options import Registry
 from bayesguide.guidance import GuidanceSpec
 from bayesguide.priors.base import UnitPrior
 
@@ -97,7 +98,7 @@ class PriorFamily:
         return {o.key: o.default for o in self.options}
 
 
-_FAMILIES: dict[str, PriorFamily] = {}
+_FAMILIES: Registry[PriorFamily] = Registry("prior kind")
 
 
 def register_prior(family: PriorFamily) -> PriorFamily:
@@ -112,25 +113,22 @@ def register_prior(family: PriorFamily) -> PriorFamily:
         raise TypeError(f"register_prior takes a PriorFamily, got {type(family).__name__}")
     if not family.kind or not family.kind.replace("_", "").isalnum() or family.kind != family.kind.lower():
         raise ValueError(f"a prior kind must be a lower-case name (letters, digits, '_'), got {family.kind!r}")
-    if family.kind in _FAMILIES:
-        raise ValueError(f"prior kind {family.kind!r} is already registered ({_FAMILIES[family.kind].prior.__name__})")
-    _FAMILIES[family.kind] = family
-    return family
+    return _FAMILIES.register(family.kind, family)
 
 
 def unregister_prior(kind: str) -> None:
     """Remove a registered family (for tests that register a toy family)."""
-    _FAMILIES.pop(kind, None)
+    _FAMILIES.unregister(kind)
 
 
 def kinds() -> list[str]:
     """The registered kinds, in registration order."""
-    return list(_FAMILIES)
+    return _FAMILIES.names()
 
 
 def families() -> list[PriorFamily]:
     """The registered families, in registration order."""
-    return list(_FAMILIES.values())
+    return _FAMILIES.values()
 
 
 def get_family(kind: str | UnitPrior) -> PriorFamily:
@@ -146,10 +144,7 @@ def get_family(kind: str | UnitPrior) -> PriorFamily:
             if type(kind) is family.prior:
                 return family
         raise ValueError(f"{type(kind).__name__} is not a registered prior family; see register_prior")
-    key = kind.strip().lower() if isinstance(kind, str) else kind
-    if key not in _FAMILIES:
-        raise ValueError(f"unknown prior kind {kind!r}; choose one of: {', '.join(_FAMILIES)}")
-    return _FAMILIES[key]
+    return _FAMILIES.get(kind)
 
 
 def make_prior(kind: str, strength: float, guidance: GuidanceSpec | None = None, **options: Any) -> UnitPrior:

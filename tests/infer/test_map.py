@@ -222,6 +222,7 @@ def _softmax_regression_minimiser(X: np.ndarray, y: np.ndarray, lam: float, g: n
     return res.x.reshape(c, d + 1)
 
 
+@pytest.mark.slow
 def test_fit_map_reaches_the_convex_minimiser() -> None:
     rng = np.random.default_rng(3)
     n, d, lam = 120, 4, 0.5

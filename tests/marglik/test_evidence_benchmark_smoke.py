@@ -1,12 +1,18 @@
-"""The evidence benchmark runs (tiny smoke mode), with or without laplace-torch installed;
-timings are never asserted."""
+"""The evidence benchmark runs (tiny smoke mode) against laplace-torch, and without it;
+timings are never asserted.
+
+laplace-torch comes with the ``peers`` extra. Without it the comparison is *skipped*,
+visibly — and CI (``BAYESGUIDE_REQUIRE_PEERS=1``) fails instead, so the agreement with
+the peer is checked on every run there."""
 
 from __future__ import annotations
 
 import builtins
 import importlib.util
 import math
+import os
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,16 +31,25 @@ def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return module
 
 
+def _require_laplace_torch() -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # its dependencies use torch.jit.script
+            import laplace  # noqa: F401
+    except (ImportError, RuntimeError) as err:
+        if os.environ.get("BAYESGUIDE_REQUIRE_PEERS"):
+            raise AssertionError(f"laplace-torch is required here (BAYESGUIDE_REQUIRE_PEERS) but: {err}") from err
+        pytest.skip(f"laplace-torch is not usable ({err}): pip install -c constraints.txt -e '.[peers]'")
+
+
 def test_evidence_benchmark_smoke(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _require_laplace_torch()
     bench = _load(monkeypatch)
     results = bench.main(["--smoke"])
     out = capsys.readouterr().out
-    if not results:  # laplace-torch is not installed: a message and nothing else
-        assert "laplace-torch is not usable here" in out
-        return
-    assert set(results) == {"full", "kron"}
+    assert set(results) == {"full", "kron"}, out
     assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 and r["cpu_ratio"] > 0 for r in results.values())
     assert "full median ratio bayesguide/laplace-torch:" in out
     # the same curvature gives the same number on both sides (float32 peer)
