@@ -68,16 +68,10 @@ experiment-file choice without any change here.
 These rules are not written here: each prior family declares which fitter trains it for
 each ``[fit] method`` and each fitter what it needs (:mod:`bayesguide.priors.registry`,
 :mod:`bayesguide.infer.registry`); a combination outside them is an error naming the
-keys and what to use instead.
-The method-specific keys ``alpha`` (sparse_group), ``tau0`` (horseshoe) and
-``l0_weight_decay`` (l0) may be omitted or left at their defaults for any kind; setting
-one to another value for a kind that does not use it is an error (it would otherwise
-be silently ignored). ``partial`` guidance (coefficient 0, a flat prior, on the
-protected units) works with every kind except horseshoe. Every method's candidates get
-a Laplace evidence (:mod:`bayesguide.marglik.laplace` documents which Gaussian prior);
-with ``fine_tune`` the l0 and horseshoe candidates are re-fitted by MAP under that
-Gaussian prior, ``GuidedNormal(strength, uniform)``, since their own priors have no MAP
-fit; the other kinds are re-fitted under their own prior.
+keys and what to use instead. A family's own keys (``alpha``, ``tau0``,
+``l0_weight_decay``) may be omitted or left at their defaults for any kind; set to
+another value for a kind that does not use them they are an error, not silently ignored.
+How candidates are re-fitted and scored: :mod:`bayesguide.pipeline`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
   activations held at once stay below a fixed number of elements whatever ``S`` and ``N``.
 
 The Laplace posterior (:mod:`~bayesguide.posterior.laplace`), ArviZ conversion
-(:mod:`~bayesguide.posterior.idata`) and the variational evidence estimators build on these.
+(:meth:`~bayesguide.posterior.fitted.Fitted.to_inference_data`) and the variational evidence estimators build on these.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _latent_draws(
 
     ``z = exp(μ + σ ε)``; ``log q(z) = Σ [−log σ − ε²/2 − log(2π)/2 − log z]`` (the Normal
     density of ``log z`` and the Jacobian of ``exp``), as in
-    :class:`~bayesguide.infer.guides.LatentFactors`.
+    :class:`~bayesguide.posterior.guides.LatentFactors`.
     """
     factors = getattr(guide, "latent_factors", None)
     if factors is None:

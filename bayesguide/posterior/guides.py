@@ -17,13 +17,13 @@ independent log-normal factors ``q(z) = LogNormal(μ, softplus(ρ)²)`` per elem
 their site names, and ``log_q`` includes them. :class:`DeltaGuide` refuses such
 models: their MAP is degenerate (scales → 0).
 
-=====================  =====================================  ============================
-guide                  family                                 counterpart in Pyro
-=====================  =====================================  ============================
-:class:`DeltaGuide`    point mass at the network's weights    ``AutoDelta``
-:class:`MeanFieldGuide` independent Normals, softplus scales  ``AutoNormal``
-:class:`LowRankGuide`  Normal with covariance ``FFᵀ + D²``    ``AutoLowRankMultivariateNormal``
-=====================  =====================================  ============================
+=======================  =====================================  =================================
+guide                    family                                 counterpart in Pyro
+=======================  =====================================  =================================
+:class:`DeltaGuide`      point mass at the network's weights    ``AutoDelta``
+:class:`MeanFieldGuide`  independent Normals, softplus scales   ``AutoNormal``
+:class:`LowRankGuide`    Normal with covariance ``FFᵀ + D²``    ``AutoLowRankMultivariateNormal``
+=======================  =====================================  =================================
 """
 
 from __future__ import annotations

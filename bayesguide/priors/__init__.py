@@ -2,16 +2,16 @@
 
 One family per module, each registered under its ``kind`` (:mod:`~bayesguide.priors.registry`):
 
-================================  ============  ==========================================
-prior                             kind          negative log = penalty (+ const)
-================================  ============  ==========================================
-:class:`GuidedNormal`             ``l2``        guided L2: ``λ Σ_j g_j ‖θ_j‖₂²``
-:class:`GuidedLaplace`            ``l1``        guided L1: ``λ Σ_j g_j ‖θ_j‖₁``
-:class:`GuidedGroupLasso`         ``group``     guided group lasso: ``λ Σ_j g_j √p ‖θ_j‖₂``
+================================  ================  =============================================================
+prior                             kind              negative log = penalty (+ const)
+================================  ================  =============================================================
+:class:`GuidedNormal`             ``l2``            guided L2: ``λ Σ_j g_j ‖θ_j‖₂²``
+:class:`GuidedLaplace`            ``l1``            guided L1: ``λ Σ_j g_j ‖θ_j‖₁``
+:class:`GuidedGroupLasso`         ``group``         guided group lasso: ``λ Σ_j g_j √p ‖θ_j‖₂``
 :class:`GuidedSparseGroupLasso`   ``sparse_group``  ``λ Σ_j g_j [(1−α) √p ‖θ_j‖₂ + α ‖θ_j‖₁]``
-:class:`HardConcreteGates`        ``l0``        expected L0 of hard-concrete gates (a marker, no density)
-:class:`GroupHorseshoe`           ``horseshoe`` hierarchical: latent scales, no MAP
-================================  ============  ==========================================
+:class:`HardConcreteGates`        ``l0``            expected L0 of hard-concrete gates (a marker, no density)
+:class:`GroupHorseshoe`           ``horseshoe``     hierarchical: latent scales, no MAP
+================================  ================  =============================================================
 
 The contract every family follows is in :mod:`~bayesguide.priors.base`; adding a family
 is one new module plus a :func:`register_prior` call (``docs/extending.md``).

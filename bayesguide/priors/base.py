@@ -13,9 +13,11 @@ bias. Two small contracts:
 * :class:`UnitPrior` — a *family*: a strength ``λ`` and a guidance specification,
   turning one layer's coefficients ``g`` into a :class:`UnitGroupDistribution`. It
   declares what the rest of the library needs to know about it: ``kind`` (its name),
-  ``penalty`` (the regularizer it equals, for reports), ``has_density`` (whether MAP
-  and SVI can train it) and :meth:`UnitPrior.gaussian_counterpart` (the Gaussian prior
-  its candidates' Laplace evidence uses). Registering it (:mod:`bayesguide.priors.registry`)
+  ``penalty`` (the regularizer it equals, for reports), ``has_density`` (whether it
+  is a density over the weights alone, so that MAP — and the fine-tuning of its
+  candidates — can use it; L0 gates and the horseshoe are not) and
+  :meth:`UnitPrior.gaussian_counterpart` (the Gaussian prior its candidates' Laplace
+  evidence uses). Registering it (:mod:`bayesguide.priors.registry`)
   makes it a ``[prior] kind`` of experiment files.
 
 ``strength`` is ``λ`` in the Bayesian convention: the rate of the prior, the same
@@ -254,7 +256,7 @@ class UnitPrior(ABC):
     kind: ClassVar[str] = ""
     #: the penalty it equals, for reports
     penalty: ClassVar[str] = ""
-    #: whether it is a density over the weights (MAP, SVI and fine-tuning use it directly)
+    #: whether it is a density over the weights alone (MAP and candidate fine-tuning can use it)
     has_density: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
