@@ -10,26 +10,38 @@
 * ``bayesguide report RUN_DIR`` — regenerate ``report.html`` / ``report.md`` from the
   saved ``results.json``.
 
-Exit codes: 0 success, 1 the run failed (the message says why), 2 bad command-line
-arguments or an invalid experiment file, 130 interrupted (finished work is saved).
+Exit codes:
+
+* 0 — success;
+* 1 — the run failed: training diverged (``bayesguide.NonFiniteLossError``), the run
+  directory holds another experiment, other data, a damaged saved fit, or is in use by
+  another ``bayesguide run`` (its lock file names the PID), or anything unexpected;
+* 2 — bad input: bad command-line arguments, a missing or invalid experiment file
+  (``ExperimentError``), or a data source that cannot be read or is not usable data;
+* 130 — interrupted (Ctrl-C); finished work is saved, the same command resumes.
+
+Every failure ends in one line on standard error, ``bayesguide: …``, naming the
+problem. ``bayesguide --debug COMMAND …`` (or the environment variable
+``BAYESGUIDE_DEBUG=1``) re-raises the exception instead, with its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from bayesguide.experiment import Experiment, ExperimentError, FitConfig, OutputConfig, load_experiment
 from bayesguide.guidance import ProfileName
-from bayesguide.infer import fitters
+from bayesguide.infer import NonFiniteLossError, fitters
 from bayesguide.marglik import estimators
 from bayesguide.priors import families
 from bayesguide.report import write_report
 from bayesguide.results import load_results
-from bayesguide.runner import run_experiment
+from bayesguide.runner import DataError, run_experiment
 
 __all__ = ["main", "methods_help"]
 
@@ -40,6 +52,18 @@ _EXAMPLES = """examples:
   bayesguide run experiment.toml --out runs/x
   bayesguide report runs/x               rebuild report.html and report.md from results.json
 """
+
+_EXIT_CODES = """exit codes: 0 success; 1 the run failed; 2 bad input (arguments, experiment file, data);
+  130 interrupted (finished work is saved; the same command resumes).
+  Errors are one line on stderr; --debug (or BAYESGUIDE_DEBUG=1) shows the traceback.
+"""
+
+#: the longest message printed (a library's message can be pages long)
+_MOST = 2000
+
+
+class _InputError(Exception):
+    """Bad input that is not an experiment error: e.g. a missing experiment file (exit code 2)."""
 
 def methods_help() -> str:
     """The methods part of ``--help``: every registered prior family, guidance and estimator."""
@@ -66,13 +90,34 @@ def _run(experiment: Experiment, quiet: bool) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer in 1 … 10⁹ (the ``[fit] steps`` bounds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if not 1 <= value <= 10**9:
+        raise argparse.ArgumentTypeError(f"must be an integer in 1 … 1,000,000,000, got {text!r}")
+    return value
+
+
+def _directory(text: str) -> str:
+    """An argparse type: a directory name, not ``""`` (which would be the working directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must name a directory, got {text!r}")
+    return text
+
+
 def _demo(args: argparse.Namespace) -> int:
     exp = Experiment(fit=FitConfig(steps=args.steps), output=OutputConfig(dir=args.out))
     return _run(exp, args.quiet)
 
 
 def _run_file(args: argparse.Namespace) -> int:
-    exp = load_experiment(args.experiment)
+    try:
+        exp = load_experiment(args.experiment)
+    except OSError as err:  # missing, a directory, unreadable: bad input, not a failed run
+        raise _InputError(str(err)) from err
     if args.out is not None:
         exp = dataclasses.replace(exp, output=OutputConfig(dir=args.out))
     return _run(exp, args.quiet)
@@ -91,18 +136,20 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayesguide",
         description="Bayesian model selection of neural-network architectures with guided priors.",
-        epilog=_EXAMPLES + "\n" + methods_help(), formatter_class=fmt,
+        epilog=_EXAMPLES + "\n" + methods_help() + "\n" + _EXIT_CODES, formatter_class=fmt,
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the traceback instead of one line (also: BAYESGUIDE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="the built-in digits demo, end to end", epilog=_EXAMPLES, formatter_class=fmt)
-    demo.add_argument("--out", default="bayesguide-demo", help="run directory (default: %(default)s)")
-    demo.add_argument("--steps", type=int, default=1500, help="MAP steps (default: %(default)s)")
+    demo.add_argument("--out", type=_directory, default="bayesguide-demo", help="run directory (default: %(default)s)")
+    demo.add_argument("--steps", type=_positive_int, default=1500, help="MAP steps (default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
     run = sub.add_parser("run", help="run an experiment file", epilog=methods_help() + "\n" + _EXAMPLES,
                          formatter_class=fmt)
     run.add_argument("experiment", help="the experiment file (TOML)")
-    run.add_argument("--out", default=None, help="run directory (default: the file's [output] dir)")
+    run.add_argument("--out", type=_directory, default=None, help="run directory (default: the file's [output] dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run_file)
     report = sub.add_parser("report", help="rebuild the reports of a run directory", formatter_class=fmt)
@@ -111,8 +158,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """The exception's message on one line (whitespace collapsed, at most ``_MOST`` characters)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= _MOST else text[: _MOST - 1] + "…"
+
+
+def _failure(err: Exception) -> tuple[int, str]:
+    """The exit code and the one-line message of an error that ended a command."""
+    if isinstance(err, ExperimentError):
+        return 2, f"invalid experiment: {_one_line(err)}"
+    if isinstance(err, DataError):
+        return 2, f"bad data: {_one_line(err)}"
+    if isinstance(err, _InputError):
+        return 2, f"error: {_one_line(err)}"
+    if isinstance(err, NonFiniteLossError):
+        return 1, f"the run failed: {_one_line(err)} (try a smaller [fit] lr or a weaker prior)"
+    if isinstance(err, (ValueError, TypeError, OSError)):  # the library's own errors name the problem
+        return 1, f"error: {_one_line(err)}"
+    return 1, f"error: {type(err).__name__}: {_one_line(err)} (run with --debug for the traceback)"
+
+
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(args.debug) or os.environ.get("BAYESGUIDE_DEBUG", "").strip() not in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bayesguide`` command; returns the exit code."""
+    """Entry point of the ``bayesguide`` command; returns the exit code (see the module docstring)."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -120,16 +192,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = args.func(args)
-    except ExperimentError as err:
-        print(f"bayesguide: invalid experiment: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
+        if _debug(args):
+            raise
         print("bayesguide: interrupted; finished candidates are saved — run the same command again to resume",
               file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError) as err:
-        print(f"bayesguide: error: {err}", file=sys.stderr)
-        return 1
+    except Exception as err:
+        if _debug(args):
+            raise
+        code, message = _failure(err)
+        print(f"bayesguide: {message}", file=sys.stderr)
+        return code
     return code
 
 

@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +54,13 @@ class Dataset:
         )
 
 
-def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_fraction(test_fraction: float) -> None:
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
+
+
+def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    _check_fraction(test_fraction)
     perm = np.random.default_rng(seed).permutation(n)
     n_test = round(n * test_fraction)
     return perm[n_test:], perm[:n_test]
@@ -141,12 +148,158 @@ def mnist1d(seed: int = 0, dtype: torch.dtype = torch.float32) -> Dataset:
                    as_x(data["x_test"]), as_y(data["y_test"]))
 
 
-def _targets(y: np.ndarray, task: str, dtype: torch.dtype, where: str) -> torch.Tensor:
-    if task == "classification":
-        if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise ValueError(f"{where}: classification targets must be integer class labels")
-        return torch.as_tensor(y.astype(np.int64))
-    return torch.as_tensor(y.astype(np.float64), dtype=dtype)
+_NPZ_ARRAYS = ("X", "y", "X_test", "y_test")
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays ``X``, ``y`` (and ``X_test``, ``y_test`` when present) of a ``.npz`` file.
+
+    A file that is not a valid ``.npz`` archive (not a zip, truncated, a bare ``.npy``)
+    or an array of Python objects is refused with a message naming the file.
+    """
+    with path.open("rb") as handle:  # closed here even when np.load fails half-way
+        try:
+            loaded = np.load(handle, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            raise ValueError(f"{path}: not a valid .npz file (expected a zip archive of arrays written by "
+                             f"np.savez)") from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not a valid .npz file: it holds a single .npy array; "
+                             f"write X and y with np.savez(path, X=X, y=y)")
+        with loaded as npz:
+            return _npz_arrays(path, npz)
+
+
+def _npz_arrays(path: Path, npz: np.lib.npyio.NpzFile) -> dict[str, np.ndarray]:
+    """The arrays of an open ``.npz``; a member that cannot be read is named."""
+    missing = [k for k in ("X", "y") if k not in npz.files]
+    if missing:
+        raise ValueError(f"{path}: missing arrays {missing}; a .npz needs X and y (found {npz.files})")
+    if ("X_test" in npz.files) != ("y_test" in npz.files):
+        raise ValueError(f"{path}: give both X_test and y_test, or neither")
+    arrays: dict[str, np.ndarray] = {}
+    for key in _NPZ_ARRAYS:
+        if key not in npz.files:
+            continue
+        try:
+            arrays[key] = np.asarray(npz[key])
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            if isinstance(err, ValueError) and "allow_pickle" in str(err):
+                raise ValueError(f"{path}: array {key!r} holds Python objects (dtype object); "
+                                 f"save numeric arrays") from None
+            raise ValueError(f"{path}: not a valid .npz file: array {key!r} cannot be read "
+                             f"({type(err).__name__}: {err})") from None
+    return arrays
+
+
+def _read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Features and target column of a ``.csv`` file with a header row."""
+    if target is None:
+        raise ValueError(f"{path}: a .csv needs the name of its target column ([data] target = ...)")
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError) as err:
+        raise ValueError(f"{path}: not a readable CSV file: {err}") from None
+    if target not in frame.columns:
+        raise ValueError(f"{path}: no column {target!r}; columns: {list(frame.columns)}")
+    if len(frame) == 0:
+        raise ValueError(f"{path}: no data rows after the header")
+    features = frame.drop(columns=[target])
+    if features.shape[1] == 0:
+        raise ValueError(f"{path}: no feature columns: the file holds only the target column {target!r}")
+    bad = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    if bad:
+        raise ValueError(f"{path}: non-numeric feature columns {bad}")
+    return features.to_numpy(dtype=np.float64), frame[target].to_numpy()
+
+
+def _check_numeric(a: np.ndarray, name: str, where: str) -> None:
+    if a.dtype == object or not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{where}: {name} must be numeric, got dtype {a.dtype}")
+    if np.iscomplexobj(a):
+        raise ValueError(f"{where}: {name} is complex-valued (dtype {a.dtype}); bayesguide needs real numbers")
+
+
+RowName = Callable[[int], str]
+
+
+def _csv_row(i: int) -> str:
+    return f"data row {i + 1} (rows count from 1 after the header)"
+
+
+def _npz_row(i: int) -> str:
+    return f"row {i} (0-based index)"
+
+
+def _check_values(a: np.ndarray, name: str, where: str, row: RowName, dtype: torch.dtype) -> None:
+    """Refuse NaN / inf, and values that overflow ``dtype``, naming the first bad row of the file.
+
+    ``row`` names an array row the way the file's format counts rows.
+    """
+    if not np.issubdtype(a.dtype, np.floating) or a.size == 0:
+        return
+    flat = a.reshape(len(a), -1)
+    bad = ~np.isfinite(flat)
+    if bad.any():
+        i = int(bad.any(axis=1).argmax())
+        raise ValueError(f"{where}: {name} contains NaN or inf, first at {row(i)}")
+    big = float(torch.finfo(dtype).max)
+    over = np.abs(flat) > big
+    if over.any():
+        i = int(over.any(axis=1).argmax())
+        j = int(over[i].argmax())
+        raise ValueError(
+            f"{where}: {name} value {flat[i, j]:.6g} at {row(i)} overflows {str(dtype).replace('torch.', '')} "
+            f"(largest finite {big:.3g}); rescale the data (or, from Python, load it with dtype=torch.float64)"
+        )
+
+
+def _labels(y: np.ndarray, name: str, where: str, row: RowName) -> np.ndarray:
+    """Classification targets as int64 class labels; a non-integer value is named by its row."""
+    if y.ndim != 1:
+        raise ValueError(f"{where}: classification targets {name} must be one label per row (1-D), "
+                         f"got shape {y.shape}" + ("; save y.ravel()" if y.ndim == 2 and y.shape[1] == 1 else ""))
+    if np.issubdtype(y.dtype, np.floating):
+        bad = y != np.round(y)
+        if bad.any():
+            i = int(bad.argmax())
+            raise ValueError(f"{where}: classification targets must be integer class labels; "
+                             f"{name} is {float(y[i]):g} at {row(i)}")
+    return y.astype(np.int64)
+
+
+def _shown(values: list[int], limit: int = 8) -> str:
+    return ", ".join(map(str, values[:limit])) + (f", … ({len(values)} in all)" if len(values) > limit else "")
+
+
+def _check_classes(y_train: np.ndarray, y_test: np.ndarray, where: str) -> None:
+    """Labels must be ``0 … K−1``, with at least two classes and every class in the training split."""
+    labels = np.union1d(y_train, y_test)
+    k = len(labels)
+    if k < 2:
+        raise ValueError(
+            f"{where}: only one class (label {int(labels[0])}) in the data; classification needs at least "
+            f"two classes"
+        )
+    expected = np.arange(k)
+    if not np.array_equal(labels, expected):
+        missing = np.setdiff1d(expected, labels).tolist()
+        extra = np.setdiff1d(labels, expected).tolist()
+        raise ValueError(
+            f"{where}: classification labels must be the integers 0..{k - 1} ({k} classes found); "
+            f"missing: [{_shown(missing)}]; outside 0..{k - 1}: [{_shown(extra)}]; map them to 0..{k - 1} "
+            f"first, e.g. classes, y = np.unique(y, return_inverse=True)"
+        )
+    present = np.unique(y_train)
+    absent = np.setdiff1d(labels, present).tolist()
+    if absent:
+        raise ValueError(
+            f"{where}: classes [{_shown(absent)}] have no example in the training split (only in the "
+            f"held-out data); every class needs training examples: use another seed or test_fraction, "
+            f"or give X_test and y_test in the file"
+        )
 
 
 def _check_task(task: str) -> None:
@@ -165,60 +318,88 @@ def load_file(
     """A user's data file: ``.npz`` with ``X``, ``y`` (and optionally ``X_test``,
     ``y_test``), or ``.csv`` with a header row whose ``target`` column holds ``y``.
 
-    Without a test set in the file, ``test_fraction`` of the rows are held out.
+    Without a test set in the file, ``test_fraction`` of the rows are held out (at least
+    one row on each side). Everything is checked before the split, so a bad row is
+    named as the file counts it: for a ``.csv`` the *data row*, 1-based and not counting
+    the header (data row 1 is the line after the header); for a ``.npz`` the 0-based
+    index into the array.
+
+    Classification labels must be the integers ``0 … K−1``, with at least two classes
+    and every class present in the training split (map other labels first, e.g.
+    ``classes, y = np.unique(y, return_inverse=True)``).
 
     Raises
     ------
     FileNotFoundError, ValueError
-        A missing file, an unknown extension, missing arrays or columns, non-numeric
-        values, or mismatched lengths — each named in the message.
+        A missing file, an unknown extension, a file that is not a valid ``.npz``,
+        missing arrays or columns, no feature columns, non-numeric or complex values,
+        NaN / inf or values that overflow ``dtype`` (with their row), mismatched
+        lengths, too few rows to split, or labels that are not ``0 … K−1`` — each named
+        in the message.
     """
     _check_task(task)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} does not exist")
+    where = str(path)
     test: tuple[np.ndarray, np.ndarray] | None = None
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("X", "y") if k not in npz.files]
-            if missing:
-                raise ValueError(f"{path}: missing arrays {missing}; a .npz needs X and y (found {npz.files})")
-            X, y = npz["X"], npz["y"]
-            if ("X_test" in npz.files) != ("y_test" in npz.files):
-                raise ValueError(f"{path}: give both X_test and y_test, or neither")
-            if "X_test" in npz.files:
-                test = (npz["X_test"], npz["y_test"])
+        arrays = _read_npz(path)
+        X, y = arrays["X"], arrays["y"]
+        if "X_test" in arrays:
+            test = (arrays["X_test"], arrays["y_test"])
+        row: RowName = _npz_row
     elif path.suffix == ".csv":
-        if target is None:
-            raise ValueError(f"{path}: a .csv needs the name of its target column ([data] target = ...)")
-        import pandas as pd
-
-        try:
-            frame = pd.read_csv(path)
-        except (ValueError, pd.errors.ParserError) as err:
-            raise ValueError(f"{path}: not a readable CSV file: {err}") from None
-        if target not in frame.columns:
-            raise ValueError(f"{path}: no column {target!r}; columns: {list(frame.columns)}")
-        features = frame.drop(columns=[target])
-        bad = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-        if bad:
-            raise ValueError(f"{path}: non-numeric feature columns {bad}")
-        X, y = features.to_numpy(dtype=np.float64), frame[target].to_numpy()
+        X, y = _read_csv(path, target)
+        row = _csv_row
     else:
         raise ValueError(f"{path}: unknown data file type {path.suffix!r}; use .npz or .csv")
-    for name, a in (("X", X), ("y", y)):
-        if a.dtype == object or not np.issubdtype(a.dtype, np.number):
-            raise ValueError(f"{path}: {name} must be numeric, got dtype {a.dtype}")
-    if len(X) != len(y):
-        raise ValueError(f"{path}: X has {len(X)} rows but y has {len(y)}")
+    pairs = [("X", X, "y", y)] + ([] if test is None else [("X_test", test[0], "y_test", test[1])])
+    for xname, Xa, yname, ya in pairs:
+        for name, a in ((xname, Xa), (yname, ya)):
+            _check_numeric(a, name, where)
+            if a.ndim == 0:
+                raise ValueError(f"{where}: {name} must have one row per example, got a scalar")
+        if Xa.ndim < 2:
+            raise ValueError(f"{where}: {xname} must have one row per example and one column per feature "
+                             f"(at least 2-D), got shape {Xa.shape}; a single feature is X[:, None]")
+        if len(Xa) == 0:
+            raise ValueError(f"{where}: {xname} has no rows (shape {Xa.shape})")
+        if Xa[0].size == 0:
+            raise ValueError(f"{where}: {xname} has no feature columns (shape {Xa.shape})")
+        if len(Xa) != len(ya):
+            raise ValueError(f"{where}: {xname} has {len(Xa)} rows but {yname} has {len(ya)}")
+    if test is not None and test[0].shape[1:] != X.shape[1:]:
+        raise ValueError(f"{where}: X_test rows have shape {test[0].shape[1:]} but X rows have {X.shape[1:]}")
+    for xname, Xa, yname, ya in pairs:
+        _check_values(Xa, xname, where, row, dtype)
+        _check_values(ya, yname, where, row, dtype if task == "regression" else torch.float64)
+    if task == "classification":
+        y = _labels(y, "y", where, row)
+        if test is not None:
+            test = (test[0], _labels(test[1], "y_test", where, row))
     if test is None:
-        train_idx, test_idx = _split(len(y), test_fraction, seed)
+        _check_fraction(test_fraction)
+        n = len(y)
+        if not 1 <= round(n * test_fraction) < n:
+            raise ValueError(
+                f"{where}: {n} data rows are too few to hold out test_fraction={test_fraction:g} of them "
+                f"(at least one row for training and one for testing); add rows, change test_fraction, "
+                f"or give X_test and y_test in a .npz"
+            )
+        train_idx, test_idx = _split(n, test_fraction, seed)
         test = (X[test_idx], y[test_idx])
         X, y = X[train_idx], y[train_idx]
+    if task == "classification":
+        _check_classes(y, np.asarray(test[1]), where)
+        y_train = torch.as_tensor(y)
+        y_test = torch.as_tensor(np.asarray(test[1]))
+    else:
+        y_train = torch.as_tensor(y.astype(np.float64), dtype=dtype)
+        y_test = torch.as_tensor(np.asarray(test[1]).astype(np.float64), dtype=dtype)
     Xt = torch.as_tensor(X.astype(np.float64), dtype=dtype)
     Xs = torch.as_tensor(np.asarray(test[0]).astype(np.float64), dtype=dtype)
-    return Dataset(path.stem, task, Xt, _targets(y, task, dtype, str(path)),
-                   Xs, _targets(np.asarray(test[1]), task, dtype, str(path)))
+    return Dataset(path.stem, task, Xt, y_train, Xs, y_test)
 
 
 BUILTIN = ("digits", "mnist1d", "teacher")

@@ -58,9 +58,16 @@ class Likelihood(Option):
         """Validate ``y`` for this likelihood and an output of ``out_dim`` columns.
 
         Returns ``y`` as a long tensor ``(N,)`` (categorical) or a float tensor
-        ``(N, out_dim)`` (gaussian, bernoulli).
+        ``(N, out_dim)`` (gaussian, bernoulli). A categorical network needs at least two
+        outputs; the labels present are not counted (a test subset may hold one class).
         """
         if self is Likelihood.CATEGORICAL:
+            if out_dim < 2:
+                raise ValueError(
+                    f"a categorical likelihood needs a network with one output per class (at least 2), "
+                    f"got {out_dim}: the softmax of one output is always 1; for a 0/1 target use "
+                    f"likelihood='bernoulli'"
+                )
             if y.ndim != 1:
                 raise ValueError(
                     f"categorical targets must be 1-D class indices, got shape {tuple(y.shape)}"

@@ -2,8 +2,9 @@
 
 bayesguide supports feed-forward chains: ``nn.Sequential`` (nested ones are flattened)
 of ``Linear``, ``Conv2d``, ``BatchNorm1d/2d``, ``Flatten``, ``Dropout`` and elementwise
-activations. Every layer with parameters becomes one Pyro sample *site* holding an
-``(n, p)`` unit matrix:
+activations, or one bare ``Linear`` / ``Conv2d`` (Bayesian linear or logistic regression),
+read as a chain of one layer. Every layer with parameters becomes one Pyro sample *site*
+holding an ``(n, p)`` unit matrix:
 
 * ``Linear(in, out)``: ``n = out`` units, row ``j`` = ``[W[j, :], b[j]]``;
 * ``Conv2d``: ``n = out_channels``, row ``j`` = ``[W[j].flatten(), b[j]]``;
@@ -11,7 +12,13 @@ activations. Every layer with parameters becomes one Pyro sample *site* holding 
 
 ``Linear`` and ``Conv2d`` layers are *prunable* except the last one (the output layer,
 never pruned). Site names are ``"<layer name>.units"``, the layer name being its
-dotted position in the ``Sequential`` (``"0"``, ``"3"``, ``"block.1"``).
+dotted position in the ``Sequential`` (``"0"``, ``"3"``, ``"block.1"``). A bare layer
+is named ``""`` (its name in ``named_modules()``): its site is ``"units"`` and its
+parameters are ``"weight"`` and ``"bias"``.
+
+Each module instance may appear once: a layer used at two positions is applied twice by
+the network but listed once by ``named_children()``, so the chain would silently differ
+from the network; such networks are refused, as are layers with zero units or inputs.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["SUPPORTED_LAYERS", "Layer", "Site", "parse_network"]
+__all__ = ["SUPPORTED_LAYERS", "Layer", "Site", "parse_network", "qualified"]
 
 _PARAM_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)
 _PASS_LAYERS: tuple[type[nn.Module], ...] = (
@@ -106,34 +113,82 @@ class Site:
         return out
 
 
-def _flatten(net: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    out: list[tuple[str, nn.Module]] = []
-    for name, child in net.named_children():
+def qualified(layer: str, name: str) -> str:
+    """The dotted name of ``name`` (a parameter or site suffix) inside layer ``layer``.
+
+    Examples
+    --------
+    >>> qualified("2", "weight"), qualified("", "weight")
+    ('2.weight', 'weight')
+    """
+    return f"{layer}.{name}" if layer else name
+
+
+def _flatten(net: nn.Module, out: list[tuple[str, nn.Module]], seen: dict[int, tuple[int, str]],
+             prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """Append the leaves of a (nested) ``Sequential`` to ``out`` in order; refuse a module used twice.
+
+    ``_modules`` is walked rather than ``named_children()``, which lists a repeated
+    instance once; ``seen`` maps the ids of the modules met so far to their position in
+    the chain and their name.
+    """
+    for name, child in net._modules.items():
+        if child is None:
+            continue
         full = f"{prefix}{name}"
+        if id(child) in seen:
+            first, first_name = seen[id(child)]
+            raise ValueError(
+                f"the {type(child).__name__} at position {len(out)} (name {full!r}) is the same module "
+                f"instance as the one at position {first} (name {first_name!r}): a module used twice is "
+                f"applied twice by the network but read once by bayesguide; give each position its own "
+                f"instance"
+            )
+        seen[id(child)] = (len(out), full)
         if isinstance(child, nn.Sequential):
-            out.extend(_flatten(child, full + "."))
+            _flatten(child, out, seen, full + ".")
         else:
             out.append((full, child))
     return out
 
 
+def _sizes(module: nn.Module) -> tuple[tuple[str, int], ...]:
+    """The sizes that must be positive: inputs and units of a parametrised layer."""
+    if isinstance(module, nn.Linear):
+        return ("inputs (in_features)", module.in_features), ("units (out_features)", module.out_features)
+    if isinstance(module, nn.Conv2d):
+        return ("input channels", module.in_channels), ("units (out_channels)", module.out_channels)
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return (("units (num_features)", module.num_features),)
+    return ()
+
+
 def parse_network(net: nn.Module) -> tuple[list[Layer], list[Site]]:
     """Split ``net`` into supported layers and build its sample sites.
+
+    ``net`` is an ``nn.Sequential`` or a single ``Linear`` / ``Conv2d`` / ``BatchNorm``
+    layer (a chain of one layer named ``""``).
 
     Raises
     ------
     TypeError
-        If ``net`` is not an ``nn.Sequential`` or contains an unsupported layer (the
-        message names the layer, its position and the supported types).
+        If ``net`` is neither an ``nn.Sequential`` nor a supported layer with
+        parameters, or contains an unsupported layer (the message names the layer, its
+        position and the supported types).
     ValueError
-        If the network has no ``Linear`` / ``Conv2d`` layer.
+        If the network has no ``Linear`` / ``Conv2d`` layer, uses one module instance at
+        two positions (both named), or has a layer with zero units or inputs.
     """
-    if not isinstance(net, nn.Sequential):
+    if isinstance(net, nn.Sequential):
+        flat = _flatten(net, [], {})
+    elif isinstance(net, _PARAM_LAYERS):
+        flat = [("", net)]
+    else:
         raise TypeError(
-            f"GuidedModel needs an nn.Sequential chain of layers, got {type(net).__name__}; "
-            f"networks with branches or residual connections are not supported"
+            f"GuidedModel needs an nn.Sequential chain of layers or a single Linear / Conv2d layer, "
+            f"got {type(net).__name__}; networks with branches or residual connections are not supported"
         )
-    layers = [Layer(name, i, m) for i, (name, m) in enumerate(_flatten(net))]
+    layers = [Layer(name, i, m) for i, (name, m) in enumerate(flat)]
     for layer in layers:
         if not isinstance(layer.module, _PARAM_LAYERS + _PASS_LAYERS):
             raise TypeError(
@@ -145,6 +200,12 @@ def parse_network(net: nn.Module) -> tuple[list[Layer], list[Site]]:
                 f"Conv2d at position {layer.position} (name {layer.name!r}) uses "
                 f"padding_mode={layer.module.padding_mode!r}; only 'zeros' is supported"
             )
+        for what, size in _sizes(layer.module):
+            if size < 1:
+                raise ValueError(
+                    f"{type(layer.module).__name__} at position {layer.position} (name {layer.name!r}) has "
+                    f"{size} {what}; every layer needs at least one"
+                )
     weighted = [ly for ly in layers if isinstance(ly.module, (nn.Linear, nn.Conv2d))]
     if not weighted:
         raise ValueError("the network has no Linear or Conv2d layer to put a prior on")
@@ -159,9 +220,9 @@ def parse_network(net: nn.Module) -> tuple[list[Layer], list[Site]]:
         n = own[0][1].shape[0]
         sites.append(
             Site(
-                name=f"{layer.name}.units",
+                name=qualified(layer.name, "units"),
                 layer=layer,
-                param_names=tuple(f"{layer.name}.{k}" for k, _ in own),
+                param_names=tuple(qualified(layer.name, k) for k, _ in own),
                 widths=tuple(p.numel() // n for _, p in own),
                 shapes=tuple(p.shape for _, p in own),
                 prunable=isinstance(layer.module, (nn.Linear, nn.Conv2d)) and layer is not output,
@@ -185,8 +246,8 @@ def functional_forward(
             x = m(x)
             continue
         p = site.unpack(values[site.name])
-        w = p[f"{layer.name}.weight"]
-        b = p.get(f"{layer.name}.bias")
+        w = p[qualified(layer.name, "weight")]
+        b = p.get(qualified(layer.name, "bias"))
         if isinstance(m, nn.Linear):
             x = F.linear(x, w.contiguous(), b)  # a strided slice makes F.linear slower
         elif isinstance(m, nn.Conv2d):

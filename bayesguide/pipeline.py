@@ -197,7 +197,7 @@ def score_candidates(
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
     test = None if X_test is None else candidates[0].model.prepare_data(X_test, y_test)
-    hessian = resolve_hessian(sel.hessian, candidates)
+    hessian, why = resolve_hessian(sel.hessian, candidates, Xt)
     options = {"hessian": hessian, "optimize_prior": sel.optimize_prior, **sel.evidence_options}
     rows: list[dict[str, Any]] = []
     cands: list[Candidate] = []
@@ -219,6 +219,7 @@ def score_candidates(
             hooks.scored(cand, row)
         cands.append(cand)
         rows.append(row)
-    settings = {"evidence": sel.evidence, "hessian": hessian, "optimize_prior": sel.optimize_prior}
+    settings = {"evidence": sel.evidence, "hessian": hessian, "hessian_reason": why,
+                "optimize_prior": sel.optimize_prior}
     return assemble(rows, cands, occam=sel.occam, kappa=sel.kappa, loo=sel.loo, X=Xt, y=yt,
                     loo_draws=sel.loo_draws, settings=settings)

@@ -19,6 +19,7 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "status": "running" | "complete",
       "config": {...the experiment, every key filled with its default...},
       "config_hash": "...",                                   # a resumed run must match it
+      "data_fingerprint": "...",                              # and its training data must match this
       "data": {"name", "task", "n_train", "n_test", "n_features", "n_outputs"},
       "fit": {"method", "fitter", "prior" (str of the prior), "steps", "wall_time_s", "stop_reason", "final_loss",
               "losses": [...], "loss_steps": [...],           # at most 500 points
@@ -37,8 +38,13 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
                       "flops_full", "latency_ms", "latency_full_ms", "speedup"} | null,
       "flags": ["...warnings in words..."],
       "posterior_file": "posterior.nc",                      # SVI runs only
-      "timings": {"total_s": ...}
+      "timings": {"total_s": ...}                             # every invocation's time, summed
     }
+
+``config_hash`` and ``data_fingerprint`` (a hash of the prepared training tensors,
+:func:`bayesguide.model.data_fingerprint`) are the run's identity: a run directory is
+only resumed by the same experiment on the same data. Files written before
+``data_fingerprint`` existed are read with it ``None``.
 
 The document is built and read through typed records — :class:`RunResults` holding a
 :class:`DataRecord`, a :class:`FitRecord`, :class:`CandidateRecord` s and a
@@ -239,6 +245,7 @@ class RunResults:
     config_hash: str | None = None
     posterior_file: str | None = None
     schema_version: int = SCHEMA_VERSION
+    data_fingerprint: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document (plain types; NaN and inf as ``null``)."""
@@ -252,6 +259,8 @@ class RunResults:
         }
         if self.config_hash is None:
             out.pop("config_hash")
+        if self.data_fingerprint is not None:
+            out["data_fingerprint"] = self.data_fingerprint
         if self.posterior_file is not None:
             out["posterior_file"] = self.posterior_file
         result: dict[str, Any] = jsonable(out)
@@ -269,6 +278,7 @@ class RunResults:
             flags=tuple(data.get("flags", [])), timings=dict(data.get("timings", {})),
             config_hash=data.get("config_hash"), posterior_file=data.get("posterior_file"),
             schema_version=int(data.get("schema_version", SCHEMA_VERSION)),
+            data_fingerprint=data.get("data_fingerprint"),
         )
 
     def save(self, run_dir: str | Path) -> Path:

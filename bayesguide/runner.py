@@ -11,14 +11,30 @@ finished candidates are loaded, not recomputed — and a different experiment in
 directory is refused, so nothing is overwritten by mistake. At the end: the
 recommended architecture with its measured latency (:mod:`bayesguide.latency`), the
 best candidate's posterior for ArviZ (SVI fits) and the reports.
+
+A run's identity is its configuration (:func:`config_hash`) *and* its training data
+(:func:`bayesguide.model.data_fingerprint` of the prepared tensors, saved as
+``data_fingerprint``): resuming after the data file changed is refused, naming the file,
+instead of scoring the remaining candidates on other data. A run that failed before any
+result (no fit, no candidate) holds nothing to resume and is replaced by the next run
+into its directory, whatever that run's experiment. ``timings.total_s`` adds up the time
+of every invocation, including the one that was interrupted.
+
+While it runs, a process holds the lock file ``.bayesguide.lock`` (its PID) in the run
+directory; a second ``bayesguide run`` into the same directory is refused naming that
+PID, and a lock left by a process that no longer exists is taken over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import pickle
 import time
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,23 +42,38 @@ from typing import Any
 import torch
 
 from bayesguide.architecture import save_module
-from bayesguide.comparison import metric
+from bayesguide.comparison import metric, plan_hessian
+from bayesguide.datasets import Dataset
 from bayesguide.datasets import load as load_data
-from bayesguide.experiment import Experiment, check_task
+from bayesguide.experiment import Experiment, ExperimentError, check_task
 from bayesguide.infer import FitResult
 from bayesguide.latency import latency_ms
-from bayesguide.model import GuidedModel
+from bayesguide.model import GuidedModel, data_fingerprint
 from bayesguide.pipeline import Hooks, fit_model, select_architecture
 from bayesguide.pruning import Candidate, tuning_model, with_tuning
 from bayesguide.report import write_report
 from bayesguide.report.convert import candidate_records, fit_record, recommendation
 from bayesguide.results import CandidateRecord, DataRecord, RunResults
+from bayesguide.rundir import (
+    LOCK_FILE,
+    RunDirectoryError,
+    RunLock,
+    RunLockedError,
+    clear_run,
+    is_empty,
+    previous_results,
+    restored_fit,
+)
 
-__all__ = ["RunDirectoryError", "config_hash", "run_experiment"]
+__all__ = ["LOCK_FILE", "DataError", "RunDirectoryError", "RunLockedError", "config_hash", "run_experiment"]
+
+#: how reading a data source can fail on bad data (the message names the source)
+_DATA_ERRORS = (ValueError, TypeError, KeyError, IndexError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
+                pickle.UnpicklingError)
 
 
-class RunDirectoryError(ValueError):
-    """The output directory holds another experiment's results."""
+class DataError(ValueError):
+    """The ``[data]`` source cannot be read or is not usable data; the message names the source."""
 
 
 def config_hash(exp: Experiment) -> str:
@@ -50,6 +81,20 @@ def config_hash(exp: Experiment) -> str:
     cfg = exp.to_dict()
     cfg.pop("output")
     return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _load_data(exp: Experiment) -> Dataset:
+    """The ``[data]`` source; a file that cannot be read is a :class:`DataError` naming it."""
+    source = exp.data.source
+    custom = source.endswith((".npz", ".csv"))
+    try:
+        return load_data(source, exp.data.task if custom else None, exp.data.target or None,
+                         exp.data.test_fraction, exp.data.seed)
+    except _DATA_ERRORS as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        if source not in message:
+            message = f"{source}: {type(err).__name__}: {message}"
+        raise DataError(message) from err
 
 
 class _Run:
@@ -72,7 +117,7 @@ class _Run:
             return None
         cdir = self.out / "candidates" / cand.name
         if (cdir / "fit.json").is_file():
-            tuned = FitResult.load(cdir, tuning_model(cand))
+            tuned = restored_fit(cdir, self.out, lambda: FitResult.load(cdir, tuning_model(cand)))
             cand = with_tuning(cand, dataclasses.replace(tuned, model=cand.model))
         return cand, done.row()
 
@@ -88,36 +133,77 @@ class _Run:
 
 
 def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run ``exp`` into ``exp.output.dir`` and return the results document (see :mod:`bayesguide.results`)."""
+    """Run ``exp`` into ``exp.output.dir`` and return the results document (see :mod:`bayesguide.results`).
+
+    Raises
+    ------
+    RunDirectoryError
+        If the directory holds another experiment's results, results on other training
+        data, or saved fits that cannot be loaded.
+    RunLockedError
+        If another live process is running into the same directory.
+    DataError
+        If the ``[data]`` source cannot be read or is not usable data.
+    """
     start = time.perf_counter()
     out = Path(exp.output.dir)
     chash = config_hash(exp)
-    previous: RunResults | None = None
-    if (out / "results.json").exists():
-        previous = RunResults.load(out)
-        if previous.config_hash != chash:
-            raise RunDirectoryError(
-                f"{out} holds the results of a different experiment; choose another [output] dir or remove it"
-            )
-        log(f"resuming the run in {out} ({previous.status})")
-    out.mkdir(parents=True, exist_ok=True)
+    # another experiment's directory: refused before the data are read
+    previous_results(out, chash, exp.data.source, None)
 
-    custom = exp.data.source.endswith((".npz", ".csv"))
-    data = load_data(exp.data.source, exp.data.task if custom else None, exp.data.target or None,
-                     exp.data.test_fraction, exp.data.seed)
+    data = _load_data(exp)
     log(f"data   {data}")
     check_task(exp, data.task)
     likelihood = "categorical" if data.task == "classification" else "gaussian"
     net = exp.network.build(data.n_features, data.n_outputs, exp.fit.seed)
     model = GuidedModel(net, exp.prior.build(), likelihood=likelihood)
-    X, y = model.prepare_data(data.X_train, data.y_train)
-    test = model.prepare_data(data.X_test, data.y_test)
-    run = _Run(out, previous or RunResults(
-        status="running", config=exp.to_dict(), config_hash=chash, metric=model.likelihood.metric_name, fit=None,
-        data=DataRecord(name=data.name, task=data.task, n_train=int(X.shape[0]), n_test=int(test[0].shape[0]),
-                        n_features=data.n_features, n_outputs=data.n_outputs),
-    ), start)
+    try:
+        X, y = model.prepare_data(data.X_train, data.y_train)
+        test = model.prepare_data(data.X_test, data.y_test)
+    except (ValueError, TypeError) as err:
+        raise DataError(f"{exp.data.source}: {err}") from err
+    fingerprint = data_fingerprint(X, y)
 
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):
+        # again, now that no other process writes here
+        previous = previous_results(out, chash, exp.data.source, fingerprint)
+        if previous is not None and is_empty(previous) and (
+                previous.config_hash, previous.data_fingerprint) != (chash, fingerprint):
+            log(f"replacing the run in {out}: it failed before any result")
+            clear_run(out)
+            previous = None
+        elif previous is not None:
+            log(f"resuming the run in {out} ({previous.status})")
+            previous = dataclasses.replace(previous, data_fingerprint=fingerprint)
+        run = _Run(out, previous or RunResults(
+            status="running", config=exp.to_dict(), config_hash=chash, metric=model.likelihood.metric_name,
+            fit=None, data_fingerprint=fingerprint,
+            data=DataRecord(name=data.name, task=data.task, n_train=int(X.shape[0]), n_test=int(test[0].shape[0]),
+                            n_features=data.n_features, n_outputs=data.n_outputs),
+        ), start)
+        try:
+            run.update()  # the directory is a run from now on, even if the fit fails
+            return _complete(exp, run, model, X, y, test, progress, log)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the time spent counts when the run is resumed
+                run.update()
+            raise
+
+
+def _complete(exp: Experiment, run: _Run, model: GuidedModel, X: torch.Tensor, y: torch.Tensor,
+              test: tuple[torch.Tensor, torch.Tensor], progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    """Fit (or load the fit), score the candidates not yet scored, and write the results and reports."""
+    out = run.out
+    # the curvature the candidates will be scored with, chosen (and checked) before any fitting
+    with torch.no_grad():
+        n_outputs = int(model.net.eval()(X[:1]).shape[-1])
+    try:
+        _, why = plan_hessian(exp.select.hessian, sum(p.numel() for p in model.net.parameters()), int(X.shape[0]),
+                              n_outputs)
+    except ValueError as err:
+        raise ExperimentError(f"[select] hessian: {err}") from None
+    log(f"hessian {why}")
     if run.results.fit is None:
         log(f"model  {model}")
         fit = fit_model(model, X, y, exp.optim(progress), method=exp.fit.method, **exp.fitter_options())
@@ -126,7 +212,7 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
         log(f"fit    fit_{fit.fitter}: {fit.steps} steps in {fit.wall_time:.1f} s; "
             f"test {run.results.metric} {metric(fit, *test):.4f}")
     else:
-        fit = FitResult.load(out / "fit", model)
+        fit = restored_fit(out / "fit", out, lambda: FitResult.load(out / "fit", model))
 
     def announce(cand: Candidate) -> tuple[Candidate, dict[str, Any]] | None:
         restored = run.restore(cand)

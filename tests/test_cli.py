@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -25,14 +26,24 @@ def test_demo_runs_the_built_in_default_end_to_end(tmp_path: Path, capsys: pytes
     assert not list(tmp_path.glob(".results.json.*"))  # no temporary file left behind
 
 
-def test_bad_value_exits_1_with_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path / "d"), "--steps", "0", "--quiet"]) == 1
-    assert "steps must be a positive int" in capsys.readouterr().err
+@pytest.mark.parametrize(("args", "pattern"), [
+    (["--steps", "0"], r"argument --steps: must be an integer in 1 … 1,000,000,000, got '0'"),
+    (["--steps", "ten"], r"argument --steps: must be a positive integer, got 'ten'"),
+    (["--out", ""], r"argument --out: must name a directory, got ''"),
+])
+def test_bad_argument_exits_2_with_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], pattern: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", *(args if "--out" in args else ["--out", str(tmp_path / "d"), *args]), "--quiet"])
+    assert exit_.value.code == 2
+    assert re.search(pattern, capsys.readouterr().err)
+    assert not (tmp_path / "d").exists()
 
 
-def test_missing_experiment_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", str(tmp_path / "nope.toml")]) == 1
-    assert "does not exist" in capsys.readouterr().err
+def test_missing_experiment_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(tmp_path / "nope.toml")]) == 2
+    assert capsys.readouterr().err == f"bayesguide: error: experiment file {tmp_path / 'nope.toml'} does not exist\n"
 
 
 def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ import torch
 from scipy.special import logsumexp
 
 import bayesguide as bg
+from bayesguide.comparison import assemble, score_candidate
 from bayesguide.comparison.occam import guidance_cost, occam_log_prior
 from bayesguide.datasets import digits, teacher_student
 from bayesguide.marglik import EvidenceEstimator, get_estimator, register_estimator, unregister_estimator
@@ -79,11 +80,16 @@ def test_posterior_is_evidence_times_prior_normalised() -> None:
     assert "best:" in str(cmp)
 
 
-def test_identical_candidates_get_equal_probability() -> None:
+def test_equal_scores_get_equal_probability_and_identical_candidates_are_refused() -> None:
     fit, X, y = _small_fit()
-    cand = bg.prune(fit, keep=3)
-    cmp = bg.compare([cand, cand], X, y, occam="uniform", progress=False)
+    a, b = bg.prune(fit, keep=3), bg.prune(fit, keep=2)
+    Xt, yt = fit.prepare(X, y)
+    rows = [score_candidate(c, Xt, yt) for c in (a, b)]
+    rows[1]["log_evidence"] = rows[0]["log_evidence"]  # equal evidence, equal (uniform) prior
+    cmp = assemble(rows, [a, b], occam="uniform")
     np.testing.assert_allclose(cmp.table["posterior_prob"], [0.5, 0.5], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"same candidate \(w3\)"):  # the same architecture twice: no silent 50/50
+        bg.compare([a, a], X, y, occam="uniform", progress=False)
 
 
 def test_guidance_occam_prior_matches_hand_sum() -> None:

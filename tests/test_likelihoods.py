@@ -116,6 +116,8 @@ def test_prepare_gaussian_and_bernoulli_targets() -> None:
          r"categorical targets must be 1-D class indices, got shape \(4, 3\)"),
         (Likelihood.CATEGORICAL, torch.tensor([True, False]), 2, ValueError,
          r"categorical targets must be integer class indices, got bool"),
+        (Likelihood.CATEGORICAL, torch.tensor([0, 0]), 1, ValueError,
+         r"a categorical likelihood needs a network with one output per class \(at least 2\), got 1"),
         (Likelihood.BERNOULLI, torch.tensor([0.0, 0.5]), 1, ValueError,
          r"bernoulli targets must be 0 or 1"),
         (Likelihood.BERNOULLI, torch.tensor([[0, 2]]), 2, ValueError,

@@ -218,7 +218,8 @@ def test_non_sequential_net() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x + self.lin(x)
 
-    pattern = r"nn\.Sequential chain of layers, got Residual; .*branches or residual"
+    pattern = (r"nn\.Sequential chain of layers or a single Linear / Conv2d layer, got Residual; "
+               r".*branches or residual")
     with pytest.raises(TypeError, match=pattern):
         bg.GuidedModel(Residual(), bg.GuidedLaplace(0.1))
 

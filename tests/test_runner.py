@@ -184,13 +184,20 @@ def test_bad_data_files(tmp_path: Path) -> None:
     np.savez(tmp_path / "a.npz", X=np.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"missing arrays \['y'\]"):
         load(str(tmp_path / "a.npz"))
-    (tmp_path / "b.csv").write_text("x1,x2,label\n1,2,0\n3,4,1\n")
+    rows = "".join(f"{i},{2 * i},{i % 2}\n" for i in range(8))  # labels 0, 1, 0, 1, ...
+    (tmp_path / "b.csv").write_text("x1,x2,label\n" + rows)
     with pytest.raises(ValueError, match="no column 'target'; columns: \\['x1', 'x2', 'label'\\]"):
         load(str(tmp_path / "b.csv"), target="target")
     with pytest.raises(ValueError, match="needs the name of its target column"):
         load(str(tmp_path / "b.csv"))
     data = load(str(tmp_path / "b.csv"), target="label", test_fraction=0.5)
-    assert data.X_train.shape[1] == 2
+    assert data.X_train.shape == (4, 2) and data.X_test.shape == (4, 2)
+    assert set(data.y_train.tolist()) == {0, 1} and data.n_outputs == 2
+    # every row is kept, with its label: x2 = 2 x1 and label = x1 mod 2
+    X = torch.cat([data.X_train, data.X_test])
+    assert sorted(X[:, 0].tolist()) == list(range(8))
+    assert torch.equal(X[:, 1], 2 * X[:, 0])
+    assert torch.cat([data.y_train, data.y_test]).tolist() == (X[:, 0].long() % 2).tolist()
     with pytest.raises(ValueError, match="unknown data source 'iris'"):
         load("iris")
     with pytest.raises(FileNotFoundError, match="does not exist"):

@@ -24,7 +24,14 @@ from bayesguide.comparison.occam import (
     unregister_occam,
 )
 from bayesguide.comparison.result import Comparison
-from bayesguide.comparison.rows import check_candidates, metric, resolve_hessian, score_candidate
+from bayesguide.comparison.rows import (
+    check_candidates,
+    curvature_cost,
+    metric,
+    plan_hessian,
+    resolve_hessian,
+    score_candidate,
+)
 from bayesguide.comparison.table import assemble, compare
 
 __all__ = [
@@ -33,11 +40,13 @@ __all__ = [
     "assemble",
     "check_candidates",
     "compare",
+    "curvature_cost",
     "get_occam",
     "guidance_cost",
     "metric",
     "occam_log_prior",
     "occam_priors",
+    "plan_hessian",
     "register_occam",
     "resolve_hessian",
     "score_candidate",

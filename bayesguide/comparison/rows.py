@@ -20,7 +20,9 @@ from bayesguide.marglik import get_estimator
 from bayesguide.posterior import Fitted
 from bayesguide.pruning import Candidate
 
-__all__ = ["check_candidates", "metric", "resolve_hessian", "score_candidate"]
+__all__ = [
+    "check_candidates", "curvature_cost", "metric", "plan_hessian", "resolve_hessian", "score_candidate",
+]
 
 #: the largest network ``hessian="auto"`` scores with the full GGN
 FULL_MAX_PARAMS = 20_000
@@ -34,15 +36,30 @@ def metric(fitted: Fitted, X: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def check_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """The candidates as a list, after checking they are candidates of one data set."""
+    """The candidates as a list, after checking they are distinct candidates of one data set.
+
+    Names (``"w4-3"``, from the widths) identify the rows of a comparison, so they must be
+    unique: the same candidate twice, or two candidates with the same widths that keep
+    different units, are refused (name both positions).
+    """
     cands = list(candidates)
     if not cands:
         raise ValueError("compare() needs at least one candidate; got an empty list")
+    seen: dict[str, int] = {}
     for i, c in enumerate(cands):
         if not isinstance(c, Candidate):
             raise TypeError(
                 f"candidate {i} is a {type(c).__name__}, not a Candidate; make candidates with "
                 f"bg.prune or bg.pruning_path"
+            )
+        j = seen.setdefault(c.name, i)
+        if j != i:
+            other = cands[j]
+            if c is other or (c.kept == other.kept and c.fit is other.fit and c.tuned is other.tuned):
+                raise ValueError(f"candidates {j} and {i} are the same candidate ({c.name}): pass each one once")
+            raise ValueError(
+                f"candidates {j} and {i} are both {c.name} (the same widths) but keep different units: a "
+                f"comparison's rows are named by their widths — compare them in separate calls"
             )
     prints = {c.data_fingerprint for c in cands}
     if len(prints) > 1:
@@ -50,11 +67,65 @@ def check_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
     return cands
 
 
-def resolve_hessian(hessian: str, candidates: Sequence[Candidate]) -> str:
-    """``"auto"``: ``"full"`` if the largest candidate has ≤ 20,000 parameters, else ``"kron"``."""
-    if hessian == "auto":
-        return "full" if max(c.n_params for c in candidates) <= FULL_MAX_PARAMS else HessianStructure.KRON.value
-    return HessianStructure.resolve(hessian, "hessian structure").value
+#: what ``hessian="auto"`` may spend on the full GGN: peak memory (bytes) and multiply-adds
+FULL_MEMORY_BUDGET = 4 * 2**30
+FULL_FLOP_BUDGET = 2e12
+
+
+def curvature_cost(structure: str, n_params: int, n_data: int, n_outputs: int) -> tuple[float, float]:
+    """Rough peak memory (bytes) and multiply-adds of a curvature for ``P`` parameters.
+
+    ``full``: the ``P × P`` GGN, its Cholesky factor and eigen-decomposition workspace
+    (≈ ``4 · 8 P²`` bytes) and ``N C P² + P³`` multiply-adds; ``diag`` and ``kron``: a few
+    copies of the weights (``kron``'s factors are per layer) and ``N C P`` multiply-adds.
+    """
+    P, N, C = float(n_params), float(n_data), float(max(n_outputs, 1))
+    if structure == HessianStructure.FULL.value:
+        return 32.0 * P * P, N * C * P * P + P**3
+    return 64.0 * P, 4.0 * N * C * P
+
+
+def resolve_hessian(hessian: str, candidates: Sequence[Candidate], X: torch.Tensor) -> tuple[str, str]:
+    """The curvature a comparison of ``candidates`` on prepared inputs ``X`` uses, and why
+    (:func:`plan_hessian` for the largest candidate)."""
+    with torch.no_grad():
+        n_outputs = int(candidates[0].module.eval()(X[:1]).shape[-1])
+    return plan_hessian(hessian, max(c.n_params for c in candidates), int(X.shape[0]), n_outputs)
+
+
+def plan_hessian(hessian: str, n_params: int, n_data: int, n_outputs: int) -> tuple[str, str]:
+    """The curvature for networks up to ``n_params`` parameters, and why, in words.
+
+    ``"auto"`` takes ``"full"`` (exact) when the largest network has at most 20,000
+    parameters *and* the full GGN fits the budgets — about ``32 P²`` bytes at most 4 GiB,
+    ``N C P² + P³`` multiply-adds at most 2·10¹² (minutes on a laptop) — and ``"kron"``
+    otherwise; one choice for the whole path, so every candidate is scored alike.
+    An explicit ``"full"`` beyond 20,000 parameters is refused.
+
+    Examples
+    --------
+    >>> plan_hessian("auto", 26_122, 1348, 10)[1]
+    'auto chose kron: the full GGN of 26,122 parameters exceeds 20,000 parameters'
+    """
+    if hessian != "auto":
+        structure = HessianStructure.resolve(hessian, "hessian structure").value
+        if structure == HessianStructure.FULL.value and n_params > FULL_MAX_PARAMS:
+            raise ValueError(
+                f"hessian='full' needs a {n_params:,}×{n_params:,} matrix ({n_params:,} parameters > "
+                f"{FULL_MAX_PARAMS:,}); use 'kron' or 'diag', or 'auto'"
+            )
+        return structure, f"{structure} as asked"
+    memory, flops = curvature_cost("full", n_params, n_data, n_outputs)
+    if n_params > FULL_MAX_PARAMS:
+        why = f"exceeds {FULL_MAX_PARAMS:,} parameters"
+    elif memory > FULL_MEMORY_BUDGET:
+        why = f"needs ~{memory / 2**30:.1f} GiB (budget {FULL_MEMORY_BUDGET / 2**30:.0f} GiB)"
+    elif flops > FULL_FLOP_BUDGET:
+        why = f"needs ~{flops:.1e} multiply-adds on {n_data:,} examples (budget {FULL_FLOP_BUDGET:.0e})"
+    else:
+        return "full", (f"auto chose full: {n_params:,} parameters, ~{memory / 2**30:.2f} GiB and "
+                        f"~{flops:.1e} multiply-adds on {n_data:,} examples")
+    return "kron", f"auto chose kron: the full GGN of {n_params:,} parameters {why}"
 
 
 def score_candidate(

@@ -74,8 +74,10 @@ def compare(
         The Occam prior (a name registered in :mod:`bayesguide.comparison.occam`, or a
         callable unnormalised log prior) and its strength.
     hessian
-        Laplace curvature; ``"auto"`` takes ``"full"`` when the largest candidate has at
-        most 20,000 parameters, else the cheapest structured one available.
+        Laplace curvature: ``"full"``, ``"kron"``, ``"diag"``, or ``"auto"`` — full when
+        the largest candidate has at most 20,000 parameters and its GGN fits the memory and
+        time budgets, else kron (:func:`~bayesguide.comparison.rows.plan_hessian`; the
+        comparison's ``settings["hessian_reason"]`` says why).
     optimize_prior
         Type-II maximum likelihood of each candidate's prior scale (and learned noise);
         the default, since sparse priors are scored under their Gaussian counterpart.
@@ -108,7 +110,7 @@ def compare(
         raise ValueError("give both X_test and y_test, or neither")
     test = None if X_test is None else cands[0].model.prepare_data(X_test, y_test)
     occam_log_prior(cands, occam, kappa)  # validates occam and kappa before any work
-    hessian = resolve_hessian(hessian, cands)
+    hessian, why = resolve_hessian(hessian, cands, Xt)
     estimator = get_estimator(evidence)
     options = {"hessian": hessian, "optimize_prior": optimize_prior, **(evidence_options or {})}
     unknown = sorted(set(evidence_options or {}) - set(estimator.options))
@@ -119,7 +121,8 @@ def compare(
         score_candidate(c, Xt, yt, test, evidence=estimator.name, **options)
         for c in tqdm(cands, desc="evidence", disable=not progress, leave=False)
     ]
-    settings = {"evidence": estimator.name, "hessian": hessian, "optimize_prior": optimize_prior}
+    settings = {"evidence": estimator.name, "hessian": hessian, "hessian_reason": why,
+                "optimize_prior": optimize_prior}
     return assemble(rows, cands, occam=occam, kappa=kappa, loo=loo, X=X, y=y, loo_draws=loo_draws,
                     settings=settings)
 
@@ -137,7 +140,7 @@ def assemble(
     settings: dict[str, Any] | None = None,
 ) -> Comparison:
     """Occam prior, normalised posterior, Bayes factors and flags from scored rows."""
-    cands = list(candidates)
+    cands = check_candidates(candidates)
     table = pd.DataFrame([dict(r) for r in rows])
     table["log_prior"] = occam_log_prior(cands, occam, kappa)
     flags = [f"candidate {n} excluded: {s}" for n, s in zip(table["name"], table["status"]) if s != "ok"]

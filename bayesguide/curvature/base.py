@@ -24,16 +24,18 @@ Each backend is one class in its own module, registered by name in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from bayesguide._options import Option
 from bayesguide.likelihoods import Likelihood
 from bayesguide.model import GuidedModel
 
-__all__ = ["Curvature", "HessianStructure", "flat_weights", "hessian_sqrt"]
+__all__ = ["Curvature", "HessianStructure", "chunks", "flat_weights", "hessian_sqrt"]
 
 
 class HessianStructure(Option):
@@ -70,6 +72,12 @@ def flat_weights(model: GuidedModel, module: nn.Module) -> torch.Tensor:
         return torch.cat([s.pack(params).reshape(-1) for s in model.sites]).detach()
 
 
+def chunks(n: int, size: int, progress: bool, what: str) -> Iterator[int]:
+    """Start indices of ``size``-example chunks of ``n``, with a progress bar shown after 2 s."""
+    starts = range(0, n, size)
+    return iter(tqdm(starts, desc=what, disable=not progress or len(starts) < 2, delay=2.0, leave=False))
+
+
 class Curvature(ABC):
     """The GGN ``G₁`` (at ``σ = 1``) of one network in one structure; see the module docstring.
 
@@ -84,11 +92,13 @@ class Curvature(ABC):
     @classmethod
     @abstractmethod
     def compute(cls, model: GuidedModel, module: nn.Module, X: torch.Tensor, *,
-                max_params: int | None = None) -> Curvature:
+                max_params: int | None = None, progress: bool = False) -> Curvature:
         """The curvature of ``model`` at ``module``'s weights on prepared inputs ``X``.
 
         ``module`` is in eval mode (``BatchNorm`` uses its running statistics).
-        ``max_params`` bounds the size of a dense backend (``ValueError`` beyond it).
+        ``max_params`` bounds the size of a dense backend (``ValueError`` beyond it);
+        ``progress`` shows a bar over the chunks of examples once the computation has
+        taken more than two seconds.
         """
 
     @abstractmethod

@@ -1,4 +1,8 @@
-"""The exact GGN by per-example Jacobians: ``hessian="full"`` and ``hessian="diag"``.
+"""The exact GGN by per-example Jacobians (``hessian="full"``), and the ``"diag"`` backend.
+
+:func:`ggn` with ``diagonal=True`` is the Jacobian-based reference of the diagonal; the
+``"diag"`` backend computes the same numbers from the KFAC passes
+(:func:`~bayesguide.curvature.kron.ggn_diagonal`), at the cost of ``"kron"``.
 
 ``G₁ = Σ_i J̃_iᵀ J̃_i`` with ``J̃_i = M_iᵀ J_i`` and ``M_i M_iᵀ = Λ_i``
 (:func:`~bayesguide.curvature.base.hessian_sqrt`), accumulated in float64 in chunks of
@@ -17,7 +21,8 @@ import scipy.linalg.blas
 import torch
 from torch import nn
 
-from bayesguide.curvature.base import Curvature, HessianStructure, flat_weights, hessian_sqrt
+from bayesguide.curvature.base import Curvature, HessianStructure, chunks, flat_weights, hessian_sqrt
+from bayesguide.curvature.kron import ggn_diagonal
 from bayesguide.model import GuidedModel
 from bayesguide.network import functional_forward
 
@@ -26,7 +31,7 @@ __all__ = ["DiagGGN", "FullGGN", "ggn"]
 
 def ggn(
     model: GuidedModel, module: nn.Module, theta: torch.Tensor, X: torch.Tensor, *, diagonal: bool,
-    chunk_elements: int = 2**24,
+    chunk_elements: int = 2**24, progress: bool = False,
 ) -> torch.Tensor:
     """The GGN at ``σ = 1``: ``(P, P)``, or its diagonal ``(P,)`` when ``diagonal``."""
     chain = model.chain(module)
@@ -46,7 +51,7 @@ def ggn(
     chunk = max(1, chunk_elements // (n_out * P))
     upper = None if diagonal else np.zeros((P, P), dtype=np.float64, order="F")
     diag = torch.zeros(P, dtype=torch.float64)
-    for start in range(0, X.shape[0], chunk):
+    for start in chunks(X.shape[0], chunk, progress, "GGN (full)" if not diagonal else "GGN (diag)"):
         xb = X[start : start + chunk]
         J = jacobians(theta, xb).to(torch.float64)  # (B, C, P)
         with torch.no_grad():
@@ -73,7 +78,7 @@ class FullGGN(Curvature):
 
     @classmethod
     def compute(cls, model: GuidedModel, module: nn.Module, X: torch.Tensor, *,
-                max_params: int | None = None) -> FullGGN:
+                max_params: int | None = None, progress: bool = False) -> FullGGN:
         theta = flat_weights(model, module)
         P = theta.numel()
         if max_params is not None and P > max_params:
@@ -81,7 +86,7 @@ class FullGGN(Curvature):
                 f"hessian='full' needs a {P}×{P} matrix ({P} parameters > max_params={max_params}); "
                 f"use hessian='kron' or 'diag', or prune the network first"
             )
-        return cls(ggn(model, module, theta, X, diagonal=False))
+        return cls(ggn(model, module, theta, X, diagonal=False, progress=progress))
 
     def scaled_eigenvalues(self, d: torch.Tensor) -> torch.Tensor:
         root = d.sqrt()
@@ -98,7 +103,7 @@ class FullGGN(Curvature):
 
 
 class DiagGGN(Curvature):
-    """The diagonal of the exact GGN."""
+    """The diagonal of the exact GGN, from the KFAC passes (:func:`~bayesguide.curvature.kron.ggn_diagonal`)."""
 
     structure: ClassVar[HessianStructure] = HessianStructure.DIAG
 
@@ -107,8 +112,8 @@ class DiagGGN(Curvature):
 
     @classmethod
     def compute(cls, model: GuidedModel, module: nn.Module, X: torch.Tensor, *,
-                max_params: int | None = None) -> DiagGGN:
-        return cls(ggn(model, module, flat_weights(model, module), X, diagonal=True))
+                max_params: int | None = None, progress: bool = False) -> DiagGGN:
+        return cls(ggn_diagonal(model, module, X, progress=progress))
 
     def scaled_eigenvalues(self, d: torch.Tensor) -> torch.Tensor:
         return self.diag / d

@@ -57,6 +57,7 @@ approximate curvature for modern neural network architectures" (NeurIPS 2023).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -64,11 +65,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bayesguide.curvature.base import Curvature, HessianStructure, hessian_sqrt
+from bayesguide.curvature.base import Curvature, HessianStructure, chunks, hessian_sqrt
 from bayesguide.model import GuidedModel
 from bayesguide.network import Layer, Site, functional_forward
 
-__all__ = ["KronBlock", "KronGGN", "kron_factors", "kron_scaled_eigenvalues"]
+__all__ = ["KronBlock", "KronGGN", "backprop_columns", "ggn_diagonal", "kron_factors", "kron_scaled_eigenvalues"]
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,46 @@ def _diag_block(
     return grads.to(torch.float64).pow(2).sum(0).reshape(-1)
 
 
+def backprop_columns(
+    model: GuidedModel, module: nn.Module, X: torch.Tensor, chunk_size: int = 2048, progress: bool = False
+) -> Iterator[tuple[torch.Tensor, list[torch.Tensor], list[list[torch.Tensor]]]]:
+    """The passes every structured curvature needs, chunk by chunk.
+
+    Yields ``(x, inputs, grads)`` per chunk of at most ``chunk_size`` examples: ``inputs[k]``
+    is the input of site ``k``'s layer, ``grads[c][k]`` the backpropagated square-root
+    column ``g_{ic} = (∂f/∂o)ᵀ m_{ic}`` at that layer's output (see the module docstring).
+    """
+    chain = model.chain(module)
+    by_layer = {s.layer.name: s for s in model.sites}
+    for start in chunks(X.shape[0], chunk_size, progress, "curvature"):
+        with torch.enable_grad():
+            x = X[start : start + chunk_size].detach().requires_grad_(True)
+            inputs: list[torch.Tensor] = []
+            outputs: list[torch.Tensor] = []
+            for layer in chain:
+                if layer.name in by_layer:
+                    inputs.append(x.detach())
+                    x = layer.module(x)
+                    outputs.append(x)
+                else:
+                    x = layer.module(x)
+            f = x
+            M = hessian_sqrt(model.likelihood, f.detach())
+            grads = [
+                [g.detach() for g in torch.autograd.grad(f, outputs, M[:, :, c], retain_graph=True)]
+                for c in range(f.shape[1])
+            ]
+        yield X[start : start + chunk_size], inputs, grads
+
+
+def _layers(model: GuidedModel, module: nn.Module) -> list[Layer]:
+    """Each site's layer in ``module``, in site order."""
+    chain = {ly.name: ly for ly in model.chain(module)}
+    return [chain[s.layer.name] for s in model.sites]
+
+
 def kron_factors(
-    model: GuidedModel, module: nn.Module, X: torch.Tensor, chunk_size: int = 2048
+    model: GuidedModel, module: nn.Module, X: torch.Tensor, chunk_size: int = 2048, progress: bool = False
 ) -> list[KronBlock]:
     """KFAC factors (or exact diagonals) of the GGN at ``σ = 1``, one block per site.
 
@@ -153,33 +192,15 @@ def kron_factors(
         In site order; ``A`` is normalised by ``N·T`` and ``G`` summed (see the module
         docstring), accumulated in float64.
     """
-    chain = model.chain(module)
-    by_layer = {s.layer.name: s for s in model.sites}
+    layers = _layers(model, module)
     params = dict(module.named_parameters())
     N = X.shape[0]
     A: dict[str, torch.Tensor] = {}
     G: dict[str, torch.Tensor] = {}
     D: dict[str, torch.Tensor] = {}
     T: dict[str, int] = {}
-    for start in range(0, N, chunk_size):
-        with torch.enable_grad():
-            x = X[start : start + chunk_size].detach().requires_grad_(True)
-            inputs: list[torch.Tensor] = []
-            outputs: list[torch.Tensor] = []
-            for layer in chain:
-                if layer.name in by_layer:
-                    inputs.append(x.detach())
-                    x = layer.module(x)
-                    outputs.append(x)
-                else:
-                    x = layer.module(x)
-            f = x
-            M = hessian_sqrt(model.likelihood, f.detach())
-            grads = [
-                torch.autograd.grad(f, outputs, M[:, :, c], retain_graph=True) for c in range(f.shape[1])
-            ]
-        for k, site in enumerate(model.sites):
-            layer = next(ly for ly in chain if ly.name == site.layer.name)
+    for _, inputs, grads in backprop_columns(model, module, X, chunk_size, progress):
+        for k, (site, layer) in enumerate(zip(model.sites, layers)):
             m = layer.module
             name = site.name
             if _is_kron(m):
@@ -189,10 +210,7 @@ def kron_factors(
                 rows = torch.cat([_out_rows(m, gc[k]) for gc in grads])
                 G[name] = G.get(name, 0) + rows.T @ rows
             else:
-                value = site.pack(params).detach()
-                for gc in grads:
-                    block = _diag_block(site, layer, value, inputs[k], gc[k].detach())
-                    D[name] = D[name] + block if name in D else block
+                D[name] = D.get(name, 0) + _exact_diag(site, layer, params, inputs[k], [gc[k] for gc in grads])
     blocks = []
     for site in model.sites:
         name = site.name
@@ -201,6 +219,53 @@ def kron_factors(
         else:
             blocks.append(KronBlock(name, A=A[name] / (N * T[name]), G=G[name]))
     return blocks
+
+
+def _exact_diag(site: Site, layer: Layer, params: Mapping[str, torch.Tensor], x: torch.Tensor,
+                grads: list[torch.Tensor]) -> torch.Tensor:
+    """The exact GGN diagonal of one site from per-example vector-Jacobian products (any layer)."""
+    value = site.pack(params).detach()
+    total = torch.zeros(value.numel(), dtype=torch.float64)
+    for g in grads:
+        total += _diag_block(site, layer, value, x, g)
+    return total
+
+
+def ggn_diagonal(model: GuidedModel, module: nn.Module, X: torch.Tensor, chunk_size: int = 2048,
+                 progress: bool = False) -> torch.Tensor:
+    """The exact diagonal of the GGN at ``σ = 1`` (``P`` entries, site order), from the KFAC passes.
+
+    For a ``Linear`` or ``Conv2d`` site the diagonal entry of weight ``(j, k)`` is
+    ``Σ_i Σ_c (Σ_t g_{ictj} ã_{itk})²`` — the squared per-example gradient of
+    ``m_{ic}ᵀ f`` — with ``g`` the backpropagated square-root columns and ``ã`` the
+    (unfolded) inputs of the same passes that build the KFAC factors; for a ``Linear``
+    layer (one position, ``T = 1``) this is ``(g²)ᵀ (ã²)``, one matrix product. Other sites
+    (``BatchNorm``, grouped or string-padded convolutions) use per-example vector-Jacobian
+    products. The cost is that of :func:`kron_factors`, not of ``P`` Jacobian columns.
+    """
+    layers = _layers(model, module)
+    params = dict(module.named_parameters())
+    D: dict[str, torch.Tensor] = {}
+    for _, inputs, grads in backprop_columns(model, module, X, chunk_size, progress):
+        for k, (site, layer) in enumerate(zip(model.sites, layers)):
+            m = layer.module
+            if not _is_kron(m):
+                D[site.name] = D.get(site.name, 0) + _exact_diag(site, layer, params, inputs[k],
+                                                                 [gc[k] for gc in grads])
+                continue
+            a = _patches(m, inputs[k])  # (B·T, p)
+            B = inputs[k].shape[0]
+            T = a.shape[0] // B
+            block = torch.zeros(site.n_units, site.group_size, dtype=torch.float64)
+            for gc in grads:
+                g = _out_rows(m, gc[k])  # (B·T, n)
+                if T == 1:
+                    block += g.pow(2).T @ a.pow(2)
+                else:
+                    per_example = torch.einsum("btn,btp->bnp", g.reshape(B, T, -1), a.reshape(B, T, -1))
+                    block += per_example.pow(2).sum(0)
+            D[site.name] = D.get(site.name, 0) + block.reshape(-1)
+    return torch.cat([D[s.name] for s in model.sites])
 
 
 def kron_scaled_eigenvalues(blocks: list[KronBlock], d: torch.Tensor) -> torch.Tensor:
@@ -244,8 +309,8 @@ class KronGGN(Curvature):
 
     @classmethod
     def compute(cls, model: GuidedModel, module: nn.Module, X: torch.Tensor, *,
-                max_params: int | None = None) -> KronGGN:
-        return cls(kron_factors(model, module, X))
+                max_params: int | None = None, progress: bool = False) -> KronGGN:
+        return cls(kron_factors(model, module, X, progress=progress))
 
     def scaled_eigenvalues(self, d: torch.Tensor) -> torch.Tensor:
         if self._eigen is None or not torch.equal(self._eigen[0], d):

@@ -22,12 +22,13 @@ BACKENDS: dict[HessianStructure, type[Curvature]] = {
 
 def make_curvature(
     structure: str | HessianStructure, model: GuidedModel, module: nn.Module, X: torch.Tensor, *,
-    max_params: int | None = None,
+    max_params: int | None = None, progress: bool = False,
 ) -> Curvature:
     """The GGN of ``model`` at ``module``'s weights on prepared ``X``, in ``structure``.
 
     ``module`` should be in eval mode. Raises ``ValueError`` for an unknown structure
     (listing the choices) and for ``"full"`` beyond ``max_params`` parameters.
+    ``progress`` shows a bar once the computation has taken more than two seconds.
     """
     member = HessianStructure.resolve(structure, "hessian structure")
-    return BACKENDS[member].compute(model, module, X, max_params=max_params)
+    return BACKENDS[member].compute(model, module, X, max_params=max_params, progress=progress)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -10,7 +11,7 @@ from bayesguide.infer.result import FitResult
 from bayesguide.model import GuidedModel
 from bayesguide.posterior import Guide
 
-__all__ = ["check_init", "check_model", "make_diagnose"]
+__all__ = ["check_continuation", "check_init", "check_model", "make_diagnose"]
 
 
 def check_model(model: GuidedModel) -> None:
@@ -26,6 +27,28 @@ def check_init(init: FitResult | None, model: GuidedModel) -> None:
             raise TypeError(f"init must be a FitResult, got {type(init).__name__}")
         if init.model is not model:
             raise ValueError("init is a fit of another GuidedModel; continue it with the model it was fitted with")
+
+
+def check_continuation(init: FitResult | None, fitter: str, fingerprint: str) -> None:
+    """``init`` must have been fitted on the data it is continued on.
+
+    Continuing a fit (``init`` made by the same ``fitter``: its optimiser state and
+    histories carry on) on other data is refused — the result would mix two data sets. A
+    warm start from a fit of another kind on other data (only its weights are used) is
+    allowed with a ``UserWarning``.
+    """
+    if init is None or init.data_fingerprint == fingerprint:
+        return
+    if init.fitter == fitter:
+        raise ValueError(
+            f"init was fitted on other data (fingerprint {init.data_fingerprint} != {fingerprint}): a fit "
+            f"continues on its own training data; to start from its weights on new data, fit a new model "
+            f"around init.module"
+        )
+    warnings.warn(
+        f"init ({init.label}) was fitted on other data: its weights are only a starting point here",
+        UserWarning, stacklevel=3,
+    )
 
 
 def make_diagnose(

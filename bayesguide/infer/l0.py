@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from typing_extensions import Unpack
 
-from bayesguide.infer.common import check_init, check_model
+from bayesguide.infer.common import check_continuation, check_init, check_model
 from bayesguide.infer.loop import optimize
 from bayesguide.infer.result import FitResult, build_result, register_extra
 from bayesguide.infer.settings import OptimOptions, OptimSettings
@@ -227,6 +227,7 @@ def fit_l0(
     settings = OptimSettings.resolve(optim, DEFAULTS, "fit_l0", dict(options))
     check_init(init, model)
     Xt, yt = model.prepare_data(X, y)
+    check_continuation(init, "l0", data_fingerprint(Xt, yt))
     n = Xt.shape[0]
     dtype = Xt.dtype
     beta, stretch, lam, wd = prior.temperature, prior.stretch, prior.strength, prior.weight_decay

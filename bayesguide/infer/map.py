@@ -29,7 +29,7 @@ from pyro.infer import Trace_ELBO
 from typing_extensions import Unpack
 
 from bayesguide._options import Option
-from bayesguide.infer.common import check_init, check_model, make_diagnose
+from bayesguide.infer.common import check_continuation, check_init, check_model, make_diagnose
 from bayesguide.infer.loop import optimize
 from bayesguide.infer.result import FitResult, build_result
 from bayesguide.infer.settings import OptimOptions, OptimSettings
@@ -128,6 +128,8 @@ def map_steps(
     same ``fitter``; otherwise its network is a warm start.
     """
     engine = Engine.resolve(engine, "engine")
+    fingerprint = data_fingerprint(Xt, yt)
+    check_continuation(init, fitter, fingerprint)
     if init is not None and init.fitter == fitter:
         guide = copy.deepcopy(init.guide)
         assert isinstance(guide, DeltaGuide)
@@ -150,7 +152,7 @@ def map_steps(
     return build_result(
         method="map", fitter=fitter, model=model, module=module, guide=guide, out=out,
         settings=settings.as_dict() | {"engine": engine.value}, n_data=Xt.shape[0],
-        fingerprint=data_fingerprint(Xt, yt), init=init, extras=extras,
+        fingerprint=fingerprint, init=init, extras=extras,
     )
 
 

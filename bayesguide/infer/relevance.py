@@ -131,6 +131,9 @@ def relevance_settings(model: GuidedModel, settings: Relevance | None) -> Releva
         )
     if model.learns_noise:
         raise ValueError("relevance guidance needs a fixed Gaussian noise: pass noise=σ to the GuidedModel")
+    if not model.prunable_sites:
+        raise ValueError("relevance guidance re-estimates the guidance of hidden units: the network has no hidden "
+                         "Linear or Conv2d layer")
     if settings is None:
         settings = model.prior.guidance if isinstance(model.prior.guidance, Relevance) else None
         if settings is None:

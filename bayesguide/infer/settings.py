@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -74,7 +75,8 @@ class OptimSettings:
         The relative improvement that resets ``patience``.
     seed
         Seeds minibatch order, dropout and any noise of the fit, for this fit only (the
-        global RNG is restored); ``None`` uses the global RNG.
+        global RNG is restored); ``None`` uses the global RNG. An int in ``[0, 2**63)``
+        (not a bool or a float).
     progress
         Show a progress bar; ``False`` silences it.
     record_every
@@ -111,6 +113,12 @@ class OptimSettings:
             )
         if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
             raise ValueError(f"min_delta must be >= 0, got {self.min_delta!r}")
+        if self.seed is not None:
+            if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+                raise ValueError(f"seed must be an int or None (the global RNG), got {self.seed!r}")
+            if not 0 <= self.seed < 2**63:
+                raise ValueError(f"seed must be an int in [0, 2**63) or None (the global RNG), got {self.seed!r}")
+            object.__setattr__(self, "seed", int(self.seed))
         every = self.record_every
         if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise ValueError(f"record_every must be a positive int or None, got {self.record_every!r}")

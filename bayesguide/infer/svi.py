@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from typing_extensions import Unpack
 
-from bayesguide.infer.common import check_init, check_model, make_diagnose
+from bayesguide.infer.common import check_continuation, check_init, check_model, make_diagnose
 from bayesguide.infer.loop import optimize
 from bayesguide.infer.map import Engine, pyro_objective
 from bayesguide.infer.result import FitResult, build_result
@@ -101,6 +101,7 @@ def fit_svi(
     check_init(init, model)
     Xt, yt = model.prepare_data(X, y)
     n = Xt.shape[0]
+    check_continuation(init, "svi", data_fingerprint(Xt, yt))
 
     if init is not None and init.fitter == "svi":
         module = copy.deepcopy(init.module)

@@ -60,16 +60,36 @@ from bayesguide.posterior import EvidencePrior, Fitted, gaussian_prior
 __all__ = ["laplace_estimate", "laplace_evidence"]
 
 
+def _check_finite_weights(model: GuidedModel, module: nn.Module) -> None:
+    """Refuse NaN / inf weights, naming the first site and unit that hold one.
+
+    Without this check they surface later as a failed Cholesky factorisation.
+    """
+    params = dict(module.named_parameters())
+    with torch.no_grad():
+        for site in model.sites:
+            bad = ~torch.isfinite(site.pack(params))
+            if bad.any():
+                unit = int(bad.any(dim=-1).nonzero()[0])
+                raise ValueError(
+                    f"the weights of site {site.name!r} are not finite (NaN or inf, first in unit {unit}): "
+                    f"the Laplace evidence needs finite weights; if they come from a fit, it diverged: "
+                    f"refit with a smaller lr or a stronger prior"
+                )
+
+
 def laplace_estimate(
     fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, hessian: str | HessianStructure = "full",
-    optimize_prior: bool = False, max_params: int = 20_000,
+    optimize_prior: bool = False, max_params: int = 20_000, progress: bool = True,
 ) -> Evidence:
     """The ``"laplace"`` estimator: :func:`laplace_evidence` at a fit's or candidate's weights.
 
-    ``X, y`` are the prepared training data (checked by the caller).
+    ``X, y`` are the prepared training data (checked by the caller). ``progress`` shows a
+    bar once the curvature has taken more than two seconds.
     """
     return laplace_evidence(fitted.model, copy.deepcopy(fitted.module), X, y, hessian=hessian,
-                            optimize_prior=optimize_prior, noise=fitted.noise, max_params=max_params)
+                            optimize_prior=optimize_prior, noise=fitted.noise, max_params=max_params,
+                            progress=progress)
 
 
 def laplace_evidence(
@@ -82,15 +102,23 @@ def laplace_evidence(
     optimize_prior: bool = False,
     noise: float | None = None,
     max_params: int = 20_000,
+    progress: bool = False,
 ) -> Evidence:
     """Laplace log evidence of ``model`` with weights ``module`` (see the module docstring).
 
     ``X``, ``y`` must already be prepared (``model.prepare_data``). ``noise`` is the
     Gaussian ``σ`` when the model learns it (the fit's value); with
     ``optimize_prior=True`` it is re-estimated jointly with the prior scale.
+
+    Raises
+    ------
+    ValueError
+        If a weight is NaN or inf (the site and unit named), before any curvature is
+        computed.
     """
     structure = HessianStructure.resolve(hessian, "hessian structure")
     module = module.eval()
+    _check_finite_weights(model, module)
     theta64 = flat_weights(model, module).to(torch.float64)
     P = theta64.numel()
     d, prior_used = gaussian_prior(model)
@@ -108,7 +136,7 @@ def laplace_evidence(
     else:
         loglik_fixed = float(model.likelihood.log_prob_sum(out, y, None))
 
-    curvature = make_curvature(structure, model, module, X, max_params=max_params)
+    curvature = make_curvature(structure, model, module, X, max_params=max_params, progress=progress)
     # e: eigenvalues of D^{-1/2} G₁ D^{-1/2}, needed by type-II ML (and cheap for diag / kron)
     e = curvature.scaled_eigenvalues(d) if optimize_prior or curvature.cheap_eigenvalues else None
     if e is not None and float(e.min()) < -1e-8 * max(float(e.abs().max()), 1.0):

@@ -152,7 +152,8 @@ class Fitted:
 
         post: dict[str, xr.DataArray] = {}
         for site in self.model.sites:
-            dims = ["chain", "draw", f"unit_{site.layer.name}", f"weight_{site.layer.name}"]
+            layer = site.layer.name or "layer"  # a bare layer has the empty name
+            dims = ["chain", "draw", f"unit_{layer}", f"weight_{layer}"]
             post[site.name] = xr.DataArray(values[site.name].numpy()[None], dims=dims)
         if self.model.learns_noise:
             assert self.noise is not None

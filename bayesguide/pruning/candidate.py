@@ -299,6 +299,9 @@ def prune(
     (True, True)
     """
     structure, positions, context = setup(fit, X, y, input_shape)
+    if not structure.blocks:
+        raise ValueError("nothing to prune: the network has no hidden Linear or Conv2d layer (only the output "
+                         "layer, which is never pruned)")
     decision, described = _resolve_rule(rule, threshold, fraction, keep, budget, budget_unit)
     scorer = make_score(score, direction=direction, eps=eps, samples=samples)
     scores = check_scores(scorer(fit), structure)

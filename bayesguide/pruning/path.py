@@ -110,6 +110,12 @@ def pruning_path(
     list[Candidate]
         Largest first, each with the kept units of the next as a superset.
 
+    Raises
+    ------
+    ValueError
+        For a network without a hidden ``Linear`` / ``Conv2d`` layer (nothing to prune),
+        or invalid settings.
+
     Examples
     --------
     >>> import torch, bayesguide as bg
@@ -127,6 +133,11 @@ def pruning_path(
     if spacing not in ("linear", "geometric"):
         raise ValueError(f"spacing must be 'linear' or 'geometric', got {spacing!r}")
     structure, positions, _ = setup(fit, X, y, input_shape)
+    if not structure.blocks:
+        raise ValueError(
+            "nothing to prune: the network has no hidden Linear or Conv2d layer (only the output layer, "
+            "which is never pruned), so the path would hold the full network alone"
+        )
     smallest = min(b.n_units for b in structure.blocks)
     if isinstance(min_width, bool) or not isinstance(min_width, int) or not 1 <= min_width <= smallest:
         raise ValueError(

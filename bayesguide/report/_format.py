@@ -47,7 +47,7 @@ def as_float(value: Any) -> float | None:
         return None
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond the float range
         return None
     return x if math.isfinite(x) else None
 

@@ -232,7 +232,10 @@ def candidates_table(results: Results) -> Table:
 
 
 def loo_table(results: Results) -> Table | None:
-    """Section 4: PSIS-LOO per candidate, or ``None`` when no candidate has ``elpd_loo``."""
+    """Section 4: PSIS-LOO per candidate, or ``None`` when no candidate has ``elpd_loo``.
+
+    A negative standard error (impossible, so a corrupt value) is shown as missing.
+    """
     cands = candidate_rows(results)
     if not any(as_float(c.get("elpd_loo")) is not None for c in cands):
         return None
@@ -240,11 +243,17 @@ def loo_table(results: Results) -> Table | None:
     rows, kinds = [], []
     best = _best_name(results)
     for c in cands:
-        rows.append((fmt_value(c.get("name")), fmt_log(c.get("elpd_loo")), fmt_log(c.get("elpd_se")),
+        rows.append((fmt_value(c.get("name")), fmt_log(c.get("elpd_loo")), fmt_log(_non_negative(c.get("elpd_se"))),
                      fmt_float(c.get("pareto_k_max"), 3), fmt_prob(c.get("stacking_weight"))))
         kinds.append("failed" if _is_failed(c) else "best" if best is not None and str(c.get("name")) == best
                      else "")
     return Table(columns, tuple(rows), tuple(kinds), (False, True, True, True, True))
+
+
+def _non_negative(value: Any) -> Any:
+    """``value``, or ``None`` when it is a negative number (a standard error cannot be)."""
+    x = as_float(value)
+    return None if x is not None and x < 0 else value
 
 
 def recommendation(results: Results) -> Items | None:

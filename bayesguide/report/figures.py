@@ -8,7 +8,13 @@ when the results lack what it needs (no loss history, no LOO, …).
 Figures are built with :class:`~matplotlib.figure.Figure` directly, never through
 ``pyplot``: no global figure registry, nothing to close, no GUI backend. User strings
 (candidate and layer names) are drawn as plain text: their ``$`` are escaped, so they
-never start mathtext.
+never start mathtext, and long ones are shortened.
+
+Drawing never raises on odd numbers in the results: values that are missing, not
+numbers, not finite or beyond ``±1e100`` (which matplotlib cannot place on an axis)
+are left out; a negative standard error draws no error bar; stacking weights outside
+``[0, 1]`` are not annotated; unit norms that are all zero (a network initialised at
+zero) are drawn on a linear colour scale.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import LogNorm
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
@@ -52,19 +58,40 @@ _BLUE, _ORANGE, _GREEN, _GREY, _RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f"
 _DPI = 110
 #: nats of spread above which the decomposition's top panel switches to a symlog scale
 _SYMLOG_ABOVE = 60.0
+#: magnitudes beyond this are not drawn: axis and tick arithmetic would overflow
+_PLOTTABLE = 1e100
+#: user strings longer than this are shortened in figures (tick labels, titles, legends)
+_MAX_LABEL = 40
+
+
+def _plottable(x: float | None) -> float:
+    """``x`` if it can be drawn, else NaN."""
+    return x if x is not None and abs(x) <= _PLOTTABLE else np.nan
 
 
 def _floats(values: Any) -> np.ndarray:
-    """A 1-D float array; ``None`` and non-numbers become NaN."""
+    """A 1-D float array; ``None``, non-numbers and values beyond ``±1e100`` become NaN."""
     if not isinstance(values, Sequence) or isinstance(values, str):
         return np.array([], dtype=float)
-    out = [as_float(v) for v in values]
-    return np.array([np.nan if v is None else v for v in out], dtype=float)
+    return np.array([_plottable(as_float(v)) for v in values], dtype=float)
+
+
+def _sequence(value: Any) -> bool:
+    """Whether ``value`` is a list-like sequence (a string is not)."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+def _records(value: Any) -> bool:
+    """Whether ``value`` is a non-empty sequence of sequences: a layer's unit-norm records."""
+    return _sequence(value) and bool(value) and all(_sequence(r) for r in value)
 
 
 def _txt(value: Any) -> str:
-    """A user string as plain text for matplotlib (no mathtext)."""
-    return str(value).replace("$", r"\$")
+    """A user string as plain text for matplotlib (no mathtext), at most ``_MAX_LABEL`` characters."""
+    text = str(value)
+    if len(text) > _MAX_LABEL:
+        text = text[: _MAX_LABEL - 1] + "…"
+    return text.replace("$", r"\$")
 
 
 def _new(width: float, height: float, **kwargs: Any) -> Figure:
@@ -78,6 +105,8 @@ def to_png(fig: Figure) -> bytes:
     with warnings.catch_warnings():
         # a user string with characters the bundled font lacks is drawn as boxes, not an error
         warnings.filterwarnings("ignore", message="Glyph .* missing", category=UserWarning)
+        # odd values (huge labels, many candidates) can leave no room for the layout: drawn unlaid
+        warnings.filterwarnings("ignore", message="constrained_layout not applied", category=UserWarning)
         fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
     return buf.getvalue()
 
@@ -109,7 +138,7 @@ def unit_norms_figure(results: Results) -> Figure | None:
         return None
     layers: list[tuple[str, np.ndarray]] = []
     for name, records in norms.items():
-        if isinstance(records, Sequence) and records and all(isinstance(r, Sequence) for r in records):
+        if _records(records):
             width = max(len(r) for r in records)
             grid = np.full((len(records), width), np.nan)
             for i, r in enumerate(records):
@@ -123,11 +152,8 @@ def unit_norms_figure(results: Results) -> Figure | None:
     nrows = -(-len(layers) // ncols)
     fig = _new(8.5, 2.9 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    top = max(float(np.nanmax(g)) for _, g in layers)
-    positive = [float(np.nanmin(g[g > 0])) for _, g in layers if (g > 0).any()]
-    low = max(min(positive) if positive else top * 1e-6, top * 1e-6)
+    low, norm, label = _norm_scale(np.concatenate([g.ravel() for _, g in layers]))
     cmap = mpl.colormaps["viridis"].with_extremes(bad="#440154", under="#440154")
-    norm = LogNorm(vmin=low, vmax=max(top, low * 10))
     mesh = None
     for ax, (name, grid) in zip(axes.flat, layers):
         n_rec, n_units = grid.shape
@@ -143,8 +169,22 @@ def unit_norms_figure(results: Results) -> Figure | None:
     for ax in list(axes.flat)[len(layers):]:
         ax.set_visible(False)
     if mesh is not None:
-        fig.colorbar(mesh, ax=axes, label="‖θ unit‖₂ (log scale)", shrink=0.9)
+        fig.colorbar(mesh, ax=axes, label=label, shrink=0.9)
     return fig
+
+
+def _norm_scale(values: np.ndarray) -> tuple[float, Normalize, str]:
+    """The clip floor, colour scale and colour-bar label for unit norms.
+
+    A log scale over the positive norms (at most six decades below the largest); when no
+    norm is positive (all zero: a zero-initialised network), a linear scale on ``[0, 1]``.
+    """
+    positive = values[np.isfinite(values) & (values > 0)]
+    if not positive.size:
+        return 0.0, Normalize(vmin=0.0, vmax=1.0), "‖θ unit‖₂ (all zero)"
+    top = float(positive.max())
+    low = max(float(positive.min()), top * 1e-6)
+    return low, LogNorm(vmin=low, vmax=top if top > low else low * 10), "‖θ unit‖₂ (log scale)"
 
 
 def _edges(x: np.ndarray) -> np.ndarray:
@@ -187,7 +227,8 @@ def metric_figure(results: Results) -> Figure | None:
     ax.set_xlabel("hidden units kept (all layers)")
     ax.set_ylabel(label)
     ax.set_title(f"{label[0].upper()}{label[1:]} against units kept")
-    ax.legend(loc="best")
+    if ax.get_legend_handles_labels()[0]:  # nothing finite to draw: no legend either
+        ax.legend(loc="best")
     return fig
 
 
@@ -224,7 +265,8 @@ def decomposition_figure(results: Results) -> Figure | None:
     else:
         top.set_ylabel("nats")
     fig.suptitle(FIGURE_TITLES["decomposition"], fontsize=10)
-    top.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3)  # above the lines, never on them
+    if top.get_legend_handles_labels()[0]:
+        top.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3)  # above the lines, never on them
     best = results.get("best")
     colors = [_GREEN if best is not None and n == str(best) else _GREY for n in names]
     bottom.bar(x, np.nan_to_num(prob, nan=0.0), color=colors, width=0.6)
@@ -239,12 +281,14 @@ def decomposition_figure(results: Results) -> Figure | None:
 
 def elpd_figure(results: Results) -> Figure | None:
     """ELPD (LOO) with ± se per candidate, best on top (like ``arviz.plot_compare``)."""
-    cands = [c for c in candidate_rows(results) if as_float(c.get("elpd_loo")) is not None]
+    cands = [c for c in candidate_rows(results) if np.isfinite(_plottable(as_float(c.get("elpd_loo"))))]
     if not cands:
         return None
     elpd = _floats([c.get("elpd_loo") for c in cands])
-    se = np.nan_to_num(_floats([c.get("elpd_se") for c in cands]), nan=0.0)
+    se = _floats([c.get("elpd_se") for c in cands])
+    se = np.where(np.isfinite(se) & (se > 0), se, 0.0)  # a negative or missing se draws no bar
     weights = [as_float(c.get("stacking_weight")) for c in cands]
+    weights = [w if w is not None and 0.0 <= w <= 1.0 else None for w in weights]
     order = np.argsort(-elpd)
     fig = _new(8.5, 0.9 + 0.32 * len(cands))
     ax = fig.add_subplot()

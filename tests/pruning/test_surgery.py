@@ -35,6 +35,17 @@ def _zeroed(net: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
     return ref
 
 
+class _Residual(nn.Module):
+    """Not a chain: ``x + f(x)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.inner(x)
+
+
 def _mlp(widths: list[int], act: str, bn: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
     d = 5
@@ -256,7 +267,7 @@ def test_property_cnn_equivalence(c1: int, c2: int, act: str, pad2: int, data: s
         (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Linear(3, 2)), "without a Flatten"),
         (nn.Sequential(nn.Linear(3, 4), nn.Conv2d(4, 2, 1)), "fed the 2-D output"),
         (nn.Sequential(nn.Linear(3, 4), nn.Softmax(dim=1), nn.Linear(4, 2)), "unsupported layer Softmax"),
-        (nn.Linear(3, 2), "branches or residual"),
+        (_Residual(), "branches or residual"),
     ],
 )
 def test_unsupported_structures_are_named(net: nn.Module, match: str) -> None:

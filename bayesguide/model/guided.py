@@ -29,14 +29,10 @@ modules (network, likelihoods).
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -45,38 +41,11 @@ from torch import nn
 
 from bayesguide.guidance import coefficients_for_layer, uniform, validate_coefficients
 from bayesguide.likelihoods import Likelihood
+from bayesguide.model.data import ArrayLike, check_dtype, prepare_data
 from bayesguide.network import Layer, Site, functional_forward, parse_network
 from bayesguide.priors import GuidedNormal, HierarchicalUnitPrior, LatentSite, UnitGroupDistribution, UnitPrior
 
-__all__ = ["ArrayLike", "GuidedModel", "data_fingerprint"]
-
-ArrayLike = Any  # torch.Tensor | np.ndarray | sequence
-
-
-def data_fingerprint(X: torch.Tensor, y: torch.Tensor) -> str:
-    """A short hash of (prepared) training data, so later stages can refuse other data."""
-    h = hashlib.sha1()
-    for t in (X, y):
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _as_tensor(a: ArrayLike, name: str) -> torch.Tensor:
-    if isinstance(a, torch.Tensor):
-        t = a.detach()
-    else:
-        try:
-            t = torch.as_tensor(np.asarray(a))
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"{name} must be an array or tensor: {err}") from None
-    if t.dtype == torch.bool:
-        t = t.to(torch.int64)
-    integer = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
-    if not (t.is_floating_point() or t.dtype in integer):
-        raise TypeError(f"{name} must be numeric, got dtype {t.dtype}")
-    return t
-
+__all__ = ["GuidedModel"]
 
 class GuidedModel:
     """A Pyro model whose priors carry guidance coefficients.
@@ -85,8 +54,10 @@ class GuidedModel:
     ----------
     net
         An ``nn.Sequential`` of ``Linear``, ``Conv2d``, ``BatchNorm1d/2d``, ``Flatten``,
-        ``Dropout`` and elementwise activations. It is used as a template: fits work on
-        copies and never change it.
+        ``Dropout`` and elementwise activations, or one bare ``Linear`` / ``Conv2d``
+        (Bayesian linear or logistic regression; it has no prunable layer). Parameters
+        must be float32 or float64. It is used as a template: fits work on copies and
+        never change it.
     prior
         The guided unit prior of the prunable layers, e.g.
         ``bg.GuidedLaplace(strength=1e-4, guidance=bg.guidance.linear())``.
@@ -98,6 +69,16 @@ class GuidedModel:
     plain_prior
         Prior of the non-prunable parameters (output layer, BatchNorm). Default:
         ``GuidedNormal(prior.strength, guidance.uniform())``.
+
+    Raises
+    ------
+    TypeError
+        For a network that is neither an ``nn.Sequential`` nor a single ``Linear`` /
+        ``Conv2d``, with an unsupported layer, or whose parameters are not all float32
+        or all float64 (``net.float()`` / ``net.double()`` converts it).
+    ValueError
+        For a module instance used at two positions, a layer with zero units or inputs
+        (see :func:`bayesguide.network.parse_network`), or inconsistent settings.
 
     Examples
     --------
@@ -142,6 +123,7 @@ class GuidedModel:
         self.layers: list[Layer]
         self.sites: list[Site]
         self.layers, self.sites = parse_network(net)
+        check_dtype(net)
         self._set_coefficients({
             site.name: coefficients_for_layer(self.family(site).guidance, site.layer.name, site.n_units)
             for site in self.sites
@@ -262,39 +244,16 @@ class GuidedModel:
     def prepare_data(self, X: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
         """Validate ``X`` and ``y`` against this model and return them as tensors.
 
-        Checks, before any training: equal lengths, no NaN or inf, that ``X`` fits the
-        network's input, and the targets the likelihood needs (integer labels in range
-        for ``categorical``, 0/1 for ``bernoulli``, matching shape for ``gaussian``).
+        Checks, before any training (:func:`bayesguide.model.data.prepare_data`): real (not
+        complex) numbers, equal lengths, at least one row and one feature, no NaN or inf,
+        no value that overflows the network's dtype (checked before the cast), that ``X``
+        fits the network's input, and the targets the likelihood needs (integer labels in
+        range for ``categorical``, 0/1 for ``bernoulli``, matching shape for
+        ``gaussian``). The number of classes present is *not* checked: a test set or a
+        validation subset may legitimately hold a single class; training data files are
+        checked for that by :func:`bayesguide.datasets.load_file`.
         """
-        Xt = _as_tensor(X, "X")
-        yt = _as_tensor(y, "y")
-        if Xt.ndim < 2:
-            raise ValueError(
-                f"X must have one row per example (at least 2-D), got shape {tuple(Xt.shape)}"
-            )
-        n_y = yt.shape[0] if yt.ndim else 0
-        if Xt.shape[0] != n_y:
-            raise ValueError(f"X has {Xt.shape[0]} rows but y has {n_y}: they must have the same length")
-        if Xt.shape[0] == 0:
-            raise ValueError("X and y are empty")
-        for name, t in (("X", Xt), ("y", yt)):
-            if t.is_floating_point() and not torch.isfinite(t).all():
-                row = int((~torch.isfinite(t.reshape(t.shape[0], -1))).any(1).nonzero()[0])
-                raise ValueError(f"{name} contains NaN or inf (first at row {row})")
-        Xt = Xt.to(self.dtype)
-        probe = copy.deepcopy(self.net).eval()
-        try:
-            with torch.no_grad():
-                out = probe(Xt[:2])
-        except RuntimeError as err:
-            raise ValueError(
-                f"X of shape {tuple(Xt.shape)} does not fit the network's input: {err}"
-            ) from None
-        if out.ndim != 2:
-            raise ValueError(
-                f"the network's output must be 2-D (examples × outputs), got shape {tuple(out.shape)}"
-            )
-        return Xt, self.likelihood.prepare_targets(yt, out.shape[1], self.dtype)
+        return prepare_data(self.net, self.likelihood, self.dtype, X, y)
 
     # ------------------------------------------------------------------ densities
 

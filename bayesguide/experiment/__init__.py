@@ -1,0 +1,108 @@
+"""Experiment files: one TOML file describes a whole run (``bayesguide run FILE``).
+
+Every key has a default, so an empty file is the built-in demo. Tables and keys::
+
+    [data]
+    source = "digits"          # digits | mnist1d | teacher | path/to/file.npz | path/to/file.csv
+    task = "classification"    # classification | regression (built-ins know their own)
+    target = ""                # the target column of a .csv file
+    test_fraction = 0.25       # held out when the source has no test split
+    seed = 0
+
+    [network]
+    hidden = [128, 128]        # widths of the hidden Linear layers
+    activation = "relu"        # relu | tanh | sigmoid | gelu | silu | elu
+
+    [prior]
+    kind = "group"             # l1 | l2 | group | sparse_group | l0 | horseshoe
+    strength = 1.0             # λ, the prior's rate (summed-NLL convention); l0: cost of an open gate
+    guidance = "linear"        # linear | geometric | uniform | partial | relevance
+    alpha = 0.5                # sparse_group only: the L1 share of the penalty (0: group lasso, 1: L1)
+    tau0 = 0.1                 # horseshoe only: scale of the global half-Cauchy
+    l0_weight_decay = 0.0      # l0 only: L2 penalty w ‖θ‖² on every weight and bias
+
+    [fit]
+    method = "map"             # map | svi
+    steps = 1500
+    lr = 0.003
+    seed = 0
+    batch_size = 0             # 0: full batch
+    schedule = "constant"      # constant | cosine
+    guide = "normal"           # svi: normal | lowrank
+
+    [select]
+    evidence = "laplace"       # laplace | elbo | iwae (elbo, iwae: svi fits only)
+    occam = "guidance"         # guidance | params | flops | uniform
+    kappa = 1.0
+    n_candidates = 8           # points of the pruning path
+    threshold = 0.001          # also the candidate without units scoring below this (0: none)
+    fine_tune = 200            # MAP steps re-fitting each candidate (0: none)
+    hessian = "auto"           # auto | full | kron | diag
+    optimize_prior = true      # type-II ML of each candidate's prior scale
+    loo = false                # PSIS-LOO columns (slower)
+
+    [output]
+    dir = "bayesguide-run"
+
+An unknown table or key, or a value of the wrong type or outside its choices, is an
+error naming the table, the key and the accepted values — raised before any work.
+Every number must be finite (TOML's ``nan`` and ``inf`` are refused) and sizes are
+bounded: a hidden width at most 1,000,000 and at most 1,000 hidden layers; ``steps``,
+``fine_tune`` and ``batch_size`` at most 1,000,000,000; ``n_candidates`` at most the
+number of distinct points a pruning path of ``[network] hidden`` can have, the sum of
+the hidden widths + 1. ``[output] dir`` must name a directory (not ``""``). The
+choices come from the registries — prior families (``kind`` and their own keys),
+fitters, evidence estimators, Occam priors — so a registered family or estimator is an
+experiment-file choice without any change here.
+
+**Methods.** ``[prior] kind`` and ``guidance`` pick the method and the fit:
+
+* ``kind = "l1" | "l2" | "group" | "sparse_group"``: ``bg.fit_map`` or ``bg.fit_svi``
+  (``[fit] method``); any guidance except ``relevance``.
+* ``kind = "l0"`` (hard-concrete gates): ``bg.fit_l0``, a point estimate — needs
+  ``[fit] method = "map"`` and ``schedule = "constant"``; ``strength`` is the cost of
+  one open gate.
+* ``kind = "horseshoe"`` (group horseshoe): ``bg.fit_svi`` — needs ``[fit] method =
+  "svi"`` (it has no MAP) and positive guidance (not ``partial`` or ``relevance``);
+  ``strength`` is the rate of the output layer's plain L2 prior.
+* ``guidance = "relevance"`` (sensitivity-driven guidance, re-estimated every 10
+  steps): ``bg.fit_relevance`` — needs ``kind = "l2"``, ``[fit] method = "map"``,
+  ``batch_size = 0``, ``schedule = "constant"`` and a classification task (a regression
+  model learns its noise, which ``fit_relevance`` cannot).
+
+These rules are not written here: each prior family declares which fitter trains it for
+each ``[fit] method`` and each fitter what it needs (:mod:`bayesguide.priors.registry`,
+:mod:`bayesguide.infer.registry`); a combination outside them is an error naming the
+keys and what to use instead. A family's own keys (``alpha``, ``tau0``,
+``l0_weight_decay``) may be omitted or left at their defaults for any kind; set to
+another value for a kind that does not use them they are an error, not silently ignored.
+How candidates are re-fitted and scored: :mod:`bayesguide.pipeline`.
+"""
+
+from __future__ import annotations
+
+from bayesguide.experiment.rules import Experiment, check_task, load_experiment
+from bayesguide.experiment.tables import (
+    ACTIVATIONS,
+    DataConfig,
+    ExperimentError,
+    FitConfig,
+    NetworkConfig,
+    OutputConfig,
+    PriorConfig,
+    SelectConfig,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "DataConfig",
+    "Experiment",
+    "ExperimentError",
+    "FitConfig",
+    "NetworkConfig",
+    "OutputConfig",
+    "PriorConfig",
+    "SelectConfig",
+    "check_task",
+    "load_experiment",
+]

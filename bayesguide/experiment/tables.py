@@ -1,0 +1,238 @@
+"""The tables of an experiment file: one frozen dataclass per table, and their validation.
+
+Every key has a type, a default and, for some, a fixed set of choices — read from the
+registries at validation time (prior kinds and their own keys, evidence estimators,
+Occam priors), so a registered family or estimator is accepted without a change here.
+:func:`parse_table` and :func:`parse_prior_table` check one table's keys and values
+(types, choices, finite numbers, signs, size limits); the rules that involve several
+tables are :mod:`bayesguide.experiment.rules`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from bayesguide.comparison import occam_priors
+from bayesguide.curvature import HessianStructure
+from bayesguide.guidance import ProfileName
+from bayesguide.guidance import get as get_guidance
+from bayesguide.infer import Schedule
+from bayesguide.marglik import estimators
+from bayesguide.posterior import GuideKind
+from bayesguide.priors import PriorFamily, UnitPrior, families, get_family, kinds
+
+__all__ = [
+    "ACTIVATIONS", "LIMITS", "MAX_LAYERS", "MAX_WIDTH", "POSITIVE", "TABLES", "DataConfig", "ExperimentError",
+    "FitConfig", "NetworkConfig", "OutputConfig", "PriorConfig", "SelectConfig", "choices", "parse_prior_table",
+    "parse_table", "parse_value",
+]
+
+
+class ExperimentError(ValueError):
+    """An invalid experiment file; the message names the table, the key and the choices."""
+
+
+#: the ``[network] activation`` choices
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU,
+}
+
+
+def choices() -> dict[tuple[str, str], tuple[str, ...]]:
+    """The accepted values of the keys with a fixed set of them (read from the registries now)."""
+    return {
+        ("data", "task"): ("classification", "regression"),
+        ("network", "activation"): tuple(ACTIVATIONS),
+        ("prior", "kind"): tuple(kinds()),
+        ("prior", "guidance"): tuple(ProfileName.choices()),
+        ("fit", "method"): ("map", "svi"),
+        ("fit", "schedule"): tuple(Schedule.choices()),
+        ("fit", "guide"): tuple(GuideKind.choices()),
+        ("select", "evidence"): tuple(e.name for e in estimators()),
+        ("select", "occam"): tuple(o.name for o in occam_priors()),
+        ("select", "hessian"): ("auto", *HessianStructure.choices()),
+    }
+
+
+POSITIVE = {("prior", "strength"), ("fit", "steps"), ("fit", "lr"), ("select", "n_candidates")}
+
+#: the largest accepted value of the size keys: beyond these a run cannot finish (or allocate) anyway
+LIMITS = {("fit", "steps"): 10**9, ("fit", "batch_size"): 10**9, ("select", "fine_tune"): 10**9}
+
+#: the largest hidden width and the most hidden layers ``[network] hidden`` may list
+MAX_WIDTH, MAX_LAYERS = 10**6, 1000
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "digits"
+    task: str = "classification"
+    target: str = ""
+    test_fraction: float = 0.25
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    hidden: list[int] = field(default_factory=lambda: [128, 128])
+    activation: str = "relu"
+
+    def build(self, n_in: int, n_out: int, seed: int) -> nn.Sequential:
+        """The MLP ``n_in``-hidden…-``n_out``, initialised from ``torch.manual_seed(seed)``."""
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = []
+        width = n_in
+        for h in self.hidden:
+            layers += [nn.Linear(width, h), ACTIVATIONS[self.activation]()]
+            width = h
+        layers.append(nn.Linear(width, n_out))
+        return nn.Sequential(*layers)
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """The ``[prior]`` table: ``kind``, ``strength``, ``guidance`` and the family's own keys."""
+
+    kind: str = "group"
+    strength: float = 1.0
+    guidance: str = "linear"
+    #: the family's own keys (``alpha``, ``tau0``, ``l0_weight_decay``, …), defaults filled in
+    options: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def family(self) -> PriorFamily:
+        return get_family(self.kind)
+
+    def build(self) -> UnitPrior:
+        """The unit prior this table describes."""
+        return self.family.build(self.strength, get_guidance(self.guidance), **self.options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "strength": self.strength, "guidance": self.guidance, **self.options}
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    method: str = "map"
+    steps: int = 1500
+    lr: float = 0.003
+    seed: int = 0
+    batch_size: int = 0
+    schedule: str = "constant"
+    guide: str = "normal"
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    evidence: str = "laplace"
+    occam: str = "guidance"
+    kappa: float = 1.0
+    n_candidates: int = 8
+    threshold: float = 0.001
+    fine_tune: int = 200
+    hessian: str = "auto"
+    optimize_prior: bool = True
+    loo: bool = False
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str = "bayesguide-run"
+
+    def __post_init__(self) -> None:
+        if not self.dir.strip():  # Path("") is the working directory: never write a run there by accident
+            raise ExperimentError(f"[output] dir must name a directory, got {self.dir!r}")
+
+
+TABLES: dict[str, type] = {
+    "data": DataConfig, "network": NetworkConfig, "prior": PriorConfig,
+    "fit": FitConfig, "select": SelectConfig, "output": OutputConfig,
+}
+
+
+
+
+def _type_name(t: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(t, "a list of integers")
+
+
+def parse_value(table: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` checked against the type of ``default``, the choices and the sign rules."""
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is list:
+        if not (isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool)
+                                                          and v >= 1 for v in value)):
+            raise ExperimentError(f"[{table}] {key} must be a non-empty list of positive integers, got {value!r}")
+        if len(value) > MAX_LAYERS or max(value) > MAX_WIDTH:
+            raise ExperimentError(f"[{table}] {key} must list at most {MAX_LAYERS:,} widths of at most "
+                                  f"{MAX_WIDTH:,} units, got {len(value):,} width(s), the largest {max(value):,}")
+    elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ExperimentError(f"[{table}] {key} must be {_type_name(kind)}, got {value!r}")
+    accepted = choices().get((table, key))
+    if accepted is not None and value not in accepted:
+        raise ExperimentError(f"[{table}] {key} = {value!r} is not accepted; choose one of: {', '.join(accepted)}")
+    if kind is float and not math.isfinite(value):  # NaN passes every comparison below
+        raise ExperimentError(f"[{table}] {key} must be a finite number, got {value!r}")
+    if (table, key) in POSITIVE and value <= 0:
+        raise ExperimentError(f"[{table}] {key} must be > 0, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise ExperimentError(f"[{table}] {key} must be >= 0, got {value!r}")
+    limit = LIMITS.get((table, key))
+    if limit is not None and value > limit:
+        raise ExperimentError(f"[{table}] {key} must be at most {limit:,}, got {value!r}")
+    return value
+
+
+def parse_table(table: str, config: type, values: dict[str, Any]) -> Any:
+    known = [f.name for f in fields(config)]
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ExperimentError(f"[{table}] has no key {key!r}; keys: {', '.join(known)}")
+        out[key] = parse_value(table, key, value, getattr(config(), key))
+    if table == "data" and "test_fraction" in out and not 0 < out["test_fraction"] < 1:
+        raise ExperimentError(f"[data] test_fraction must lie in (0, 1), got {out['test_fraction']!r}")
+    if table == "select" and out.get("n_candidates", 2) < 2:
+        raise ExperimentError("[select] n_candidates must be at least 2")
+    return config(**out)
+
+
+def parse_prior_table(values: dict[str, Any]) -> PriorConfig:
+    """The ``[prior]`` table: the fixed keys, then the registered families' own keys."""
+    owners = {o.key: (fam, o) for fam in families() for o in fam.options}
+    fixed = {k: v for k, v in values.items() if k in ("kind", "strength", "guidance")}
+    base = parse_table("prior", PriorConfig, fixed)
+    family = get_family(base.kind)
+    own = family.defaults()
+    for key, value in values.items():
+        if key in fixed:
+            continue
+        if key not in owners:
+            keys = ["kind", "strength", "guidance", *owners]
+            raise ExperimentError(f"[prior] has no key {key!r}; keys: {', '.join(keys)}")
+        owner, option = owners[key]
+        number = parse_value("prior", key, value, float(option.default))
+        if option.positive and number <= 0:
+            raise ExperimentError(f"[prior] {key} must be > 0, got {value!r}")
+        if key not in own:
+            if number != option.default:
+                raise ExperimentError(
+                    f"[prior] {key} = {value!r} is only used by kind = {owner.kind!r}, not {base.kind!r}; "
+                    f"remove it or set kind = {owner.kind!r}"
+                )
+            continue
+        own[key] = number
+    config = PriorConfig(base.kind, base.strength, base.guidance, own)
+    try:
+        config.build()
+    except (ValueError, TypeError) as err:
+        raise ExperimentError(f"[prior] {err}") from None
+    return config

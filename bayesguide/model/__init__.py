@@ -1,0 +1,17 @@
+"""The model: ``GuidedModel``, a Pyro model around an ordinary network, and its data.
+
+* :mod:`~bayesguide.model.guided` — :class:`GuidedModel`: the guided priors on the units
+  of every prunable layer, the likelihood, the log prior and log joint written once in
+  plain torch, and the Pyro model;
+* :mod:`~bayesguide.model.data` — validating training data against a model
+  (``GuidedModel.prepare_data``) and the data fingerprint later stages check.
+
+Layer: above :mod:`bayesguide.priors`, below :mod:`bayesguide.curvature`.
+"""
+
+from __future__ import annotations
+
+from bayesguide.model.data import ArrayLike, data_fingerprint
+from bayesguide.model.guided import GuidedModel
+
+__all__ = ["ArrayLike", "GuidedModel", "data_fingerprint"]
