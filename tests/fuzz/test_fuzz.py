@@ -3,13 +3,14 @@
 The property, everywhere: bad input ends in a *named* bayesguide error — a ``ValueError``
 or ``TypeError`` (experiment files: ``ExperimentError``) whose message is one line —
 raised before any fitting, or the call succeeds with a valid result; never another
-exception type, never a hang (hypothesis' deadline bounds every example). The default
+exception type, never a hang (a hypothesis deadline bounds every example). The default
 suite runs a small example budget; ``-m slow`` runs a large one.
 """
 
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,15 @@ import bayesguide as bg
 from bayesguide.experiment import Experiment, ExperimentError
 from bayesguide.report import render_html, render_markdown
 
-SMALL = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-LARGE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-# a report renders five figures (~0.5 s): fewer examples
-REPORT_SMALL = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-REPORT_LARGE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Deadlines bound every example (an example that hangs fails): generous, since the
+# machines are shared, yet far below "minutes in a full Hessian".
+_FAST = {"deadline": timedelta(seconds=10), "suppress_health_check": [HealthCheck.too_slow]}
+SMALL = settings(max_examples=25, **_FAST)
+LARGE = settings(max_examples=150, **_FAST)
+# a report renders five figures (~0.5 s): fewer examples, a longer deadline
+_REPORT = {"deadline": timedelta(seconds=60), "suppress_health_check": [HealthCheck.too_slow]}
+REPORT_SMALL = settings(max_examples=8, **_REPORT)
+REPORT_LARGE = settings(max_examples=60, **_REPORT)
 NAMED = (ValueError, TypeError)
 
 
