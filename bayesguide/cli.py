@@ -17,7 +17,8 @@ Exit codes:
   directory holds another experiment, other data, a damaged saved fit, or is in use by
   another ``bayesguide run`` (its lock file names the PID), or anything unexpected;
 * 2 — bad input: bad command-line arguments, a missing or invalid experiment file
-  (``ExperimentError``), or a data source that cannot be read or is not usable data;
+  (``ExperimentError``), a data source that cannot be read or is not usable data, or
+  (``report``) a directory without a readable ``results.json``;
 * 130 — interrupted (Ctrl-C); finished work is saved, the same command resumes.
 
 Every failure ends in one line on standard error, ``bayesguide: …``, naming the
@@ -124,7 +125,10 @@ def _run_file(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    results = load_results(args.run_dir)
+    try:
+        results = load_results(args.run_dir)
+    except (OSError, ValueError) as err:  # no run directory, or not a results file: bad input
+        raise _InputError(str(err)) from err
     for name in ("report.html", "report.md"):
         path = write_report(results, Path(args.run_dir) / name)
         print(f"wrote {path}")

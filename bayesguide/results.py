@@ -309,7 +309,8 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
     FileNotFoundError
         If the directory has no ``results.json``.
     ValueError
-        If the file is not valid JSON, has another schema version, or lacks a key.
+        If the file is not valid JSON (or nested too deeply to read), has another schema
+        version, or lacks a key.
     """
     path = Path(run_dir) / "results.json"
     if not path.is_file():
@@ -318,6 +319,8 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
         results = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
+    except RecursionError:  # json decodes nested arrays and objects recursively
+        raise ValueError(f"{path} is nested too deeply to read: not a bayesguide results file") from None
     if not isinstance(results, dict):
         raise ValueError(f"{path} must hold a JSON object")
     version = results.get("schema_version")

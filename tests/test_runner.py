@@ -133,7 +133,7 @@ def test_report_command_rebuilds_reports(tmp_path: Path, capsys: pytest.CaptureF
     (tmp_path / "run" / "report.html").unlink()
     assert main(["report", str(tmp_path / "run")]) == 0
     assert (tmp_path / "run" / "report.html").is_file()
-    assert main(["report", str(tmp_path / "nowhere")]) == 1
+    assert main(["report", str(tmp_path / "nowhere")]) == 2  # bad input
     assert "does not exist" in capsys.readouterr().err
 
 

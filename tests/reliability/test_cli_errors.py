@@ -209,3 +209,16 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
     import bayesguide.cli as cli
 
     assert cli.__doc__ is not None and "130 — interrupted" in cli.__doc__ and "2 — bad input" in cli.__doc__
+
+
+def test_report_on_a_deeply_nested_results_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "results.json").write_text('{"schema_version": 1, "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert main(["report", str(tmp_path)]) == 2
+    assert _one_line(capsys.readouterr().err) == (
+        f"bayesguide: error: {tmp_path / 'results.json'} is nested too deeply to read: not a bayesguide results file")
+
+
+def test_report_on_a_directory_without_results_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert _one_line(capsys.readouterr().err) == (
+        f"bayesguide: error: {tmp_path / 'results.json'} does not exist: is {tmp_path} a bayesguide run directory?")
