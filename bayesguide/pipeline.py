@@ -83,7 +83,8 @@ class Selection:
         full up to 20,000 parameters, else KFAC, one choice for the whole path), type-II
         ML of the prior scale, and other options of the estimator.
     occam, kappa
-        The Occam prior over architectures and its strength.
+        The Occam prior over architectures and its strength (``"auto"``: the prior
+        spans 1 nat over the candidates; see :mod:`bayesguide.comparison.occam`).
     loo, loo_draws
         PSIS-LOO columns from ``loo_draws`` posterior draws per candidate.
     progress
@@ -104,7 +105,7 @@ class Selection:
     optimize_prior: bool = True
     evidence_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     occam: str | Callable[[Candidate], float] = "guidance"
-    kappa: float = 1.0
+    kappa: float | str = "auto"
     loo: bool = False
     loo_draws: int = 200
     progress: bool = True

@@ -29,7 +29,7 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "metric": "accuracy" | "rmse",
       "candidates": [{"name", "widths", "kept": {layer: [...]}, "n_params", "flops",
                       "log_evidence", "log_prior", "log_posterior", "posterior_prob",
-                      "log_bayes_factor", "prior_scale", "substituted", "status",
+                      "log_bayes_factor", "evidence_prob", "occam_cost", "prior_scale", "substituted", "status",
                       "prior_used": "own" | "counterpart" | "uniform",   # the Gaussian prior of the evidence
                       "metrics": {"train", "test"},
                       "elpd_loo", "elpd_se", "pareto_k_max", "stacking_weight"}],  # LOO keys only with loo
@@ -37,6 +37,8 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "recommended": {"name", "widths", "n_params", "flops", "n_params_full",
                       "flops_full", "latency_ms", "latency_full_ms", "speedup"} | null,
       "flags": ["...warnings in words..."],
+      "selection": {"kappa", "kappa_rule", "kappa_interval": [lo, hi], "evidence_best",
+                    "hessian", "hessian_reason", ...},          # how the comparison decided
       "posterior_file": "posterior.nc",                      # SVI runs only
       "timings": {"total_s": ...}                             # every invocation's time, summed
     }
@@ -246,6 +248,8 @@ class RunResults:
     posterior_file: str | None = None
     schema_version: int = SCHEMA_VERSION
     data_fingerprint: str | None = None
+    #: the comparison's settings as used (the κ taken and why, the curvature and why, …)
+    selection: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document (plain types; NaN and inf as ``null``)."""
@@ -263,6 +267,8 @@ class RunResults:
             out["data_fingerprint"] = self.data_fingerprint
         if self.posterior_file is not None:
             out["posterior_file"] = self.posterior_file
+        if self.selection:
+            out["selection"] = dict(self.selection)
         result: dict[str, Any] = jsonable(out)
         return result
 
@@ -278,7 +284,7 @@ class RunResults:
             flags=tuple(data.get("flags", [])), timings=dict(data.get("timings", {})),
             config_hash=data.get("config_hash"), posterior_file=data.get("posterior_file"),
             schema_version=int(data.get("schema_version", SCHEMA_VERSION)),
-            data_fingerprint=data.get("data_fingerprint"),
+            data_fingerprint=data.get("data_fingerprint"), selection=dict(data.get("selection") or {}),
         )
 
     def save(self, run_dir: str | Path) -> Path:

@@ -224,14 +224,14 @@ def _complete(exp: Experiment, run: _Run, model: GuidedModel, X: torch.Tensor, y
                               hooks=Hooks(restore=announce, scored=run.scored))
     best = cmp.best
     changes: dict[str, Any] = {"candidates": candidate_records(cmp), "flags": tuple(cmp.flags),
-                               "best": None if best is None else best.name}
+                               "best": None if best is None else best.name, "selection": dict(cmp.settings)}
     if best is not None:
         x = torch.randn(256, *X.shape[1:], generator=torch.Generator().manual_seed(0))
         ms = latency_ms({"best": best.module, "full": fit.module}, x)
         changes["recommended"] = recommendation(best, ms["best"], ms["full"])
-        prob = float(cmp.table.loc[cmp.table["name"] == best.name, "posterior_prob"].iloc[0])
+        row = cmp.table.loc[cmp.table["name"] == best.name].iloc[0]
         log(f"best   {best.name}: {best.n_params:,} of {best.original_params:,} parameters, "
-            f"posterior probability {prob:.3f}")
+            f"posterior probability {row['posterior_prob']:.3f} (evidence alone {row['evidence_prob']:.3f})")
         if best.variational:  # the best candidate's approximate posterior (the sliced SVI guide) for ArviZ
             idata = best.to_inference_data(X, y, posterior="guide", draws=200, seed=exp.fit.seed)
             idata.to_netcdf(str(out / "posterior.nc"))

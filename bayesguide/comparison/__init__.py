@@ -5,6 +5,8 @@
   estimator registry, metrics;
 * :mod:`~bayesguide.comparison.table` — :func:`compare` and :func:`assemble`: the Occam
   prior, normalised posterior probabilities, Bayes factors, flags;
+* :mod:`~bayesguide.comparison.sensitivity` — evidence-only probabilities, the κ
+  interval of the pick, the flags when the prior decides;
 * :mod:`~bayesguide.comparison.loo` — PSIS-LOO columns and stacking weights;
 * :mod:`~bayesguide.comparison.result` — :class:`Comparison`, what the reports read.
 

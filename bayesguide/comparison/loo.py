@@ -48,7 +48,10 @@ def add_loo(table: pd.DataFrame, cands: list[Candidate], X: ArrayLike, y: ArrayL
             warnings.simplefilter("ignore")
             weights = az.compare(idatas, ic="loo", method="stacking")["weight"]
         table["stacking_weight"] = [float(weights[c.name]) for c in cands]
-    loo_best = cands[int(np.argmax(elpd))]
-    if best is not None and loo_best.name != best.name:
-        flags.append(f"evidence prefers {best.name} but PSIS-LOO prefers {loo_best.name}")
+    # LOO's pick among the candidates compared (status ok) whose elpd is a number: a NaN is never a pick
+    scored = np.isfinite(np.asarray(elpd, dtype=np.float64)) & table["status"].eq("ok").to_numpy()
+    if best is not None and scored.any():
+        loo_best = cands[int(np.nanargmax(np.where(scored, elpd, np.nan)))]
+        if loo_best.name != best.name:
+            flags.append(f"evidence prefers {best.name} but PSIS-LOO prefers {loo_best.name}")
     return flags

@@ -26,7 +26,8 @@ class Comparison:
     table
         One row per candidate, in the order given: ``name``, ``widths``, ``n_params``,
         ``flops``, ``log_evidence``, ``log_prior``, ``log_posterior`` (unnormalised),
-        ``posterior_prob``, ``log_bayes_factor`` (against the best evidence), the train
+        ``posterior_prob``, ``evidence_prob`` (the same under a uniform prior),
+        ``occam_cost``, ``log_bayes_factor`` (against the best evidence), the train
         (and test) metric, ``status``; with Laplace evidence also ``prior_scale``,
         ``substituted`` and ``prior_used`` (the Gaussian prior the evidence used:
         ``"own"``, ``"counterpart"`` or ``"uniform"``, see
@@ -52,7 +53,7 @@ class Comparison:
 
     def __str__(self) -> str:
         cols = [c for c in ("name", "n_params", "log_evidence", "log_prior", "posterior_prob",
-                            "log_bayes_factor", "train_metric", "test_metric", "elpd_loo",
+                            "evidence_prob", "log_bayes_factor", "train_metric", "test_metric", "elpd_loo",
                             "pareto_k_max", "status") if c in self.table]
         with pd.option_context("display.width", 160, "display.max_columns", 20):
             body = self.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")

@@ -30,9 +30,10 @@ from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
 from bayesguide.comparison.loo import add_loo
-from bayesguide.comparison.occam import occam_log_prior
+from bayesguide.comparison.occam import AUTO_RANGE, occam_costs, resolve_kappa
 from bayesguide.comparison.result import Comparison
 from bayesguide.comparison.rows import check_candidates, resolve_hessian, score_candidate
+from bayesguide.comparison.sensitivity import kappa_interval, prior_flags, probabilities
 from bayesguide.marglik import get_estimator
 from bayesguide.model import ArrayLike, data_fingerprint
 from bayesguide.pruning import Candidate
@@ -47,7 +48,7 @@ def compare(
     *,
     evidence: str = "laplace",
     occam: str | Callable[[Candidate], float] = "guidance",
-    kappa: float = 1.0,
+    kappa: float | str = "auto",
     hessian: str = "auto",
     optimize_prior: bool = True,
     X_test: ArrayLike | None = None,
@@ -72,7 +73,9 @@ def compare(
         :func:`bayesguide.evidence`).
     occam, kappa
         The Occam prior (a name registered in :mod:`bayesguide.comparison.occam`, or a
-        callable unnormalised log prior) and its strength.
+        callable unnormalised log prior) and its strength: ``"auto"`` (default) makes
+        the prior span 1 nat over the candidates, so it only breaks the evidence's ties;
+        a number is κ in nats per unit of cost (see :mod:`bayesguide.comparison.occam`).
     hessian
         Laplace curvature: ``"full"``, ``"kron"``, ``"diag"``, or ``"auto"`` — full when
         the largest candidate has at most 20,000 parameters and its GGN fits the memory and
@@ -109,7 +112,7 @@ def compare(
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
     test = None if X_test is None else cands[0].model.prepare_data(X_test, y_test)
-    occam_log_prior(cands, occam, kappa)  # validates occam and kappa before any work
+    resolve_kappa(kappa, occam_costs(cands, occam), occam)  # validates occam and kappa before any work
     hessian, why = resolve_hessian(hessian, cands, Xt)
     estimator = get_estimator(evidence)
     options = {"hessian": hessian, "optimize_prior": optimize_prior, **(evidence_options or {})}
@@ -132,32 +135,50 @@ def assemble(
     candidates: Sequence[Candidate],
     *,
     occam: str | Callable[[Candidate], float] = "guidance",
-    kappa: float = 1.0,
+    kappa: float | str = "auto",
     loo: bool = False,
     X: ArrayLike | None = None,
     y: ArrayLike | None = None,
     loo_draws: int = 200,
     settings: dict[str, Any] | None = None,
 ) -> Comparison:
-    """Occam prior, normalised posterior, Bayes factors and flags from scored rows."""
+    """Occam prior, normalised posterior, Bayes factors and flags from scored rows.
+
+    Besides the posterior (``posterior_prob``) the table holds ``evidence_prob``, the
+    probabilities under a uniform prior, and ``occam_cost``; ``settings`` records the κ
+    used (``kappa``), the rule that set it (``kappa_rule``), the κ interval over which
+    the pick stands (``kappa_interval``) and the evidence's own pick (``evidence_best``).
+    A flag says when the prior overturns the evidence's pick, or when the pick changes
+    within the default range of κ (:mod:`bayesguide.comparison.sensitivity`).
+    """
     cands = check_candidates(candidates)
     table = pd.DataFrame([dict(r) for r in rows])
-    table["log_prior"] = occam_log_prior(cands, occam, kappa)
+    costs = occam_costs(cands, occam)
+    kappa_value, rule = resolve_kappa(kappa, costs, occam)
+    raw = -kappa_value * costs
+    table["occam_cost"] = costs
+    table["log_prior"] = raw - logsumexp(raw)
     flags = [f"candidate {n} excluded: {s}" for n, s in zip(table["name"], table["status"]) if s != "ok"]
-    ok = table["status"].eq("ok").to_numpy()
-    log_post = (table["log_evidence"] + table["log_prior"]).to_numpy()
-    probs = np.full(len(cands), np.nan)
-    if ok.any():
-        probs[ok] = np.exp(log_post[ok] - logsumexp(log_post[ok]))
-    table["log_posterior"] = log_post
-    table["posterior_prob"] = probs
-    best_ev = np.nanmax(table["log_evidence"].to_numpy()) if ok.any() else math.nan
+    ok = table["status"].eq("ok").to_numpy() & np.isfinite(table["log_evidence"].to_numpy(dtype=np.float64))
+    log_evidence = table["log_evidence"].to_numpy(dtype=np.float64)
+    table["log_posterior"] = (table["log_evidence"] + table["log_prior"]).to_numpy()
+    table["posterior_prob"] = probs = probabilities(log_evidence, costs, kappa_value, ok)
+    table["evidence_prob"] = evidence_probs = probabilities(log_evidence, costs, 0.0, ok)
+    best_ev = np.nanmax(log_evidence[ok]) if ok.any() else math.nan
     table["log_bayes_factor"] = table["log_evidence"] - best_ev
     best = cands[int(np.nanargmax(probs))] if ok.any() else None
+    selection: dict[str, Any] = {"kappa": kappa_value, "kappa_rule": rule}
+    if best is not None:
+        pick = int(np.nanargmax(probs))
+        selection["kappa_interval"] = list(kappa_interval(log_evidence, costs, pick, ok))
+        selection["evidence_best"] = cands[int(np.nanargmax(evidence_probs))].name
+        span = float(costs.max() - costs.min())
+        flags += prior_flags([c.name for c in cands], log_evidence, costs, kappa_value,
+                             AUTO_RANGE / span if span > 0 else 0.0, ok)
     if loo:
         if X is None or y is None:
             raise ValueError("loo=True needs X and y")
         flags += add_loo(table, cands, X, y, loo_draws, best)
-    all_settings = {"occam": str(occam), "kappa": kappa, "loo": loo,
+    all_settings = {"occam": str(occam), **selection, "loo": loo,
                     "metric": cands[0].model.likelihood.metric_name, **(settings or {})}
     return Comparison(table=table, candidates=tuple(cands), best=best, flags=tuple(flags), settings=all_settings)

@@ -33,7 +33,7 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     [select]
     evidence = "laplace"       # laplace | elbo | iwae (elbo, iwae: svi fits only)
     occam = "guidance"         # guidance | params | flops | uniform
-    kappa = 1.0
+    kappa = "auto"             # "auto" (the prior spans 1 nat over the candidates) or κ >= 0
     n_candidates = 8           # points of the pruning path
     threshold = 0.001          # also the candidate without units scoring below this (0: none)
     fine_tune = 200            # MAP steps re-fitting each candidate (0: none)

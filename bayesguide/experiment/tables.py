@@ -28,9 +28,9 @@ from bayesguide.posterior import GuideKind
 from bayesguide.priors import PriorFamily, UnitPrior, families, get_family, kinds
 
 __all__ = [
-    "ACTIVATIONS", "LIMITS", "MAX_LAYERS", "MAX_WIDTH", "POSITIVE", "TABLES", "DataConfig", "ExperimentError",
-    "FitConfig", "NetworkConfig", "OutputConfig", "PriorConfig", "SelectConfig", "choices", "parse_prior_table",
-    "parse_table", "parse_value",
+    "ACTIVATIONS", "AUTO_OR_NUMBER", "LIMITS", "MAX_LAYERS", "MAX_WIDTH", "POSITIVE", "TABLES", "DataConfig",
+    "ExperimentError", "FitConfig", "NetworkConfig", "OutputConfig", "PriorConfig", "SelectConfig", "choices",
+    "parse_prior_table", "parse_table", "parse_value",
 ]
 
 
@@ -64,6 +64,9 @@ POSITIVE = {("prior", "strength"), ("fit", "steps"), ("fit", "lr"), ("select", "
 
 #: the largest accepted value of the size keys: beyond these a run cannot finish (or allocate) anyway
 LIMITS = {("fit", "steps"): 10**9, ("fit", "batch_size"): 10**9, ("select", "fine_tune"): 10**9}
+
+#: keys that take ``"auto"`` or a number (validated as a number with this default)
+AUTO_OR_NUMBER = {("select", "kappa"): 1.0}
 
 #: the largest hidden width and the most hidden layers ``[network] hidden`` may list
 MAX_WIDTH, MAX_LAYERS = 10**6, 1000
@@ -132,7 +135,7 @@ class FitConfig:
 class SelectConfig:
     evidence: str = "laplace"
     occam: str = "guidance"
-    kappa: float = 1.0
+    kappa: float | str = "auto"
     n_candidates: int = 8
     threshold: float = 0.001
     fine_tune: int = 200
@@ -164,6 +167,12 @@ def _type_name(t: Any) -> str:
 
 def parse_value(table: str, key: str, value: Any, default: Any) -> Any:
     """``value`` checked against the type of ``default``, the choices and the sign rules."""
+    if (table, key) in AUTO_OR_NUMBER:
+        if value == "auto":
+            return value
+        if isinstance(value, str):
+            raise ExperimentError(f"[{table}] {key} must be \"auto\" or a number, got {value!r}")
+        default = AUTO_OR_NUMBER[(table, key)]
     kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

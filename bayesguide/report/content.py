@@ -112,10 +112,10 @@ def _full_params(results: Results) -> float | None:
     return full
 
 
-def _probability_of(results: Results, name: str | None) -> Any:
+def _probability_of(results: Results, name: str | None, key: str = "posterior_prob") -> Any:
     for cand in candidate_rows(results):
         if name is not None and str(cand.get("name")) == name:
-            return cand.get("posterior_prob")
+            return cand.get(key)
     return None
 
 
@@ -133,7 +133,9 @@ def summary(results: Results) -> list[str]:
         if params is not None and full:
             size += f" ({fmt_percent(params / full)} of full)"
         prob = _probability_of(results, name)
-        lines.append(f"Recommended: {name} — {size}, posterior probability {fmt_prob(prob)}")
+        alone = _probability_of(results, name, "evidence_prob")
+        said = f"Recommended: {name} — {size}, posterior probability {fmt_prob(prob)}"
+        lines.append(said + ("" if alone is None else f" (evidence alone: {fmt_prob(alone)})"))
     cands = candidate_rows(results)
     failed = sum(_is_failed(c) for c in cands)
     run = f"{len(cands)} candidate{'s' if len(cands) != 1 else ''} compared"
@@ -209,7 +211,10 @@ def candidates_table(results: Results) -> Table:
     has_prior_used = any(c.get("prior_used") not in (None, "own") for c in cands)
     columns = ["candidate", "widths", "params", "FLOPs", f"train {label}"]
     columns += [f"test {label}"] if has_test else []
-    columns += ["log evidence", "log Occam prior", "log posterior", "P(M\u00a0|\u00a0D)", "log Bayes factor"]
+    has_alone = any(c.get("evidence_prob") is not None for c in cands)
+    columns += ["log evidence", "log Occam prior", "log posterior", "P(M\u00a0|\u00a0D)"]
+    columns += ["P, evidence alone"] if has_alone else []
+    columns += ["log Bayes factor"]
     columns += ["prior scale"] if has_scale else []
     columns += ["evidence prior"] if has_prior_used else []
     columns += ["status"]
@@ -221,7 +226,9 @@ def candidates_table(results: Results) -> Table:
                fmt_int(c.get("flops")), fmt_metric(get(c, "metrics", "train"), metric)]
         row += [fmt_metric(get(c, "metrics", "test"), metric)] if has_test else []
         row += [fmt_log(c.get("log_evidence")), fmt_log(c.get("log_prior")), fmt_log(c.get("log_posterior")),
-                fmt_prob(c.get("posterior_prob")), fmt_log(c.get("log_bayes_factor"))]
+                fmt_prob(c.get("posterior_prob"))]
+        row += [fmt_prob(c.get("evidence_prob"))] if has_alone else []
+        row += [fmt_log(c.get("log_bayes_factor"))]
         row += [fmt_float(c.get("prior_scale"))] if has_scale else []
         row += [fmt_value(c.get("prior_used"))] if has_prior_used else []
         row += [fmt_value(c.get("status"))]

@@ -104,5 +104,7 @@ def results_from_comparison(cmp: Comparison) -> dict[str, Any]:
         fit=fit_record(fit), metric=str(cmp.settings.get("metric", likelihood.metric_name)),
         candidates=candidate_records(cmp), best=None if cmp.best is None else cmp.best.name,
         recommended=None if cmp.best is None else recommendation(cmp.best), flags=tuple(str(f) for f in cmp.flags),
+        selection={str(k): _plain(v) if not isinstance(v, (list, tuple)) else [_plain(x) for x in v]
+                   for k, v in cmp.settings.items()},
     )
     return results.to_json()

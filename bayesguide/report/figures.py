@@ -31,6 +31,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from bayesguide.comparison.sensitivity import DEFAULT_RANGE, probabilities
 from bayesguide.report._format import as_float, get
 from bayesguide.report.content import Results, candidate_rows, metric_label
 
@@ -41,6 +42,7 @@ __all__ = [
     "loss_figure",
     "metric_figure",
     "render_figures",
+    "sensitivity_figure",
     "to_png",
     "unit_norms_figure",
 ]
@@ -52,6 +54,7 @@ FIGURE_TITLES: dict[str, str] = {
     "metric": "Metric against units kept",
     "decomposition": "Evidence, Occam prior and posterior probability",
     "elpd": "Predictive comparison (PSIS-LOO)",
+    "sensitivity": "Posterior probability against the strength of the Occam prior",
 }
 
 _BLUE, _ORANGE, _GREEN, _GREY, _RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728"
@@ -307,12 +310,48 @@ def elpd_figure(results: Results) -> Figure | None:
     return fig
 
 
+def sensitivity_figure(results: Results) -> Figure | None:
+    """``P(M | D)`` of the leading candidates against the Occam prior's range over the
+    candidates (``κ · (max − min cost)``, nats, log scale), with the κ used and the
+    default range marked; the left end is the evidence alone."""
+    cands = candidate_rows(results)
+    ev = _floats([c.get("log_evidence") for c in cands])
+    cost = _floats([c.get("occam_cost") for c in cands])
+    ok = np.isfinite(ev) & np.isfinite(cost) & np.array([str(c.get("status", "ok")) == "ok" for c in cands],
+                                                         dtype=bool)
+    if ok.sum() < 2 or not np.ptp(cost[ok]) > 0:
+        return None
+    span = float(np.ptp(cost[ok]))
+    ranges = np.logspace(-2, 3, 241)
+    probs = np.stack([probabilities(ev, cost, r / span, ok) for r in ranges])
+    top = np.nan_to_num(np.vstack([probs, probabilities(ev, cost, 0.0, ok)]), nan=0.0).max(axis=0)
+    leading = [int(k) for k in np.argsort(-top) if top[k] >= 0.05][:6]
+    fig = _new(8.5, 3.6)
+    ax = fig.add_subplot()
+    ax.axvspan(ranges[0], DEFAULT_RANGE, color=_GREY, alpha=0.12, lw=0,
+               label=f"default range (prior spans ≤ {DEFAULT_RANGE:g} nats)")
+    for k in leading:
+        ax.plot(ranges, probs[:, k], lw=1.5, label=_txt(cands[k].get("name")))
+    kappa = _plottable(as_float(get(results, "selection", "kappa")))
+    if np.isfinite(kappa) and kappa * span > 0:
+        ax.axvline(min(max(kappa * span, ranges[0]), ranges[-1]), color="black", ls="--", lw=1,
+                   label=f"κ used ({kappa:.3g})")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("range of the Occam prior over the candidates, κ · (max − min cost), nats")
+    ax.set_ylabel("P(M | D)")
+    ax.set_title(FIGURE_TITLES["sensitivity"])
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
 _BUILDERS = {
     "loss": loss_figure,
     "unit_norms": unit_norms_figure,
     "metric": metric_figure,
     "decomposition": decomposition_figure,
     "elpd": elpd_figure,
+    "sensitivity": sensitivity_figure,
 }
 
 

@@ -153,13 +153,17 @@ def _candidates(results: Results, figures: Mapping[str, bytes]) -> str:
     return "".join([
         _table(table),
         '<p class="note">Log quantities in nats. log posterior = log evidence + log Occam prior '
-        "(unnormalised); P(M | D) normalises it over the candidates that did not fail; log Bayes "
+        "(unnormalised); P(M | D) normalises it over the candidates that did not fail, and “P, evidence "
+        "alone” is the same under a uniform prior; log Bayes "
         "factor is against the candidate with the highest evidence. The recommended row is "
         "highlighted; excluded candidates are in red.</p>",
         _figure(figures, "metric", f"{content.metric_label(results).capitalize()} of each candidate "
                 "against the number of hidden units it keeps."),
         _figure(figures, "decomposition", "The trade-off: the evidence rewards fit, the Occam prior "
                 "rewards simplicity; their sum gives the posterior probability (bottom)."),
+        _figure(figures, "sensitivity", "How much the Occam prior decides: the posterior probability of the "
+                "leading candidates as the prior's strength κ grows (left end: the evidence alone). "
+                "The dashed line is the κ used; in the shaded default range a change of pick is flagged."),
     ])
 
 

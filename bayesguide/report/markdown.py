@@ -79,7 +79,7 @@ def render_markdown(results: Results, figures: Mapping[str, str] | None = None) 
         A results dictionary (schema of :mod:`bayesguide.results`); only read.
     figures
         Optional relative paths of figure PNG files by name (``"loss"``,
-        ``"unit_norms"``, ``"metric"``, ``"decomposition"``, ``"elpd"``); each one given
+        ``"unit_norms"``, ``"metric"``, ``"decomposition"``, ``"elpd"``, ``"sensitivity"``); each one given
         is linked in its section.
 
     Returns
@@ -109,8 +109,9 @@ def render_markdown(results: Results, figures: Mapping[str, str] | None = None) 
     if table.rows:
         out += [_table(table), "",
                 "Log quantities in nats; log posterior = log evidence + log Occam prior (unnormalised); "
+                "\"P, evidence alone\" is P(M | D) under a uniform prior; "
                 "★ recommended, ✗ excluded.", ""]
-        out += _figure(figures, "metric") + _figure(figures, "decomposition")
+        out += _figure(figures, "metric") + _figure(figures, "decomposition") + _figure(figures, "sensitivity")
     else:
         out += ["_No candidates in these results._", ""]
     out += ["## 4. Predictive comparison", ""]

@@ -11,13 +11,16 @@ import pytest
 
 from bayesguide.cli import main
 from bayesguide.experiment import Experiment, ExperimentError, OutputConfig, load_experiment
+from bayesguide.experiment.tables import AUTO_OR_NUMBER
 from bayesguide.priors import families
 
 
 def _float_keys() -> list[tuple[str, str]]:
-    """Every number-valued key: the tables' float fields and every prior family's own keys."""
+    """Every number-valued key: the tables' float fields, the keys taking "auto" or a number, and
+    every prior family's own keys."""
     keys = [(table, key) for table, values in Experiment().to_dict().items()
             for key, value in values.items() if isinstance(value, float)]
+    keys += list(AUTO_OR_NUMBER)
     keys += [("prior", o.key) for family in families() for o in family.options]
     return sorted(set(keys))
 

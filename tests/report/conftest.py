@@ -1,7 +1,7 @@
 """A small but complete results dictionary (schema of ``bayesguide.results``), by hand.
 
-Six candidates of a 64-32-16-10 MLP on digits, a fit with 200 loss points and unit
-norms for two layers; ``results`` has the PSIS-LOO columns, ``results_no_loo`` has
+Six candidates of a 64-32-16-10 MLP on digits (guidance Occam prior at κ = 1), a fit
+with 200 loss points and unit norms for two layers; ``results`` has the PSIS-LOO columns, ``results_no_loo`` has
 none, one failed candidate and no measured recommendation.
 """
 
@@ -41,6 +41,7 @@ def make_results(loo: bool = True) -> dict[str, Any]:
     log_prior = log_prior_un - logsumexp(log_prior_un)
     log_post = log_ev + log_prior
     prob = np.exp(log_post - logsumexp(log_post))
+    evidence_prob = np.exp(log_ev - logsumexp(log_ev))
     train = [0.998, 0.996, 0.991, 0.984, 0.951, 0.842]
     test = [0.962, 0.965, 0.968, 0.961, 0.934, 0.826]
     candidates = []
@@ -50,6 +51,7 @@ def make_results(loo: bool = True) -> dict[str, Any]:
             "n_params": _params(a, b), "flops": _flops(a, b),
             "log_evidence": float(log_ev[i]), "log_prior": float(log_prior[i]),
             "log_posterior": float(log_post[i]), "posterior_prob": float(prob[i]),
+            "evidence_prob": float(evidence_prob[i]), "occam_cost": float(-log_prior_un[i]),
             "log_bayes_factor": float(log_ev[i] - log_ev.max()), "prior_scale": 0.8 + 0.1 * i,
             "status": "ok", "metrics": {"train": train[i], "test": test[i]},
         }
@@ -83,6 +85,8 @@ def make_results(loo: bool = True) -> dict[str, Any]:
                         "flops": best["flops"], "n_params_full": _params(32, 16), "flops_full": _flops(32, 16),
                         "latency_ms": 0.021, "latency_full_ms": 0.047, "speedup": 2.24},
         "flags": ["candidate w4-3: 12 observations with Pareto k > 0.7"] if loo else [],
+        "selection": {"kappa": 1.0, "kappa_rule": "as given", "kappa_interval": [0.0, 2.7],
+                      "evidence_best": "w12-8"},
         "timings": {"total_s": 31.5},
     }
 
@@ -107,6 +111,6 @@ def results_no_loo() -> dict[str, Any]:
     failed = res["candidates"][-1]
     failed.update({"status": "failed: Cholesky factor not positive definite", "log_evidence": None,
                    "log_posterior": None, "posterior_prob": None, "log_bayes_factor": None,
-                   "prior_scale": None})
+                   "prior_scale": None, "evidence_prob": None})
     res["flags"] = [f"candidate {failed['name']} excluded: {failed['status']}"]
     return copy.deepcopy(res)

@@ -54,7 +54,7 @@ def test_page_is_well_formed_and_self_contained(complete_page: str) -> None:
     parsed = _parse(page)
     assert page.startswith("<!DOCTYPE html>")
     assert "script" not in parsed.tags and "link" not in parsed.tags
-    assert len(parsed.images) == 5  # loss, unit norms, metric, decomposition, ELPD
+    assert len(parsed.images) == 6  # loss, unit norms, metric, decomposition, ELPD, κ sensitivity
     for src in parsed.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
@@ -69,7 +69,8 @@ def test_page_shows_the_table_and_summary(complete_page: str, results: dict[str,
     for row in candidates_table(results).rows:
         for cell in row:
             assert cell in text
-    assert "Recommended: w12-8 — 974 parameters (35.1 % of full), posterior probability 0.996" in text
+    assert ("Recommended: w12-8 — 974 parameters (35.1 % of full), posterior probability 0.996 "
+            "(evidence alone: 0.931)") in text
     assert "candidate w4-3: 12 observations with Pareto k > 0.7" in text
     assert "2.24×" in text and "0.021 ms" in text
 

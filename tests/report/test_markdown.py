@@ -18,7 +18,8 @@ def test_markdown_has_the_same_table_numbers(results: dict[str, Any]) -> None:
                 assert escape_markdown(cell) in md
     assert "| **w12-8** ★ |" in md  # the recommended row
     assert md.count("\n| w") + md.count("\n| **w") == 12  # six rows in each of the two tables
-    assert "> **Recommended: w12-8 — 974 parameters (35.1 % of full), posterior probability 0.996**" in md
+    assert ("> **Recommended: w12-8 — 974 parameters (35.1 % of full), posterior probability 0.996 "
+            "(evidence alone: 0.931)**") in md
     assert "- ⚠ candidate w4-3: 12 observations with Pareto k &gt; 0.7" in md
 
 

@@ -28,7 +28,8 @@ def test_markdown_saves_and_links_figures(results: dict[str, Any], tmp_path: Pat
     path = write_report(results, tmp_path / "report.md")
     md = path.read_text(encoding="utf-8")
     pngs = sorted(p.name for p in (tmp_path / "figures").iterdir())
-    assert pngs == sorted(f"report_{n}.png" for n in ("loss", "unit_norms", "metric", "decomposition", "elpd"))
+    names = ("loss", "unit_norms", "metric", "decomposition", "elpd", "sensitivity")
+    assert pngs == sorted(f"report_{n}.png" for n in names)
     for name in pngs:
         assert f"(figures/{name})" in md
 
