@@ -32,7 +32,8 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
                       "log_bayes_factor", "evidence_prob", "occam_cost", "prior_scale", "substituted", "status",
                       "prior_used": "own" | "counterpart" | "uniform",   # the Gaussian prior of the evidence
                       "metrics": {"train", "test"},
-                      "elpd_loo", "elpd_se", "pareto_k_max", "stacking_weight"}],  # LOO keys only with loo
+                      "elpd_loo", "elpd_se", "pareto_k_max", "pareto_k_q", "loo_corrected",
+                      "stacking_weight"}],                                      # LOO keys only with loo
       "best": name | null,
       "recommended": {"name", "widths", "n_params", "flops", "n_params_full",
                       "flops_full", "latency_ms", "latency_full_ms", "speedup"} | null,

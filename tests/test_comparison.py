@@ -178,7 +178,8 @@ def test_loo_columns_stacking_weights_and_flags() -> None:
     assert t["stacking_weight"].sum() == pytest.approx(1.0, abs=1e-6)
     assert (t["elpd_se"] > 0).all()
     loo_best = t["name"][int(np.argmax(t["elpd_loo"]))]
-    disagree = [f for f in cmp.flags if "PSIS-LOO prefers" in f]
-    assert bool(disagree) == (cmp.best is not None and loo_best != cmp.best.name)
+    disagree = [f for f in cmp.flags if f.startswith("PSIS-LOO")]
+    # a flag only where LOO's best is another candidate (whether the gap counts: tests/test_loo_flag.py)
+    assert not disagree or (cmp.best is not None and loo_best != cmp.best.name)
     high_k = [f for f in cmp.flags if "Pareto k >" in f]
     assert bool(high_k) == bool((t["pareto_k_max"] > 0.7).any())

@@ -49,7 +49,7 @@ def _linear(
 def test_groups_names_and_shapes() -> None:
     fit, X, y = _classifier()
     idata = to_inference_data(fit, X, y, draws=7)
-    assert set(idata.groups()) == {"posterior", "log_likelihood", "observed_data"}
+    assert set(idata.groups()) == {"posterior", "log_likelihood", "observed_data", "sample_stats"}
     assert list(idata.posterior.data_vars) == ["0.units", "2.units"]
     assert idata.posterior["0.units"].dims == ("chain", "draw", "unit_0", "weight_0")
     assert idata.posterior["0.units"].shape == (1, 7, 6, 4)
@@ -57,7 +57,8 @@ def test_groups_names_and_shapes() -> None:
     assert idata.log_likelihood["obs"].dims == ("chain", "draw", "example")
     assert idata.log_likelihood["obs"].shape == (1, 7, 23)
     np.testing.assert_array_equal(idata.observed_data["obs"].values, y.numpy())
-    assert idata.posterior.attrs["posterior"] == "laplace (diag)"  # auto, MAP fit
+    assert idata.posterior.attrs["posterior"] == "laplace (diag, prior scale 1)"  # auto, MAP fit
+    assert idata.posterior.attrs["predictive"] == "glm"  # auto, Laplace draws
     # the method on FitResult is the same function
     same = fit.to_inference_data(X, y, draws=7)
     np.testing.assert_array_equal(same.log_likelihood["obs"].values, idata.log_likelihood["obs"].values)
@@ -65,7 +66,7 @@ def test_groups_names_and_shapes() -> None:
 
 def test_log_likelihood_equals_a_naive_loop_and_ignores_blocking() -> None:
     fit, X, y = _classifier()
-    idata = to_inference_data(fit, X, y, draws=9, hessian="full", seed=5)
+    idata = to_inference_data(fit, X, y, draws=9, hessian="full", seed=5, predictive="network")
     ll = idata.log_likelihood["obs"].values[0]
     # naive: one draw, one example at a time, log-softmax by hand
     for s in range(9):
@@ -76,12 +77,77 @@ def test_log_likelihood_equals_a_naive_loop_and_ignores_blocking() -> None:
             expected = float(logits[y[i]] - torch.logsumexp(logits, 0))
             assert ll[s, i] == pytest.approx(expected, rel=1e-12, abs=1e-12)
     for chunk in (1, 5, 23):
-        blocked = to_inference_data(fit, X, y, draws=9, hessian="full", seed=5, chunk_size=chunk)
+        blocked = to_inference_data(fit, X, y, draws=9, hessian="full", seed=5, chunk_size=chunk,
+                                    predictive="network")
         np.testing.assert_allclose(blocked.log_likelihood["obs"].values[0], ll, rtol=1e-13, atol=1e-13)
     values = {k: torch.as_tensor(idata.posterior[k].values[0]) for k in ["0.units", "2.units"]}
     Xp, yp = fit.model.prepare_data(X, y)
     one = log_likelihood_draws(fit.model, fit.module, values, Xp, yp, chunk_size=4, draw_chunk=1)
     np.testing.assert_allclose(one.numpy(), ll, rtol=1e-13, atol=1e-13)
+
+
+def test_the_glm_predictive_equals_the_explicitly_linearised_network() -> None:
+    fit, X, y = _classifier()
+    idata = to_inference_data(fit, X, y, draws=6, hessian="full", seed=2, predictive="glm")
+    ll = idata.log_likelihood["obs"].values[0]
+    W1, W2 = (fit.model.sites[k].pack(dict(fit.module.named_parameters())).detach() for k in (0, 1))
+    theta = torch.cat([W1.reshape(-1), W2.reshape(-1)])
+
+    def logits(flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        a, b = flat[:24].reshape(6, 4), flat[24:].reshape(3, 7)
+        return b[:, :6] @ torch.tanh(a[:, :3] @ x + a[:, 3]) + b[:, 6]
+
+    for i in range(23):
+        J = torch.autograd.functional.jacobian(lambda t, x=X[i]: logits(t, x), theta)  # (3, 45), by reverse mode
+        f0 = logits(theta, X[i])
+        for s in range(6):
+            draw = torch.cat([torch.as_tensor(idata.posterior[k].values[0, s]).reshape(-1)
+                              for k in ["0.units", "2.units"]])
+            f = f0 + J @ (draw - theta)
+            expected = float(f[y[i]] - torch.logsumexp(f, 0))
+            assert ll[s, i] == pytest.approx(expected, rel=1e-10, abs=1e-10)
+
+
+def test_the_importance_ratio_is_constant_for_an_exact_posterior_and_corrects_a_poor_one() -> None:
+    """Bayesian linear regression: the full Laplace posterior is exact, so log p(D, θ) − log q(θ)
+    is the same for every draw (it is the log evidence); draws from a posterior too wide are not,
+    and correcting their weights recovers the exact leave-one-out predictive."""
+    g = torch.Generator().manual_seed(3)
+    Z = torch.randn(60, 1, generator=g, dtype=torch.float64)
+    X = torch.cat([Z + 0.4 * torch.randn(60, 2, generator=g, dtype=torch.float64), Z], dim=1)  # correlated
+    y = X @ torch.tensor([1.0, -0.5, 0.5], dtype=torch.float64) + 0.3 * torch.randn(60, generator=g,
+                                                                                      dtype=torch.float64)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 1, bias=False)).double()
+    model = bg.GuidedModel(net, bg.GuidedNormal(0.7), likelihood="gaussian", noise=0.3)
+    fit = bg.fit_map(model, X, y, steps=1, progress=False)
+    Phi, t, s2 = X.numpy(), y.numpy(), 0.3**2
+    A = Phi.T @ Phi / s2 + 1.4 * np.eye(3)
+    b = Phi.T @ t / s2
+    with torch.no_grad():
+        fit.module[0].weight.copy_(torch.as_tensor(np.linalg.solve(A, b)).reshape(1, -1))
+    exact = np.empty(len(t))
+    for i in range(len(t)):
+        Ai = A - np.outer(Phi[i], Phi[i]) / s2
+        mi = np.linalg.solve(Ai, b - Phi[i] * t[i] / s2)
+        exact[i] = scipy.stats.norm(Phi[i] @ mi, math.sqrt(s2 + Phi[i] @ np.linalg.solve(Ai, Phi[i]))).logpdf(t[i])
+    # the exact log evidence of Bayesian linear regression
+    cov = s2 * np.eye(len(t)) + Phi @ Phi.T / 1.4
+    log_evidence = scipy.stats.multivariate_normal(np.zeros(len(t)), cov).logpdf(t)
+    full = to_inference_data(fit, X, y, draws=500, hessian="full", seed=0)
+    ratio = full.sample_stats["log_importance_ratio"].values[0]
+    np.testing.assert_allclose(ratio, log_evidence, rtol=1e-10)
+    # a mean-field guide at the posterior mean, 1.5 times as wide as the posterior's widest direction
+    widest = math.sqrt(float(np.linalg.eigvalsh(np.linalg.inv(A)).max()))
+    wide = bg.fit_svi(model, X, y, steps=1, lr=1e-12, init=fit, init_scale=1.5 * widest, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # raw weights of too-wide draws: some k > 0.7
+        raw = loo(wide, X, y, draws=8000, seed=0, correct=False)
+    corrected = loo(wide, X, y, draws=8000, seed=0)
+    assert corrected.corrected and corrected.k_q is not None and corrected.k_q <= 0.7 and not raw.corrected
+    error_raw, error = abs(raw.elpd - exact.sum()), abs(corrected.elpd - exact.sum())
+    assert error_raw > 1.0  # draws from a too-wide posterior: a pessimistic leave-one-out predictive
+    assert error < 0.3 and error < error_raw / 5
+    np.testing.assert_allclose(corrected.pointwise, exact, atol=0.05)
 
 
 def test_guide_draws_with_learned_noise() -> None:

@@ -1,8 +1,17 @@
 """PSIS-LOO columns of a comparison: ``elpd_loo``, its standard error, Pareto k, stacking weights.
 
 Vehtari, Gelman & Gabry (2017) through ArviZ (:func:`bayesguide.predictive.loo`); the
-stacking weights are ``arviz.compare(..., method="stacking")``. Flags: examples with
-Pareto ``k > 0.7``, and a disagreement between the evidence's and LOO's winners.
+stacking weights are ``arviz.compare(..., method="stacking")``. A candidate scored by
+Laplace evidence is drawn from the same Laplace posterior — its type-II prior scale
+(``prior_scale``), the comparison's curvature (``"full"``, else ``"diag"``: KFAC has no
+sampler here) — through the GLM predictive; an SVI candidate from its guide.
+
+Flags: examples with Pareto ``k > 0.7``, and a disagreement between the selection and
+LOO that the data support — LOO's best candidate ahead of the pick by more than
+:data:`DISAGREE_SE` standard errors of the paired difference (``arviz.compare``'s
+``dse``). A difference within that noise is not a disagreement, and neither is one
+where LOO itself is unreliable for either candidate (more than :data:`RELIABLE_FRACTION`
+of the examples with ``k > 0.7``): that is flagged as such instead.
 """
 
 from __future__ import annotations
@@ -19,39 +28,68 @@ from bayesguide.predictive import HIGH_K as PARETO_K_LIMIT
 from bayesguide.predictive import loo as psis_loo
 from bayesguide.pruning import Candidate
 
-__all__ = ["PARETO_K_LIMIT", "add_loo"]
+__all__ = ["DISAGREE_SE", "PARETO_K_LIMIT", "RELIABLE_FRACTION", "add_loo"]
+
+#: LOO's best must lead the pick by this many standard errors of the difference to be flagged
+DISAGREE_SE = 2.0
+#: LOO of a candidate is taken as reliable when at most this fraction of examples has k > 0.7
+RELIABLE_FRACTION = 0.05
 
 
 def add_loo(table: pd.DataFrame, cands: list[Candidate], X: ArrayLike, y: ArrayLike, draws: int,
-             best: Candidate | None) -> list[str]:
+            best: Candidate | None, hessian: str = "diag") -> list[str]:
     """PSIS-LOO columns and stacking weights (ArviZ) added to ``table``; returns the diagnostic flags."""
     az = arviz()
-
     flags: list[str] = []
-    idatas: dict[str, Any] = {}
-    elpd, se, kmax = [], [], []
-    for cand in cands:
+    results: dict[str, Any] = {}
+    elpd, se, kmax, kq, corrected = [], [], [], [], []
+    for i, cand in enumerate(cands):
+        options: dict[str, Any] = {"draws": draws}
+        if not cand.variational:
+            scale = float(table["prior_scale"].iloc[i]) if "prior_scale" in table else float("nan")
+            options.update(hessian="full" if hessian == "full" else "diag",
+                           prior_scale=scale if np.isfinite(scale) and scale > 0 else 1.0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # high Pareto k: flagged below instead
-            res = psis_loo(cand, X, y, draws=draws)
+            res = psis_loo(cand, X, y, **options)
         elpd.append(res.elpd)
         se.append(res.se)
         kmax.append(float(np.max(res.pareto_k)))
-        idatas[cand.name] = res.idata
+        kq.append(np.nan if res.k_q is None else res.k_q)
+        corrected.append(res.corrected)
+        results[cand.name] = res
         if res.n_high_k:
             flags.append(
                 f"candidate {cand.name}: {res.n_high_k} observations with Pareto k > {PARETO_K_LIMIT}"
             )
     table["elpd_loo"], table["elpd_se"], table["pareto_k_max"] = elpd, se, kmax
-    if len(idatas) > 1:
+    table["pareto_k_q"], table["loo_corrected"] = kq, corrected
+    scored = np.isfinite(np.asarray(elpd, dtype=np.float64)) & table["status"].eq("ok").to_numpy()
+    usable = [c.name for c, ok in zip(cands, scored) if ok]
+    if len(usable) > 1:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            weights = az.compare(idatas, ic="loo", method="stacking")["weight"]
-        table["stacking_weight"] = [float(weights[c.name]) for c in cands]
-    # LOO's pick among the candidates compared (status ok) whose elpd is a number: a NaN is never a pick
-    scored = np.isfinite(np.asarray(elpd, dtype=np.float64)) & table["status"].eq("ok").to_numpy()
-    if best is not None and scored.any():
-        loo_best = cands[int(np.nanargmax(np.where(scored, elpd, np.nan)))]
-        if loo_best.name != best.name:
-            flags.append(f"evidence prefers {best.name} but PSIS-LOO prefers {loo_best.name}")
+            ranked = az.compare({n: results[n].elpd_data for n in usable}, ic="loo", method="stacking")
+        table["stacking_weight"] = [float(ranked["weight"][c.name]) if c.name in usable else np.nan for c in cands]
+        flags += _disagreement(results, ranked, best)
     return flags
+
+
+def _disagreement(results: dict[str, Any], ranked: pd.DataFrame, best: Candidate | None) -> list[str]:
+    """The flag when LOO's best leads the pick by more than ``DISAGREE_SE`` paired standard errors."""
+    if best is None or best.name not in results:
+        return []
+    top = str(ranked.index[0])
+    if top == best.name:
+        return []
+    unreliable = [n for n in (top, best.name) if results[n].n_high_k > RELIABLE_FRACTION * results[n].pareto_k.size]
+    if unreliable:
+        return [f"PSIS-LOO cannot check the selection: it prefers {top} to {best.name}, but its estimate is "
+                f"unreliable for {' and '.join(unreliable)} (more than {RELIABLE_FRACTION:.0%} of the examples "
+                f"with Pareto k > {PARETO_K_LIMIT}: the posterior draws are far from the leave-one-out posteriors)"]
+    diff = results[top].pointwise - results[best.name].pointwise
+    gap, dse = float(diff.sum()), float(np.sqrt(diff.size * np.var(diff)))
+    if gap <= DISAGREE_SE * dse:
+        return []
+    return [f"PSIS-LOO disagrees with the selection: it prefers {top} to {best.name} by {gap:.1f} ± {dse:.1f} "
+            f"nats of expected log predictive density (more than {DISAGREE_SE:g} standard errors)"]

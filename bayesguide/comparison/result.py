@@ -32,7 +32,9 @@ class Comparison:
         ``substituted`` and ``prior_used`` (the Gaussian prior the evidence used:
         ``"own"``, ``"counterpart"`` or ``"uniform"``, see
         :mod:`bayesguide.marglik.laplace`); with LOO also ``elpd_loo``, ``elpd_se``,
-        ``pareto_k_max``, ``stacking_weight``.
+        ``pareto_k_max``, ``pareto_k_q`` and ``loo_corrected`` (how far the draws are
+        from the posterior, and whether the weights were corrected for it; see
+        :mod:`bayesguide.predictive`), ``stacking_weight``.
     candidates
         The candidates, in table order.
     best

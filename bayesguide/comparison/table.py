@@ -178,7 +178,7 @@ def assemble(
     if loo:
         if X is None or y is None:
             raise ValueError("loo=True needs X and y")
-        flags += add_loo(table, cands, X, y, loo_draws, best)
+        flags += add_loo(table, cands, X, y, loo_draws, best, hessian=str((settings or {}).get("hessian", "diag")))
     all_settings = {"occam": str(occam), **selection, "loo": loo,
                     "metric": cands[0].model.likelihood.metric_name, **(settings or {})}
     return Comparison(table=table, candidates=tuple(cands), best=best, flags=tuple(flags), settings=all_settings)

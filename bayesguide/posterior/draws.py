@@ -5,6 +5,7 @@
 * :func:`log_prior_draws` — ``log p(θ_s)`` of batched draws (the model's
   :meth:`~bayesguide.GuidedModel.log_prior`; improper priors refused);
 * :func:`log_likelihood_draws` — ``log p(y_i | x_i, θ_s)`` for every draw and example,
+  through the network or through its linearisation around ``θ*`` (the GLM predictive),
   vectorised over draws and computed in blocks of examples × draws, so that the
   activations held at once stay below a fixed number of elements whatever ``S`` and ``N``.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -123,12 +125,21 @@ def log_likelihood_draws(
     *,
     chunk_size: int | None = None,
     draw_chunk: int | None = None,
+    around: Mapping[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Pointwise ``log p(y_i | x_i, θ_s)``, shape ``(S, N)``, float64.
 
     The network runs in eval mode (``module`` supplies buffers such as BatchNorm
     statistics; its weights are replaced by the draws), vectorised over draws with
     ``torch.func.vmap``, in blocks of ``chunk_size`` examples × ``draw_chunk`` draws.
+    With ``around`` (per-site values ``θ*``) the network is *linearised* there — the
+    GLM predictive of Immer, Korzepa & Bauer (AISTATS 2021):
+
+    .. math::
+
+        f_{\\mathrm{lin}}(x, θ_s) = f(x, θ^*) + J_{θ^*}(x)\\,(θ_s - θ^*),
+
+    computed as a Jacobian–vector product (``torch.func.jvp``), never forming ``J``.
     By default the blocks are chosen so that the largest activation of a block has at
     most ``2**22`` elements; the result does not depend on the blocking.
 
@@ -140,9 +151,13 @@ def log_likelihood_draws(
         Prepared data.
     noise
         The Gaussian ``σ`` when the model learns it.
+    around
+        Per-site values ``(n_units, group_size)`` to linearise the network around
+        (``None``: the network itself).
     """
     module = copy.deepcopy(module).eval()
     chain = model.chain(module)
+    dtype = model.dtype
     S = next(iter(values.values())).shape[0]
     N = X.shape[0]
     if model.learns_noise and noise is None:
@@ -156,15 +171,24 @@ def log_likelihood_draws(
         check_count(draw_chunk, "draw_chunk")
     ex = chunk_size or max(1, min(N, _BUDGET // (width * min(S, 64))))
     dr = draw_chunk or max(1, min(S, _BUDGET // (ex * width)))
-    dtype = model.dtype
     y64 = y.to(torch.float64) if y.is_floating_point() else y
 
     def forward(vals: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
         return functional_forward(chain, model.sites, vals, xb)
 
-    batched = torch.func.vmap(forward, in_dims=(0, None))
+    center = None if around is None else {k: v.to(dtype) for k, v in around.items()}
+
+    def linearised(vals: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
+        assert center is not None
+        tangent = {k: vals[k] - center[k] for k in center}
+        out = torch.func.jvp(lambda v: forward(v, xb), (center,), (tangent,))
+        return out[0] + out[1]
+
+    batched = torch.func.vmap(forward if around is None else linearised, in_dims=(0, None))
     out = torch.empty(S, N, dtype=torch.float64)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch's forward-mode AD scripts a helper on first use, through a deprecated API
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
         for s0 in range(0, S, dr):
             vals = {k: v[s0 : s0 + dr].to(dtype) for k, v in values.items()}
             for i0 in range(0, N, ex):

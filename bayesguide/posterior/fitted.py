@@ -13,6 +13,7 @@ Laplace posterior.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,11 +24,11 @@ from torch import nn
 from bayesguide._arviz import arviz
 from bayesguide._options import Option
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
-from bayesguide.posterior.draws import guide_draws, log_likelihood_draws
+from bayesguide.posterior.draws import guide_draws, log_likelihood_draws, log_prior_draws
 from bayesguide.posterior.guides import DeltaGuide, Guide
 from bayesguide.posterior.laplace import laplace_posterior
 
-__all__ = ["Fitted", "PosteriorKind", "posterior_draws", "to_inference_data"]
+__all__ = ["Draws", "Fitted", "PosteriorKind", "Predictive", "posterior_draws", "to_inference_data"]
 
 
 class PosteriorKind(Option):
@@ -39,6 +40,35 @@ class PosteriorKind(Option):
     GUIDE = "guide", "draws of the SVI guide"
     #: the Laplace posterior ``N(θ*, H⁻¹)`` around the fitted weights
     LAPLACE = "laplace", "Laplace posterior around the MAP weights (GGN curvature)"
+
+
+class Predictive(Option):
+    """How the draws reach the data: through the network, or through its linearisation."""
+
+    #: the GLM predictive for Laplace draws, the network for guide draws
+    AUTO = "auto", "GLM predictive for Laplace draws, the network for guide draws"
+    #: the network linearised at the fitted weights (Immer et al. 2021)
+    GLM = "glm", "the network linearised at the fitted weights"
+    #: the network itself at every draw
+    NETWORK = "network", "the network at every draw"
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Posterior draws of a fitted network, and the densities that weigh them.
+
+    ``values`` are per-site ``(S, n_units, group_size)`` (float64); ``log_q`` the
+    density of each draw under the approximation it came from and ``log_prior`` under
+    the prior it approximates (``(S,)`` each); ``around`` the fitted weights a GLM
+    predictive linearises at (``None``: the network itself); ``described`` says what
+    they are, in words.
+    """
+
+    values: dict[str, torch.Tensor]
+    log_q: torch.Tensor
+    log_prior: torch.Tensor
+    around: dict[str, torch.Tensor] | None
+    described: str
 
 
 class Fitted:
@@ -105,6 +135,8 @@ class Fitted:
         seed: int = 0,
         chunk_size: int | None = None,
         hessian: str = "diag",
+        prior_scale: float = 1.0,
+        predictive: str | Predictive = "auto",
     ) -> Any:
         """Posterior draws and pointwise log-likelihood, for ArviZ (``posterior``, ``log_likelihood``).
 
@@ -122,6 +154,13 @@ class Fitted:
             Examples per block of the log-likelihood (default: chosen to bound memory).
         hessian
             Curvature of the Laplace posterior, ``"diag"`` or ``"full"``.
+        prior_scale
+            The Laplace posterior's prior scale ``c`` — pass the ``prior_scale`` type-II
+            maximum likelihood found (``bg.evidence(...).prior_scale``).
+        predictive
+            ``"glm"`` (the network linearised at the fitted weights: the predictive the
+            Laplace posterior is an approximation *for*, Immer et al. 2021), ``"network"``,
+            or ``"auto"`` (GLM for Laplace draws, the network for guide draws).
 
         Returns
         -------
@@ -129,7 +168,10 @@ class Fitted:
             Groups ``posterior`` (one variable per site, named after it, dims ``chain``
             (one), ``draw``, ``unit_<layer>``, ``weight_<layer>``; plus ``noise`` when
             learned — a point estimate repeated over draws), ``log_likelihood`` (``obs``,
-            dims ``chain, draw, example``) and ``observed_data`` (``obs``).
+            dims ``chain, draw, example``), ``observed_data`` (``obs``) and
+            ``sample_stats`` with ``log_importance_ratio`` (``log p(D, θ_s) − log q(θ_s)``
+            per draw, under the same predictive: what corrects for approximate draws in
+            :func:`bayesguide.predictive.loo`).
 
         Examples
         --------
@@ -147,8 +189,12 @@ class Fitted:
         if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
             raise ValueError(f"draws must be a positive int, got {draws!r}")
         Xt, yt = self.prepare(X, y)
-        values, described = posterior_draws(self, Xt, yt, kind, draws, seed, hessian)
-        ll = log_likelihood_draws(self.model, self.module, values, Xt, yt, self.noise, chunk_size=chunk_size)
+        got = posterior_draws(self, Xt, yt, kind, draws, seed, hessian, prior_scale=prior_scale,
+                              predictive=predictive)
+        values, described = got.values, got.described
+        ll = log_likelihood_draws(self.model, self.module, values, Xt, yt, self.noise, chunk_size=chunk_size,
+                                  around=got.around)
+        ratio = (ll.sum(1) + got.log_prior - got.log_q).numpy()
 
         post: dict[str, xr.DataArray] = {}
         for site in self.model.sites:
@@ -159,7 +205,8 @@ class Fitted:
             assert self.noise is not None
             post["noise"] = xr.DataArray(np.full((1, draws), self.noise), dims=["chain", "draw"])
         coords = {"chain": [0], "draw": np.arange(draws)}
-        attrs = {"posterior": described, "seed": seed, "source": self.label}
+        attrs = {"posterior": described, "seed": seed, "source": self.label,
+                 "predictive": "network" if got.around is None else "glm"}
         obs = yt.numpy()
         obs_dims = ["example"] if obs.ndim == 1 else ["example", "output"]
         return arviz().InferenceData(
@@ -167,6 +214,8 @@ class Fitted:
             log_likelihood=xr.Dataset({"obs": (["chain", "draw", "example"], ll.numpy()[None])},
                                       coords=coords, attrs=attrs),
             observed_data=xr.Dataset({"obs": (obs_dims, obs)}),
+            sample_stats=xr.Dataset({"log_importance_ratio": (["chain", "draw"], ratio[None])}, coords=coords,
+                                    attrs=attrs),
         )
 
 
@@ -182,10 +231,11 @@ def to_inference_data(source: Fitted, X: ArrayLike, y: ArrayLike, **kwargs: Any)
 
 def posterior_draws(
     src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, kind: PosteriorKind, draws: int, seed: int,
-    hessian: str,
-) -> tuple[dict[str, torch.Tensor], str]:
-    """Per-site draws ``(S, n_units, group_size)`` (float64) of ``src``'s posterior, and what they are in words."""
+    hessian: str, *, prior_scale: float = 1.0, predictive: str | Predictive = "auto",
+) -> Draws:
+    """``draws`` draws of ``src``'s posterior (float64), with their densities (:class:`Draws`)."""
     generator = torch.Generator().manual_seed(seed)
+    how = Predictive.resolve(predictive, "predictive")
     if kind is PosteriorKind.AUTO:
         kind = PosteriorKind.GUIDE if src.variational else PosteriorKind.LAPLACE
     if kind is PosteriorKind.GUIDE:
@@ -194,7 +244,18 @@ def posterior_draws(
                 f"posterior='guide' needs a variational posterior, but this {src.label} has a "
                 f"point-mass (MAP) guide: fit one with bg.fit_svi, or use posterior='laplace'"
             )
-        values, _ = guide_draws(src.guide, src.model, draws, generator)
-        return values, f"guide ({type(src.guide).__name__})"
-    lap = laplace_posterior(src.model, src.module, Xt, yt, hessian=hessian, noise=src.noise)
-    return lap.unflatten(lap.sample(draws, generator)), f"laplace ({lap.hessian})"
+        values, log_q = guide_draws(src.guide, src.model, draws, generator)
+        around = _fitted_values(src) if how is Predictive.GLM else None
+        return Draws(values, log_q, log_prior_draws(src.model, values), around,
+                     f"guide ({type(src.guide).__name__})")
+    lap = laplace_posterior(src.model, src.module, Xt, yt, hessian=hessian, noise=src.noise,
+                            prior_scale=prior_scale)
+    flat = lap.sample(draws, generator)
+    around = None if how is Predictive.NETWORK else lap.unflatten(lap.mean)
+    return Draws(lap.unflatten(flat), lap.log_density(flat), lap.log_prior(flat), around,
+                 f"laplace ({lap.hessian}, prior scale {lap.prior_scale:.4g})")
+
+
+def _fitted_values(src: Fitted) -> dict[str, torch.Tensor]:
+    """The fitted weights (MAP or posterior mean) as per-site unit matrices."""
+    return {s.name: s.pack(dict(src.module.named_parameters())).detach() for s in src.model.sites}

@@ -107,6 +107,8 @@ class LaplacePosterior:
         Curvature structure, prior scale ``c`` and the Gaussian ``σ`` used.
     sites
         ``(name, n_units, group_size)`` per site, for :meth:`unflatten`.
+    prior_precision
+        The Gaussian prior's precision ``c · D`` per weight, shape ``(P,)``.
     """
 
     mean: torch.Tensor
@@ -116,6 +118,7 @@ class LaplacePosterior:
     prior_scale: float
     noise: float | None
     sites: tuple[tuple[str, int, int], ...]
+    prior_precision: torch.Tensor | None = None
 
     @property
     def n_params(self) -> int:
@@ -136,6 +139,25 @@ class LaplacePosterior:
         # Lᵀ x = ε  ⇒  Cov(x) = (L Lᵀ)⁻¹ = H⁻¹
         x = torch.linalg.solve_triangular(self.cholesky.T, eps.T, upper=True).T
         return self.mean + x
+
+    def log_density(self, flat: torch.Tensor) -> torch.Tensor:
+        """``log N(θ_s; θ*, H⁻¹)`` of draws ``(S, P)``, shape ``(S,)``."""
+        delta = flat.to(torch.float64) - self.mean
+        if self.cholesky is None:
+            quad = (delta.pow(2) * self.precision).sum(-1)
+            logdet = self.precision.log().sum()
+        else:
+            quad = (delta @ self.cholesky).pow(2).sum(-1)  # δᵀ L Lᵀ δ
+            logdet = 2.0 * self.cholesky.diagonal().log().sum()
+        return 0.5 * (logdet - quad - self.n_params * math.log(2 * math.pi))
+
+    def log_prior(self, flat: torch.Tensor) -> torch.Tensor:
+        """``log N(θ_s; 0, (c D)⁻¹)`` of draws ``(S, P)`` under the Gaussian prior used, ``(S,)``."""
+        if self.prior_precision is None:
+            raise ValueError("this LaplacePosterior does not carry its prior precision")
+        a = self.prior_precision
+        quad = (flat.to(torch.float64).pow(2) * a).sum(-1)
+        return 0.5 * (a.log().sum() - quad - self.n_params * math.log(2 * math.pi))
 
     def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split ``(..., P)`` into per-site ``(..., n_units, group_size)`` unit matrices."""
@@ -215,4 +237,5 @@ def laplace_posterior(
         mean=theta.to(torch.float64), precision=H, cholesky=cholesky, hessian=structure.value,
         prior_scale=float(prior_scale), noise=None if model.noise is not None else sigma,
         sites=tuple((s.name, s.n_units, s.group_size) for s in model.sites),
+        prior_precision=(prior_scale * d).to(torch.float64),
     )

@@ -66,9 +66,11 @@ def test_every_scorer_reads_the_fine_tuned_weights() -> None:
 def test_loo_in_compare_uses_the_tuned_weights() -> None:
     path, X, y, _ = _path(30)
     cmp = bg.compare(path, X, y, loo=True, loo_draws=50, progress=False)
-    for cand, elpd in zip(cmp.candidates, cmp.table["elpd_loo"], strict=True):
+    hessian = "full" if cmp.settings["hessian"] == "full" else "diag"
+    for cand, elpd, scale in zip(cmp.candidates, cmp.table["elpd_loo"], cmp.table["prior_scale"], strict=True):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # high Pareto k with 50 draws: not what is tested
-            ref = bg.predictive.loo(cand, X, y, draws=50)
+            # the comparison draws each candidate's Laplace posterior at its type-II prior scale
+            ref = bg.predictive.loo(cand, X, y, draws=50, hessian=hessian, prior_scale=float(scale))
         assert elpd == pytest.approx(ref.elpd, rel=1e-12)
         assert cand.module is cand.tuned.module
