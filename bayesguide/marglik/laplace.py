@@ -24,7 +24,8 @@ which is what type-II maximum likelihood (``optimize_prior=True``) maximises ove
 ``c`` (and ``σ`` for a Gaussian likelihood with learned noise), at fixed ``θ*``
 (MacKay 1992). ``hessian="diag"`` keeps only the diagonal of ``G``
 (``e_k = G_kk / D_k``); ``hessian="kron"`` replaces each layer's block of ``G`` by its
-Kronecker factorisation ``G_l ⊗ A_l`` (KFAC; ``BatchNorm`` layers keep their diagonal)
+Kronecker factorisation ``G_l ⊗ A_l`` (KFAC; ``BatchNorm`` layers keep their diagonal —
+though the estimator :func:`laplace_estimate` folds them away first)
 and drops the blocks between layers, for which the ``e_k`` are products of the factors'
 eigenvalues (:mod:`bayesguide.curvature.kron`, where the normalisation is documented).
 The three are curvature backends behind one interface (:mod:`bayesguide.curvature`).
@@ -44,6 +45,7 @@ deep learning" (ICML 2021).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -54,7 +56,7 @@ from torch import nn
 from bayesguide.curvature import HessianStructure, flat_weights, make_curvature
 from bayesguide.likelihoods import Likelihood
 from bayesguide.marglik.result import Evidence
-from bayesguide.model import GuidedModel
+from bayesguide.model import GuidedModel, fold_batchnorm
 from bayesguide.posterior import EvidencePrior, Fitted, gaussian_prior
 
 __all__ = ["laplace_estimate", "laplace_evidence"]
@@ -85,11 +87,15 @@ def laplace_estimate(
     """The ``"laplace"`` estimator: :func:`laplace_evidence` at a fit's or candidate's weights.
 
     ``X, y`` are the prepared training data (checked by the caller). ``progress`` shows a
-    bar once the curvature has taken more than two seconds.
+    bar once the curvature has taken more than two seconds. A network with ``BatchNorm``
+    is scored with each one folded into the layer before it
+    (:func:`bayesguide.model.fold_batchnorm`: the same function in eval mode, without
+    normalisation); ``Evidence.batchnorm_folded`` counts them.
     """
-    return laplace_evidence(fitted.model, copy.deepcopy(fitted.module), X, y, hessian=hessian,
-                            optimize_prior=optimize_prior, noise=fitted.noise, max_params=max_params,
-                            progress=progress)
+    model, module, folded = fold_batchnorm(fitted.model, copy.deepcopy(fitted.module))
+    ev = laplace_evidence(model, module, X, y, hessian=hessian, optimize_prior=optimize_prior,
+                          noise=fitted.noise, max_params=max_params, progress=progress)
+    return dataclasses.replace(ev, batchnorm_folded=folded) if folded else ev
 
 
 def laplace_evidence(

@@ -43,6 +43,9 @@ class Evidence:
         Laplace: which Gaussian prior (``"own"``, ``"counterpart"`` or ``"uniform"``,
         see :mod:`bayesguide.posterior.laplace`); ``substituted`` is
         ``prior_used != "own"``.
+    batchnorm_folded
+        Laplace: how many ``BatchNorm`` layers were folded into the layer before them
+        for the estimate (:func:`bayesguide.model.fold_batchnorm`).
     elbo, std_error, particles, ess, pareto_k
         Variational: the ELBO of the same draws, the Monte Carlo standard error, the
         number of draws ``S``, the effective sample size of the importance weights and
@@ -60,6 +63,7 @@ class Evidence:
     prior_scale: float | None = None
     prior_used: str | None = None
     substituted: bool = False
+    batchnorm_folded: int = 0
     elbo: float | None = None
     std_error: float | None = None
     particles: int | None = None
@@ -69,7 +73,8 @@ class Evidence:
     def columns(self) -> dict[str, Any]:
         """The comparison table's columns this estimate fills (beyond ``log_evidence``)."""
         if self.prior_used is not None:
-            return {"prior_scale": self.prior_scale, "substituted": self.substituted, "prior_used": self.prior_used}
+            laplace = {"prior_scale": self.prior_scale, "substituted": self.substituted, "prior_used": self.prior_used}
+            return laplace | ({"batchnorm_folded": self.batchnorm_folded} if self.batchnorm_folded else {})
         if self.pareto_k is not None:
             return {"evidence_se": self.std_error, "ess": self.ess, "evidence_pareto_k": self.pareto_k}
         return {}
@@ -86,6 +91,7 @@ class Evidence:
                 f"Evidence({self.method}/{self.hessian}: log p(D|M) = {self.log_evidence:.6g} = "
                 f"log-lik {self.log_likelihood:.6g} + log-prior {self.log_prior:.6g} + "
                 f"Occam {self.occam:.6g}; P={self.n_params}, prior scale c={self.prior_scale:.4g}{noise}){sub}"
+                + (f" ({self.batchnorm_folded} BatchNorm folded)" if self.batchnorm_folded else "")
             )
         if self.elbo is not None:
             k = math.nan if self.pareto_k is None else self.pareto_k

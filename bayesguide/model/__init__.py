@@ -4,7 +4,9 @@
   of every prunable layer, the likelihood, the log prior and log joint written once in
   plain torch, and the Pyro model;
 * :mod:`~bayesguide.model.data` — validating training data against a model
-  (``GuidedModel.prepare_data``) and the data fingerprint later stages check.
+  (``GuidedModel.prepare_data``) and the data fingerprint later stages check;
+* :mod:`~bayesguide.model.fold` — ``BatchNorm`` folded into the layer before it, the
+  network the Laplace evidence and posterior score.
 
 Layer: above :mod:`bayesguide.priors`, below :mod:`bayesguide.curvature`.
 """
@@ -12,6 +14,7 @@ Layer: above :mod:`bayesguide.priors`, below :mod:`bayesguide.curvature`.
 from __future__ import annotations
 
 from bayesguide.model.data import ArrayLike, data_fingerprint
+from bayesguide.model.fold import fold_batchnorm, has_batchnorm
 from bayesguide.model.guided import GuidedModel
 
-__all__ = ["ArrayLike", "GuidedModel", "data_fingerprint"]
+__all__ = ["ArrayLike", "GuidedModel", "data_fingerprint", "fold_batchnorm", "has_batchnorm"]

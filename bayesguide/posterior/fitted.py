@@ -23,7 +23,7 @@ from torch import nn
 
 from bayesguide._arviz import arviz
 from bayesguide._options import Option
-from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
+from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint, fold_batchnorm
 from bayesguide.posterior.draws import guide_draws, log_likelihood_draws, log_prior_draws
 from bayesguide.posterior.guides import DeltaGuide, Guide
 from bayesguide.posterior.laplace import laplace_posterior
@@ -166,7 +166,9 @@ class Fitted:
         -------
         arviz.InferenceData
             Groups ``posterior`` (one variable per site, named after it, dims ``chain``
-            (one), ``draw``, ``unit_<layer>``, ``weight_<layer>``; plus ``noise`` when
+            (one), ``draw``, ``unit_<layer>``, ``weight_<layer>`` — for Laplace draws of a
+            network with ``BatchNorm``, the sites of the network with each one folded into
+            the layer before it, as the Laplace evidence scores it; plus ``noise`` when
             learned — a point estimate repeated over draws), ``log_likelihood`` (``obs``,
             dims ``chain, draw, example``), ``observed_data`` (``obs``) and
             ``sample_stats`` with ``log_importance_ratio`` (``log p(D, θ_s) − log q(θ_s)``
@@ -189,15 +191,20 @@ class Fitted:
         if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
             raise ValueError(f"draws must be a positive int, got {draws!r}")
         Xt, yt = self.prepare(X, y)
+        if kind is PosteriorKind.AUTO:
+            kind = PosteriorKind.GUIDE if self.variational else PosteriorKind.LAPLACE
+        model, module = self.model, self.module
+        if kind is PosteriorKind.LAPLACE:  # the network the Laplace evidence scores: BatchNorm folded
+            model, module, _ = fold_batchnorm(model, module)
         got = posterior_draws(self, Xt, yt, kind, draws, seed, hessian, prior_scale=prior_scale,
-                              predictive=predictive)
+                              predictive=predictive, model=model, module=module)
         values, described = got.values, got.described
-        ll = log_likelihood_draws(self.model, self.module, values, Xt, yt, self.noise, chunk_size=chunk_size,
+        ll = log_likelihood_draws(model, module, values, Xt, yt, self.noise, chunk_size=chunk_size,
                                   around=got.around)
         ratio = (ll.sum(1) + got.log_prior - got.log_q).numpy()
 
         post: dict[str, xr.DataArray] = {}
-        for site in self.model.sites:
+        for site in model.sites:
             layer = site.layer.name or "layer"  # a bare layer has the empty name
             dims = ["chain", "draw", f"unit_{layer}", f"weight_{layer}"]
             post[site.name] = xr.DataArray(values[site.name].numpy()[None], dims=dims)
@@ -232,8 +239,13 @@ def to_inference_data(source: Fitted, X: ArrayLike, y: ArrayLike, **kwargs: Any)
 def posterior_draws(
     src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, kind: PosteriorKind, draws: int, seed: int,
     hessian: str, *, prior_scale: float = 1.0, predictive: str | Predictive = "auto",
+    model: GuidedModel | None = None, module: nn.Module | None = None,
 ) -> Draws:
-    """``draws`` draws of ``src``'s posterior (float64), with their densities (:class:`Draws`)."""
+    """``draws`` draws of ``src``'s posterior (float64), with their densities (:class:`Draws`).
+
+    The Laplace posterior is that of ``model`` / ``module`` when given (``src``'s with its
+    ``BatchNorm`` folded, say), else of ``src``'s own.
+    """
     generator = torch.Generator().manual_seed(seed)
     how = Predictive.resolve(predictive, "predictive")
     if kind is PosteriorKind.AUTO:
@@ -248,7 +260,7 @@ def posterior_draws(
         around = _fitted_values(src) if how is Predictive.GLM else None
         return Draws(values, log_q, log_prior_draws(src.model, values), around,
                      f"guide ({type(src.guide).__name__})")
-    lap = laplace_posterior(src.model, src.module, Xt, yt, hessian=hessian, noise=src.noise,
+    lap = laplace_posterior(model or src.model, module or src.module, Xt, yt, hessian=hessian, noise=src.noise,
                             prior_scale=prior_scale)
     flat = lap.sample(draws, generator)
     around = None if how is Predictive.NETWORK else lap.unflatten(lap.mean)
