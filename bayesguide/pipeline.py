@@ -15,8 +15,9 @@ all run these steps through this module, so they cannot drift apart:
 5. :func:`~bayesguide.comparison.assemble` — Occam prior, posterior probabilities,
    Bayes factors, LOO, flags.
 
-:func:`select_architecture` runs 2–5 with one :class:`Selection` (:func:`score_candidates`
-runs 3–5 on candidates chosen by the caller). Long runs persist as
+:func:`select_architecture` runs 2–5 with one :class:`Selection`, then bisects the path
+near the best candidate and runs 3–5 on the new points (:func:`score_candidates` runs 3–5
+on candidates chosen by the caller). Long runs persist as
 they go through :class:`Hooks`: the runner (:mod:`bayesguide.runner`) saves each
 candidate as soon as it is scored and restores finished ones on resume — it only
 persists; every computation happens here.
@@ -41,13 +42,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from bayesguide.comparison import Comparison, assemble, resolve_hessian, score_candidate
-from bayesguide.infer import FitResult, OptimSettings, fitter_for
+from bayesguide.infer import FitResult, OptimSettings, fitter_for, get_fitter
 from bayesguide.model import ArrayLike, GuidedModel
 from bayesguide.priors import get_family
 from bayesguide.pruning import Candidate, fine_tune_fit, pruning_path, with_tuning
+from bayesguide.pruning.convergence import TOLERANCE
 
 __all__ = ["Hooks", "Selection", "fit_model", "make_path", "refine", "score_candidates", "select_architecture"]
 
@@ -69,15 +72,28 @@ class Selection:
 
     Attributes
     ----------
+    bisect
+        Rounds of bisection near the best candidate after the path is scored
+        (:func:`select_architecture`; 0: none); each adds at most two candidates.
     n_candidates, threshold, spacing, min_width
         The pruning path (:func:`bayesguide.pruning_path`); ``threshold=None`` adds no
         threshold point.
+    start
+        Where the path starts: ``"full"``, ``"threshold"`` (without the units whose
+        score is ``≤ threshold``) or ``"auto"``: the fitter's choice
+        (``Fitter.path_start``; ``"threshold"`` for ``fit_marglik``, whose evidence
+        collapsed the units it left out, ``"full"`` otherwise).
     score
         The unit score ranking the path; ``"auto"``: the prior family's own (``"norm"``,
         or the posterior scale for the horseshoe).
-    fine_tune, fine_tune_lr, batch_size, seed
-        MAP steps re-fitting each candidate from its pruned weights (0: none), their
-        learning rate, minibatch and seed.
+    fine_tune, fine_tune_patience, fine_tune_lr, batch_size, seed
+        At most ``fine_tune`` MAP steps re-fitting each candidate from its pruned weights
+        (0: none), stopping earlier on a plateau (the smoothed objective fell by less
+        than :data:`~bayesguide.pruning.convergence.TOLERANCE` = 0.5 nats in
+        ``fine_tune_patience`` steps; ``None``: never), their
+        learning rate, minibatch and seed. Each re-fit is checked for convergence
+        (:func:`bayesguide.pruning.check_convergence`: the ``converged`` column, and a
+        flag naming the candidates that did not).
     evidence, hessian, optimize_prior, evidence_options
         The evidence estimator (a registered name), the Laplace curvature (``"auto"``:
         full up to 20,000 parameters, else KFAC, one choice for the whole path), type-II
@@ -95,8 +111,12 @@ class Selection:
     threshold: float | None = 1e-3
     spacing: str = "linear"
     min_width: int = 1
+    start: str = "auto"
     score: str = "auto"
-    fine_tune: int = 200
+    bisect: int = 2
+    fine_tune: int = 500
+    fine_tune_patience: int | None = None
+    fine_tune_schedule: str = "cosine"
     fine_tune_lr: float = 1e-3
     batch_size: int | None = None
     seed: int | None = 0
@@ -124,19 +144,25 @@ class Hooks:
     scored: Callable[[Candidate, dict[str, Any]], None] | None = None
 
 
-def make_path(fit: FitResult, X: ArrayLike, y: ArrayLike, selection: Selection) -> list[Candidate]:
-    """The nested candidates of ``fit`` (largest first)."""
+def make_path(fit: FitResult, X: ArrayLike, y: ArrayLike, selection: Selection,
+              removals: list[int] | None = None) -> list[Candidate]:
+    """The nested candidates of ``fit`` (largest first); ``removals``: exactly those points."""
     score = get_family(fit.model.prior).score if selection.score == "auto" else selection.score
+    start = get_fitter(fit.fitter).path_start if selection.start == "auto" else selection.start
+    if start == "threshold" and selection.threshold is None:
+        start = "full"
     return pruning_path(fit, X, y, score=score, n_candidates=selection.n_candidates,
-                        threshold=selection.threshold, spacing=selection.spacing, min_width=selection.min_width)
+                        threshold=selection.threshold, spacing=selection.spacing, min_width=selection.min_width,
+                        start=start, removals=removals)
 
 
 def refine(cand: Candidate, X: ArrayLike, y: ArrayLike, selection: Selection) -> Candidate:
-    """``cand`` re-fitted by ``selection.fine_tune`` MAP steps (unchanged when 0)."""
+    """``cand`` re-fitted by at most ``selection.fine_tune`` MAP steps (unchanged when 0)."""
     if not selection.fine_tune:
         return cand
     tuned = fine_tune_fit(cand, X, y, steps=selection.fine_tune, lr=selection.fine_tune_lr,
-                          batch_size=selection.batch_size, seed=selection.seed)
+                          batch_size=selection.batch_size, seed=selection.seed, patience=selection.fine_tune_patience,
+                          min_delta=0.0, min_delta_abs=TOLERANCE, schedule=selection.fine_tune_schedule)
     return with_tuning(cand, tuned)
 
 
@@ -150,7 +176,12 @@ def select_architecture(
     y_test: ArrayLike | None = None,
     hooks: Hooks | None = None,
 ) -> Comparison:
-    """Cut, re-fit and score ``fit``'s pruning path; the posterior over its architectures.
+    """Cut, re-fit and score ``fit``'s pruning path, bisect it near the best; the posterior over its architectures.
+
+    After the path is scored, ``selection.bisect`` rounds each add the midpoints (in
+    units removed) between the current best candidate and its neighbours on the path,
+    where they are more than one unit apart, so that a path that jumps (25 → 2 units)
+    is refined where the choice is made.
 
     Parameters
     ----------
@@ -168,11 +199,94 @@ def select_architecture(
     Returns
     -------
     Comparison
-        One row per path candidate, largest first.
+        One row per candidate, largest first.
     """
     sel = Selection() if selection is None else selection
     Xt, yt = fit.prepare(X, y)
-    return score_candidates(make_path(fit, Xt, yt, sel), Xt, yt, sel, X_test=X_test, y_test=y_test, hooks=hooks)
+    path = make_path(fit, Xt, yt, sel)
+    scorer = _Scorer(path, Xt, yt, sel, X_test, y_test, hooks)
+    cands, rows = scorer.score(path)
+    units = sum(site.n_units for site in fit.model.prunable_sites)
+    for _ in range(sel.bisect):
+        cmp = scorer.assemble(cands, rows)
+        best = [c.name for c in cands].index(cmp.best.name) if cmp.best is not None else None
+        new = bisection_points([units - sum(c.widths) for c in cands], best) if best is not None else []
+        if not new:
+            break
+        more, more_rows = scorer.score(make_path(fit, Xt, yt, sel, removals=new))
+        merged = sorted(zip(cands + more, rows + more_rows, strict=True), key=lambda cr: units - sum(cr[0].widths))
+        cands, rows = [c for c, _ in merged], [r for _, r in merged]
+    return scorer.assemble(cands, rows)
+
+
+def bisection_points(removed: list[int], best: int) -> list[int]:
+    """The midpoints between ``removed[best]`` and its neighbours, where they are > 1 apart.
+
+    ``removed`` is each candidate's number of removed units, ascending (largest network
+    first).
+
+    Examples
+    --------
+    >>> bisection_points([0, 10, 40, 41], 1)
+    [5, 25]
+    >>> bisection_points([0, 10, 40, 41], 3)
+    []
+    """
+    out = []
+    r = removed[best]
+    if best > 0 and r - removed[best - 1] > 1:
+        out.append((removed[best - 1] + r) // 2)
+    if best + 1 < len(removed) and removed[best + 1] - r > 1:
+        out.append((r + removed[best + 1]) // 2)
+    return out
+
+
+class _Scorer:
+    """Steps 3–5 for one comparison: one curvature for every candidate, one test set, the hooks."""
+
+    def __init__(self, candidates: list[Candidate], X: torch.Tensor, y: torch.Tensor, sel: Selection,
+                 X_test: ArrayLike | None, y_test: ArrayLike | None, hooks: Hooks | None) -> None:
+        if not candidates:
+            raise ValueError("no candidates to score")
+        if (X_test is None) != (y_test is None):
+            raise ValueError("give both X_test and y_test, or neither")
+        self.X, self.y, self.sel = X, y, sel
+        self.hooks = Hooks() if hooks is None else hooks
+        self.test = None if X_test is None else candidates[0].model.prepare_data(X_test, y_test)
+        self.hessian, self.why = resolve_hessian(sel.hessian, candidates, X)
+
+    def score(self, candidates: list[Candidate]) -> tuple[list[Candidate], list[dict[str, Any]]]:
+        """Re-fit and score ``candidates`` (restored ones are not recomputed)."""
+        sel, hooks = self.sel, self.hooks
+        options = {"hessian": self.hessian, "optimize_prior": sel.optimize_prior, **sel.evidence_options}
+        rows: list[dict[str, Any]] = []
+        cands: list[Candidate] = []
+        for cand in tqdm(candidates, desc="candidates", disable=not sel.progress, leave=False):
+            done = hooks.restore(cand) if hooks.restore is not None else None
+            if done is not None:
+                cands.append(done[0])
+                rows.append(done[1])
+                continue
+            failure = None
+            try:
+                cand = refine(cand, self.X, self.y, sel)
+            except (ValueError, RuntimeError, FloatingPointError) as err:  # one candidate never stops the run
+                failure = f"failed: fine-tuning: {err}"
+            row = score_candidate(cand, self.X, self.y, self.test, evidence=sel.evidence, **options)
+            if failure is not None:
+                row["status"], row["log_evidence"] = failure, math.nan
+            if hooks.scored is not None:
+                hooks.scored(cand, row)
+            cands.append(cand)
+            rows.append(row)
+        return cands, rows
+
+    def assemble(self, cands: list[Candidate], rows: list[dict[str, Any]]) -> Comparison:
+        sel = self.sel
+        settings = {"evidence": sel.evidence, "hessian": self.hessian, "hessian_reason": self.why,
+                    "optimize_prior": sel.optimize_prior}
+        return assemble(rows, cands, occam=sel.occam, kappa=sel.kappa, loo=sel.loo, X=self.X, y=self.y,
+                        loo_draws=sel.loo_draws, settings=settings)
 
 
 def score_candidates(
@@ -191,36 +305,8 @@ def score_candidates(
     point of a path); :func:`select_architecture` runs them on the whole path.
     """
     sel = Selection() if selection is None else selection
-    hooks = Hooks() if hooks is None else hooks
     if not candidates:
         raise ValueError("no candidates to score")
     Xt, yt = candidates[0].prepare(X, y)
-    if (X_test is None) != (y_test is None):
-        raise ValueError("give both X_test and y_test, or neither")
-    test = None if X_test is None else candidates[0].model.prepare_data(X_test, y_test)
-    hessian, why = resolve_hessian(sel.hessian, candidates, Xt)
-    options = {"hessian": hessian, "optimize_prior": sel.optimize_prior, **sel.evidence_options}
-    rows: list[dict[str, Any]] = []
-    cands: list[Candidate] = []
-    for cand in tqdm(candidates, desc="candidates", disable=not sel.progress, leave=False):
-        done = hooks.restore(cand) if hooks.restore is not None else None
-        if done is not None:
-            cands.append(done[0])
-            rows.append(done[1])
-            continue
-        failure = None
-        try:
-            cand = refine(cand, Xt, yt, sel)
-        except (ValueError, RuntimeError, FloatingPointError) as err:  # one candidate never stops the run
-            failure = f"failed: fine-tuning: {err}"
-        row = score_candidate(cand, Xt, yt, test, evidence=sel.evidence, **options)
-        if failure is not None:
-            row["status"], row["log_evidence"] = failure, math.nan
-        if hooks.scored is not None:
-            hooks.scored(cand, row)
-        cands.append(cand)
-        rows.append(row)
-    settings = {"evidence": sel.evidence, "hessian": hessian, "hessian_reason": why,
-                "optimize_prior": sel.optimize_prior}
-    return assemble(rows, cands, occam=sel.occam, kappa=sel.kappa, loo=sel.loo, X=Xt, y=yt,
-                    loo_draws=sel.loo_draws, settings=settings)
+    scorer = _Scorer(candidates, Xt, yt, sel, X_test, y_test, hooks)
+    return scorer.assemble(*scorer.score(candidates))

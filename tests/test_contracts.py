@@ -21,6 +21,7 @@ from torch import nn
 import bayesguide as bg
 from bayesguide.infer import fitter_for, get_fitter
 from bayesguide.marglik import estimators, laplace_evidence
+from bayesguide.marglik.conditional import clml_split
 from bayesguide.priors import PriorFamily, families, get_family
 from bayesguide.priors.hierarchical import HierarchicalUnitPrior
 
@@ -175,8 +176,9 @@ def test_every_family_fits_prunes_and_gets_a_finite_permutation_invariant_eviden
 
 # ------------------------------------------------------------------ evidence estimators
 
-#: what each estimator promises on Bayesian linear regression: "exact" or a lower "bound"
-ESTIMATES = {"laplace": "exact", "elbo": "bound", "iwae": "bound"}
+#: what each estimator promises on Bayesian linear regression: "exact", a lower "bound", or the exact
+#: "conditional" marginal likelihood of its split (at the prior scale it chose)
+ESTIMATES = {"laplace": "exact", "elbo": "bound", "iwae": "bound", "clml": "conditional"}
 
 
 def test_every_estimator_has_a_promise() -> None:
@@ -206,6 +208,14 @@ def test_estimator_on_conjugate_regression(estimator: bg.marglik.EvidenceEstimat
     assert isinstance(ev, bg.Evidence) and ev.method == estimator.name and ev.n_params == 3
     if ESTIMATES[estimator.name] == "exact":
         assert ev.log_evidence == pytest.approx(log_z, rel=1e-6)
+    elif ESTIMATES[estimator.name] == "conditional":
+        first, rest = clml_split(40, 0.8, 0)
+        Xf, Xr = X[first].numpy(), X[rest].numpy()
+        A = Xf.T @ Xf / 0.09 + 1.4 * ev.prior_scale * np.eye(3)
+        mean = np.linalg.solve(A, Xf.T @ y[first].numpy() / 0.09)
+        cov = 0.09 * np.eye(len(rest)) + Xr @ np.linalg.solve(A, Xr.T)
+        exact = float(scipy.stats.multivariate_normal(Xr @ mean, cov).logpdf(y[rest].numpy()))
+        assert ev.log_evidence == pytest.approx(exact, abs=4 * ev.std_error + 0.05)
     else:
         se = ev.std_error if ev.std_error is not None else 0.0
         assert ev.log_evidence <= log_z + 4 * se + 1e-9

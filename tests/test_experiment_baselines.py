@@ -21,7 +21,7 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.tom
 
 def test_examples_cover_every_method_and_load() -> None:
     assert {p.stem for p in EXAMPLES} >= {"l1", "l2", "group", "sparse_group", "l0", "horseshoe",
-                                          "relevance", "partial"}
+                                          "relevance", "partial", "marglik"}
     for path in EXAMPLES:
         exp = load_experiment(path)
         assert exp.output.dir == f"runs/{path.stem}"

@@ -18,7 +18,7 @@ import torch
 from bayesguide.curvature import HessianStructure
 from bayesguide.marglik import get_estimator
 from bayesguide.posterior import Fitted
-from bayesguide.pruning import Candidate
+from bayesguide.pruning import Candidate, check_convergence, tuning_model
 
 __all__ = [
     "check_candidates", "curvature_cost", "metric", "plan_hessian", "resolve_hessian", "score_candidate",
@@ -155,6 +155,8 @@ def score_candidate(
     except (ValueError, RuntimeError, torch.linalg.LinAlgError) as err:
         log_ev, row["status"] = math.nan, f"failed: {err}"
     row["log_evidence"] = log_ev if row["status"] == "ok" else math.nan
+    if cand.tuned is not None:  # the candidate was re-fitted: did it reach a mode?
+        row.update(check_convergence(cand.tuned, X, y, model=tuning_model(cand)).columns())
     row["train_metric"] = metric(cand, X, y)
     if test is not None:
         row["test_metric"] = metric(cand, *test)

@@ -130,6 +130,19 @@ def compare(
                     settings=settings)
 
 
+def convergence_flags(table: pd.DataFrame, best: str | None) -> list[str]:
+    """A flag naming the re-fitted candidates that did not converge (``converged`` column)."""
+    if "converged" not in table:
+        return []
+    mask = table["converged"].eq(False) & table["status"].eq("ok")
+    names = [str(n) for n in table.loc[mask, "name"]]
+    if not names:
+        return []
+    where = "including the pick, " if best in names else ""
+    return [f"fine-tuning did not converge for {', '.join(names)} ({where}the objective was still falling): "
+            f"their evidence is not at a mode and they are ranked on it anyway; raise fine_tune"]
+
+
 def assemble(
     rows: Sequence[dict[str, Any]],
     candidates: Sequence[Candidate],
@@ -149,7 +162,9 @@ def assemble(
     used (``kappa``), the rule that set it (``kappa_rule``), the κ interval over which
     the pick stands (``kappa_interval``) and the evidence's own pick (``evidence_best``).
     A flag says when the prior overturns the evidence's pick, or when the pick changes
-    within the default range of κ (:mod:`bayesguide.comparison.sensitivity`).
+    within the default range of κ (:mod:`bayesguide.comparison.sensitivity`), and
+    another names the re-fitted candidates whose fine-tuning did not converge
+    (:func:`convergence_flags`).
     """
     cands = check_candidates(candidates)
     table = pd.DataFrame([dict(r) for r in rows])
@@ -175,6 +190,7 @@ def assemble(
         span = float(costs.max() - costs.min())
         flags += prior_flags([c.name for c in cands], log_evidence, costs, kappa_value,
                              AUTO_RANGE / span if span > 0 else 0.0, ok)
+    flags += convergence_flags(table, best.name if best is not None else None)
     if loo:
         if X is None or y is None:
             raise ValueError("loo=True needs X and y")

@@ -5,7 +5,8 @@
 :class:`~bayesguide.curvature.kron.KronGGN`) behind one interface,
 :class:`~bayesguide.curvature.base.Curvature`; :func:`make_curvature` picks one by name.
 The Laplace evidence (:mod:`bayesguide.marglik.laplace`) and the Laplace posterior
-(:mod:`bayesguide.posterior.laplace`) use them.
+(:mod:`bayesguide.posterior.laplace`) use them; :mod:`~bayesguide.curvature.effective` turns
+them into effective numbers of parameters per unit (evidence-driven fitting).
 
 Layer: above :mod:`bayesguide.model`, below :mod:`bayesguide.posterior`.
 """
@@ -13,6 +14,7 @@ Layer: above :mod:`bayesguide.model`, below :mod:`bayesguide.posterior`.
 from __future__ import annotations
 
 from bayesguide.curvature.base import Curvature, HessianStructure, flat_weights, hessian_sqrt
+from bayesguide.curvature.effective import effective_parameters_diag, effective_parameters_kron, site_blocks
 from bayesguide.curvature.ggn import DiagGGN, FullGGN, ggn
 from bayesguide.curvature.kron import KronBlock, KronGGN, kron_factors, kron_scaled_eigenvalues
 from bayesguide.curvature.registry import BACKENDS, make_curvature
@@ -25,10 +27,13 @@ __all__ = [
     "HessianStructure",
     "KronBlock",
     "KronGGN",
+    "effective_parameters_diag",
+    "effective_parameters_kron",
     "flat_weights",
     "ggn",
     "hessian_sqrt",
     "kron_factors",
     "kron_scaled_eigenvalues",
     "make_curvature",
+    "site_blocks",
 ]

@@ -16,7 +16,7 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     [prior]
     kind = "group"             # l1 | l2 | group | sparse_group | l0 | horseshoe
     strength = 1.0             # λ, the prior's rate (summed-NLL convention); l0: cost of an open gate
-    guidance = "linear"        # linear | geometric | uniform | partial | relevance
+    guidance = "linear"        # linear | geometric | uniform | partial | relevance | marglik
     alpha = 0.5                # sparse_group only: the L1 share of the penalty (0: group lasso, 1: L1)
     tau0 = 0.1                 # horseshoe only: scale of the global half-Cauchy
     l0_weight_decay = 0.0      # l0 only: L2 penalty w ‖θ‖² on every weight and bias
@@ -31,12 +31,13 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     guide = "normal"           # svi: normal | lowrank
 
     [select]
-    evidence = "laplace"       # laplace | elbo | iwae (elbo, iwae: svi fits only)
+    evidence = "laplace"       # laplace | elbo | iwae | clml (elbo, iwae: svi fits only)
     occam = "guidance"         # guidance | params | flops | uniform
     kappa = "auto"             # "auto" (the prior spans 1 nat over the candidates) or κ >= 0
     n_candidates = 8           # points of the pruning path
     threshold = 0.001          # also the candidate without units scoring below this (0: none)
-    fine_tune = 200            # MAP steps re-fitting each candidate (0: none)
+    bisect = 2                 # rounds adding path points next to the best candidate (0: none)
+    fine_tune = 500            # MAP steps re-fitting each candidate, annealed to a mode and checked (0: none)
     hessian = "auto"           # auto | full | kron | diag
     optimize_prior = true      # type-II ML of each candidate's prior scale
     loo = false                # PSIS-LOO columns (slower)
@@ -58,7 +59,7 @@ experiment-file choice without any change here.
 **Methods.** ``[prior] kind`` and ``guidance`` pick the method and the fit:
 
 * ``kind = "l1" | "l2" | "group" | "sparse_group"``: ``bg.fit_map`` or ``bg.fit_svi``
-  (``[fit] method``); any guidance except ``relevance``.
+  (``[fit] method``); any guidance except ``relevance`` and ``marglik``.
 * ``kind = "l0"`` (hard-concrete gates): ``bg.fit_l0``, a point estimate — needs
   ``[fit] method = "map"`` and ``schedule = "constant"``; ``strength`` is the cost of
   one open gate.
@@ -69,6 +70,11 @@ experiment-file choice without any change here.
   steps): ``bg.fit_relevance`` — needs ``kind = "l2"``, ``[fit] method = "map"``,
   ``batch_size = 0``, ``schedule = "constant"`` and a classification task (a regression
   model learns its noise, which ``fit_relevance`` cannot).
+* ``guidance = "marglik"`` (evidence-driven: per-unit prior precisions learned from
+  the Laplace evidence every 100 steps after 100, the linear profile as hyperprior):
+  ``bg.fit_marglik`` — needs ``kind = "l2"``, ``[fit] method = "map"`` and
+  ``schedule = "constant"``; regression (it learns σ) or classification. Its pruning
+  path starts at the units the evidence left alive.
 
 These rules are not written here: each prior family declares which fitter trains it for
 each ``[fit] method`` and each fitter what it needs (:mod:`bayesguide.priors.registry`,

@@ -83,7 +83,7 @@ class Experiment:
         """The ``[select]`` table as a :class:`~bayesguide.pipeline.Selection`."""
         s = self.select
         return Selection(
-            n_candidates=s.n_candidates, threshold=s.threshold or None, fine_tune=s.fine_tune,
+            n_candidates=s.n_candidates, threshold=s.threshold or None, bisect=s.bisect, fine_tune=s.fine_tune,
             fine_tune_lr=self.fit.lr, seed=self.fit.seed, evidence=s.evidence, hessian=s.hessian,
             optimize_prior=s.optimize_prior, occam=s.occam, kappa=s.kappa, loo=s.loo, progress=progress,
         )

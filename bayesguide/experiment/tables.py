@@ -63,7 +63,8 @@ def choices() -> dict[tuple[str, str], tuple[str, ...]]:
 POSITIVE = {("prior", "strength"), ("fit", "steps"), ("fit", "lr"), ("select", "n_candidates")}
 
 #: the largest accepted value of the size keys: beyond these a run cannot finish (or allocate) anyway
-LIMITS = {("fit", "steps"): 10**9, ("fit", "batch_size"): 10**9, ("select", "fine_tune"): 10**9}
+LIMITS = {("fit", "steps"): 10**9, ("fit", "batch_size"): 10**9, ("select", "fine_tune"): 10**9,
+          ("select", "bisect"): 100}
 
 #: keys that take ``"auto"`` or a number (validated as a number with this default)
 AUTO_OR_NUMBER = {("select", "kappa"): 1.0}
@@ -138,7 +139,8 @@ class SelectConfig:
     kappa: float | str = "auto"
     n_candidates: int = 8
     threshold: float = 0.001
-    fine_tune: int = 200
+    bisect: int = 2
+    fine_tune: int = 500
     hessian: str = "auto"
     optimize_prior: bool = True
     loo: bool = False

@@ -6,7 +6,8 @@ unit's weight group, so a large ``g_j`` is a unit that is a-priori expensive and
 first. :mod:`~bayesguide.guidance.profiles` holds the fixed profiles (``linear``,
 ``geometric``, ``uniform``, ``partial``, ``custom``) and the helpers that resolve a
 profile to a layer's coefficients; :mod:`~bayesguide.guidance.relevance` holds the
-settings of the data-adaptive relevance guidance.
+settings of the data-adaptive relevance guidance, :mod:`~bayesguide.guidance.marglik` those
+of evidence-driven guidance, and :mod:`~bayesguide.guidance.names` the built-ins by name.
 
 First layer of the data flow: it imports nothing from the rest of bayesguide.
 
@@ -19,15 +20,15 @@ tensor([0.2500, 0.5000, 0.7500, 1.0000], dtype=torch.float64)
 
 from __future__ import annotations
 
+from bayesguide.guidance.marglik import MarginalLikelihood, marglik
+from bayesguide.guidance.names import ProfileName, get
 from bayesguide.guidance.profiles import (
     GuidanceSpec,
     Profile,
-    ProfileName,
     adaptive_fitter,
     coefficients_for_layer,
     custom,
     geometric,
-    get,
     linear,
     partial,
     uniform,
@@ -37,6 +38,7 @@ from bayesguide.guidance.relevance import Relevance, Scale, Sensitivity, relevan
 
 __all__ = [
     "GuidanceSpec",
+    "MarginalLikelihood",
     "Profile",
     "ProfileName",
     "Relevance",
@@ -48,6 +50,7 @@ __all__ = [
     "geometric",
     "get",
     "linear",
+    "marglik",
     "partial",
     "relevance",
     "uniform",

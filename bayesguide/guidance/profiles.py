@@ -42,22 +42,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
-
-from bayesguide._options import Option
-from bayesguide.guidance.relevance import relevance
 
 __all__ = [
     "GuidanceSpec",
     "Profile",
-    "ProfileName",
     "adaptive_fitter",
     "coefficients_for_layer",
     "custom",
     "geometric",
-    "get",
     "linear",
     "partial",
     "uniform",
@@ -73,16 +68,6 @@ class Profile(Protocol):
 
 GuidanceSpec = Profile | Mapping[str | int, Profile]
 """One profile for every prunable layer, or a mapping ``layer name -> profile``."""
-
-
-class ProfileName(Option):
-    """Names of the built-in profiles, for configuration files and the CLI."""
-
-    LINEAR = "linear", "g_j = low + (1 - low) j / (n - 1): the tail dies first"
-    GEOMETRIC = "geometric", "g_j = growth ** (j / (n - 1) - 1): sharper ordering"
-    UNIFORM = "uniform", "g_j = 1: plain (unguided) regularization"
-    PARTIAL = "partial", "0 on a protected fraction of units, 1 elsewhere (E & Gao)"
-    RELEVANCE = "relevance", "ReLU(1 - s_j / scale) from loss sensitivity, re-estimated in training (Bonetta et al.)"
 
 
 def _check_n(n_units: int) -> None:
@@ -287,28 +272,6 @@ def custom(source: torch.Tensor | Callable[[int], torch.Tensor]) -> Profile:
     return _Custom(source)
 
 
-def get(name: str | ProfileName, **kwargs: Any) -> Profile:
-    """Build a built-in profile by name (as used in experiment files).
-
-    Examples
-    --------
-    >>> get("partial", fraction=0.5)(2)
-    tensor([1., 0.], dtype=torch.float64)
-    """
-    member = ProfileName.resolve(name, "guidance profile")
-    factories: dict[ProfileName, Callable[..., Profile]] = {
-        ProfileName.LINEAR: linear,
-        ProfileName.GEOMETRIC: geometric,
-        ProfileName.UNIFORM: uniform,
-        ProfileName.PARTIAL: partial,
-        ProfileName.RELEVANCE: relevance,
-    }
-    try:
-        return factories[member](**kwargs)
-    except TypeError as err:
-        raise ValueError(f"bad options for guidance profile {member.value!r}: {err}") from None
-
-
 def validate_coefficients(g: torch.Tensor, n_units: int, where: str) -> torch.Tensor:
     """Check that ``g`` holds ``n_units`` finite, non-negative numbers; return it as float64.
 
@@ -365,7 +328,8 @@ def adaptive_fitter(guidance: GuidanceSpec) -> str | None:
 
     Examples
     --------
-    >>> adaptive_fitter(linear()) is None, adaptive_fitter({"*": relevance()})
+    >>> import bayesguide as bg
+    >>> adaptive_fitter(linear()) is None, adaptive_fitter({"*": bg.guidance.relevance()})
     (True, 'relevance')
     """
     profiles = list(guidance.values()) if isinstance(guidance, Mapping) else [guidance]

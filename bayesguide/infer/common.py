@@ -29,6 +29,23 @@ def check_init(init: FitResult | None, model: GuidedModel) -> None:
             raise ValueError("init is a fit of another GuidedModel; continue it with the model it was fitted with")
 
 
+def continued_model(init: FitResult | None, fitter: str, model: GuidedModel) -> GuidedModel | None:
+    """The model an adaptive fitter (``relevance``, ``marglik``) continues, or ``None`` for a new fit.
+
+    ``init`` must be a ``fitter`` fit of ``model`` (or of its network): its own model —
+    holding the last estimate of the guidance — is the one training goes on with.
+    """
+    if init is None:
+        return None
+    if not isinstance(init, FitResult):
+        raise TypeError(f"init must be a FitResult, got {type(init).__name__}")
+    if init.fitter != fitter:
+        raise ValueError(f"init is a {init.fitter!r} fit; fit_{fitter} continues only {fitter} fits")
+    if model is not init.model and model.net is not init.model.net:
+        raise ValueError("init is a fit of another GuidedModel; continue it with the model it was fitted with")
+    return init.model
+
+
 def check_continuation(init: FitResult | None, fitter: str, fingerprint: str) -> None:
     """``init`` must have been fitted on the data it is continued on.
 

@@ -152,14 +152,16 @@ def optimize(
                     bar.update(1)
                 if patience is not None:
                     smooth = value if math.isnan(smooth) else 0.9 * smooth + 0.1 * value
-                    if smooth < best - settings.min_delta * abs(best) or math.isinf(best):
+                    if smooth < best - max(settings.min_delta * abs(best), settings.min_delta_abs) \
+                            or math.isinf(best):
                         best, since_best = smooth, 0
                     else:
                         since_best += 1
                         if since_best >= patience:
                             stop_reason = (
                                 f"plateau: no relative improvement above {settings.min_delta:g} "
-                                f"in {patience} steps"
+                                + (f"(nor {settings.min_delta_abs:g} nats) " if settings.min_delta_abs else "")
+                                + f"in {patience} steps"
                             )
                             if record_steps[-1] != step_offset + step:
                                 snapshot(step)

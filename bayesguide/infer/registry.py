@@ -11,6 +11,7 @@ name             function                            trains
 ``svi``          :func:`bayesguide.fit_svi`          densities and the horseshoe (``"svi"``)
 ``l0``           :func:`bayesguide.fit_l0`           ``HardConcreteGates`` (``"map"``)
 ``relevance``    :func:`bayesguide.fit_relevance`    ``GuidedNormal`` with relevance guidance
+``marglik``      :func:`bayesguide.fit_marglik`      ``GuidedNormal`` with evidence-driven guidance
 ===============  ==================================  ==========================================
 
 A prior family names its fitter per ``[fit] method`` (:class:`~bayesguide.priors.PriorFamily`,
@@ -30,6 +31,7 @@ from bayesguide._options import Registry
 from bayesguide.guidance import adaptive_fitter
 from bayesguide.infer.l0 import fit_l0
 from bayesguide.infer.map import fit_map
+from bayesguide.infer.marglik import fit_marglik
 from bayesguide.infer.relevance import fit_relevance
 from bayesguide.infer.result import FitResult
 from bayesguide.infer.settings import OptimSettings
@@ -63,6 +65,13 @@ class Fitter:
         The prior kinds it can train (``None``: any family that names it).
     fixed_noise
         Whether it needs a fixed Gaussian noise (experiment files learn σ for regression).
+    adapts_guidance
+        Whether it re-estimates the guidance coefficients (``fit.model.coefficients``),
+        which are then saved with the fit and carried by its candidates.
+    path_start
+        Where a pruning path of its fits starts by default (``Selection.start="auto"``):
+        ``"full"``, or ``"threshold"`` when the fit itself collapses the units it does not
+        need (the larger candidates would only add dead units).
     """
 
     name: str
@@ -74,6 +83,8 @@ class Fitter:
     options: tuple[str, ...] = ()
     kinds: tuple[str, ...] | None = None
     fixed_noise: bool = False
+    adapts_guidance: bool = False
+    path_start: str = "full"
 
     @property
     def method(self) -> str:
@@ -164,4 +175,7 @@ register_fitter(Fitter("l0", fit_l0, "weights and hard-concrete L0 gates jointly
                        schedules=False, kinds=("l0",)))
 register_fitter(Fitter("relevance", fit_relevance,
                        "MAP with relevance guidance re-estimated every few steps (bg.fit_relevance)",
-                       schedules=False, minibatch=False, kinds=("l2",), fixed_noise=True))
+                       schedules=False, minibatch=False, kinds=("l2",), fixed_noise=True, adapts_guidance=True))
+register_fitter(Fitter("marglik", fit_marglik,
+                       "MAP with per-unit prior precisions learned from the Laplace evidence (bg.fit_marglik)",
+                       schedules=False, kinds=("l2",), adapts_guidance=True, path_start="threshold"))

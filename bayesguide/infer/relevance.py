@@ -62,6 +62,7 @@ from typing_extensions import Unpack
 
 from bayesguide.guidance import Relevance, Sensitivity
 from bayesguide.guidance.relevance import Scale
+from bayesguide.infer.common import continued_model
 from bayesguide.infer.map import map_steps
 from bayesguide.infer.result import FitResult
 from bayesguide.infer.settings import OptimOptions, OptimSettings
@@ -241,18 +242,9 @@ def fit_relevance(
     FitResult
         ``method="map"``, ``fitter="relevance"``.
     """
-    if init is not None:
-        if not isinstance(init, FitResult):
-            raise TypeError(f"init must be a FitResult, got {type(init).__name__}")
-        if init.fitter != "relevance":
-            raise ValueError(f"init is a {init.fitter!r} fit; fit_relevance continues only relevance fits")
-        if model is not init.model and model.net is not init.model.net:
-            raise ValueError("init is a fit of another GuidedModel; continue it with the model it was fitted with")
-        own = init.model
-        s = relevance_settings(own, relevance)
-    else:
-        s = relevance_settings(model, relevance)
-        own = relevance_model(model, s)
+    own = continued_model(init, "relevance", model)
+    s = relevance_settings(model if own is None else own, relevance)
+    own = relevance_model(model, s) if own is None else own
     settings = OptimSettings.resolve(optim, DEFAULTS, "fit_relevance", dict(options))
     Xt, yt = own.prepare_data(X, y)
     return relevance_steps(own, Xt, yt, s, settings, init, engine=engine)

@@ -51,6 +51,7 @@ class OptimOptions(TypedDict, total=False):
     seed: int | None
     progress: bool
     record_every: int | None
+    min_delta_abs: float
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class OptimSettings:
         this many steps (``None``: run all steps).
     min_delta
         The relative improvement that resets ``patience``.
+    min_delta_abs
+        An absolute improvement (in the loss's units, nats) that resetting ``patience``
+        also needs: the larger of the two counts (default 0: relative only).
     seed
         Seeds minibatch order, dropout and any noise of the fit, for this fit only (the
         global RNG is restored); ``None`` uses the global RNG. An int in ``[0, 2**63)``
@@ -92,6 +96,7 @@ class OptimSettings:
     seed: int | None = 0
     progress: bool = True
     record_every: int | None = None
+    min_delta_abs: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -111,8 +116,10 @@ class OptimSettings:
             raise ValueError(
                 f"patience must be a positive int or None (no early stopping), got {self.patience!r}"
             )
-        if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
-            raise ValueError(f"min_delta must be >= 0, got {self.min_delta!r}")
+        for name in ("min_delta", "min_delta_abs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be >= 0 (a finite number), got {value!r}")
         if self.seed is not None:
             if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
                 raise ValueError(f"seed must be an int or None (the global RNG), got {self.seed!r}")

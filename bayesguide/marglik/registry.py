@@ -14,6 +14,8 @@ name       estimate                                              options
 laplace    Laplace approximation, GGN curvature                  hessian, optimize_prior, max_params
 elbo       ELBO of the SVI guide (a lower bound)                 particles (200), seed, chunk_size
 iwae       importance-weighted bound, ESS and Pareto k           particles (1000), seed, chunk_size
+clml       conditional marginal likelihood (Lotfi et al. 2022)   fraction, steps, lr, draws, hessian,
+                                                                 optimize_prior, seed
 =========  ====================================================  ===================================
 """
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bayesguide._options import Registry
+from bayesguide.marglik.conditional import clml_estimate
 from bayesguide.marglik.laplace import laplace_estimate
 from bayesguide.marglik.result import Evidence
 from bayesguide.marglik.variational import elbo_estimate, iw_estimate
@@ -144,3 +147,5 @@ register_estimator(EvidenceEstimator(
 register_estimator(EvidenceEstimator(
     "iwae", iw_estimate, "importance-weighted bound with the SVI guide as proposal, ESS and Pareto k",
     needs_posterior=True))
+register_estimator(EvidenceEstimator(
+    "clml", clml_estimate, "conditional marginal likelihood log p(D_>m | D_<=m) (Lotfi et al.), GLM predictive"))

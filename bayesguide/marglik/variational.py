@@ -36,7 +36,7 @@ from bayesguide._arviz import arviz
 from bayesguide.marglik.result import Evidence
 from bayesguide.posterior import Fitted, guide_draws, log_likelihood_draws, log_prior_draws
 
-__all__ = ["elbo_estimate", "iw_estimate", "log_weights"]
+__all__ = ["elbo_estimate", "iw_estimate", "log_weights", "weight_diagnostics"]
 
 #: fewer draws than this give no Pareto-k estimate (``nan``)
 _MIN_DRAWS_FOR_K = 10
@@ -50,7 +50,7 @@ def log_weights(src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, particles: int,
     return loglik.sum(1) + log_prior_draws(src.model, values) - log_q
 
 
-def _diagnostics(lw: np.ndarray) -> tuple[float, float]:
+def weight_diagnostics(lw: np.ndarray) -> tuple[float, float]:
     """Effective sample size and Pareto k of the weights ``exp(lw)``."""
     w = np.exp(lw - lw.max())
     ess = float(w.sum() ** 2 / (w**2).sum())
@@ -79,7 +79,7 @@ def _estimate(src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, particles: int, s
         raise ValueError("non-finite log-weights: the guide puts mass where the model's density is 0 or NaN")
     S = lw.size
     elbo = float(lw.mean())
-    ess, k = _diagnostics(lw)
+    ess, k = weight_diagnostics(lw)
     if method == "elbo":
         estimate = elbo
         se = float(lw.std(ddof=1) / math.sqrt(S)) if S > 1 else math.nan

@@ -18,6 +18,7 @@ Layer: above :mod:`bayesguide.infer`, below the evidence (:mod:`bayesguide.margl
 from __future__ import annotations
 
 from bayesguide.pruning.candidate import Candidate, prune, with_tuning
+from bayesguide.pruning.convergence import Convergence, check_convergence
 from bayesguide.pruning.decisions import (
     Budget,
     BudgetUnit,
@@ -52,6 +53,7 @@ __all__ = [
     "BudgetUnit",
     "Candidate",
     "Context",
+    "Convergence",
     "Decision",
     "Direction",
     "GroupNorm",
@@ -69,6 +71,7 @@ __all__ = [
     "Threshold",
     "UnitScore",
     "UnsupportedStructureError",
+    "check_convergence",
     "fine_tune_fit",
     "make_score",
     "prune",

@@ -78,6 +78,8 @@ def pruning_path(
     threshold: float | None = None,
     min_width: int = 1,
     spacing: str = "linear",
+    start: str = "full",
+    removals: Sequence[int] | None = None,
     fine_tune: int = 0,
     lr: float = 1e-3,
     seed: int | None = 0,
@@ -102,6 +104,17 @@ def pruning_path(
         network: ``"linear"`` (evenly in the number of units removed) or
         ``"geometric"`` (evenly in the logarithm of the number of units kept, so small
         networks, where the choice is made, are resolved finely).
+    start
+        ``"full"``: the path starts at the full network; ``"threshold"``: at the
+        threshold point (the units with score ``≤ threshold`` are gone from every
+        candidate — for fits in which the evidence itself collapsed units, such as
+        :func:`bayesguide.fit_marglik`, whose larger candidates only add dead units and
+        tie with it). Needs ``threshold``.
+    removals
+        Exact points instead of ``n_candidates`` / ``spacing`` / ``start``: the numbers of
+        units each candidate removes, in the ranking's order (each an int in ``[0,
+        removable]``); used to refine a path between two of its points
+        (:func:`bayesguide.pipeline.select_architecture` bisects near the best).
     fine_tune, lr, seed
         MAP steps (0: none) and their learning rate and seed for each candidate.
 
@@ -132,6 +145,10 @@ def pruning_path(
         raise ValueError(f"fine_tune must be a number of steps >= 0, got {fine_tune!r}")
     if spacing not in ("linear", "geometric"):
         raise ValueError(f"spacing must be 'linear' or 'geometric', got {spacing!r}")
+    if start not in ("full", "threshold"):
+        raise ValueError(f"start must be 'full' or 'threshold', got {start!r}")
+    if start == "threshold" and threshold is None:
+        raise ValueError("start='threshold' needs a threshold (the score below which units are gone)")
     structure, positions, _ = setup(fit, X, y, input_shape)
     if not structure.blocks:
         raise ValueError(
@@ -146,11 +163,20 @@ def pruning_path(
     scorer = make_score(score, direction=direction)
     scores = check_scores(scorer(fit), structure)
     order = removal_order(scores, min_width)
-    counts = _removal_counts(len(order), sum(len(v) for v in scores.values()), n_candidates, spacing)
-    if threshold is not None:
-        if not (np.isfinite(threshold) and threshold >= 0):
-            raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
-        counts.add(sum(1 for layer, j in order if scores[layer][j] <= threshold))
+    total = sum(len(v) for v in scores.values())
+    if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    collapsed = 0 if threshold is None else sum(1 for layer, j in order if scores[layer][j] <= threshold)
+    first = collapsed if start == "threshold" else 0
+    if removals is not None:
+        counts = set()
+        for r in removals:
+            if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 0 <= r <= len(order):
+                raise ValueError(f"removals must be ints in [0, {len(order)}] (the removable units), got {r!r}")
+            counts.add(int(r))
+    else:
+        counts = {first + r for r in _removal_counts(len(order) - first, total - first, n_candidates, spacing)}
+        counts.add(collapsed)
     name = score if isinstance(score, str) else getattr(score, "__name__", type(score).__name__)
     path: list[Candidate] = []
     for r in sorted(counts):

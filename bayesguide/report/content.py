@@ -217,8 +217,11 @@ def candidates_table(results: Results) -> Table:
     columns += ["log Bayes factor"]
     columns += ["prior scale"] if has_scale else []
     columns += ["evidence prior"] if has_prior_used else []
+    # the convergence check of each re-fit (pruning.convergence), when the candidates were fine-tuned
+    has_tuning = any(c.get("converged") is not None for c in cands)
+    columns += ["fine-tuning"] if has_tuning else []
     columns += ["status"]
-    numeric = tuple(c not in ("candidate", "widths", "evidence prior", "status") for c in columns)
+    numeric = tuple(c not in ("candidate", "widths", "evidence prior", "fine-tuning", "status") for c in columns)
     best = _best_name(results)
     rows, kinds = [], []
     for c in cands:
@@ -231,11 +234,21 @@ def candidates_table(results: Results) -> Table:
         row += [fmt_log(c.get("log_bayes_factor"))]
         row += [fmt_float(c.get("prior_scale"))] if has_scale else []
         row += [fmt_value(c.get("prior_used"))] if has_prior_used else []
+        row += [_fmt_tuning(c)] if has_tuning else []
         row += [fmt_value(c.get("status"))]
         rows.append(tuple(row))
         kinds.append("failed" if _is_failed(c) else "best" if best is not None and str(c.get("name")) == best
                      else "")
     return Table(tuple(columns), tuple(rows), tuple(kinds), numeric)
+
+
+def _fmt_tuning(c: Mapping[str, Any]) -> str:
+    """``"412 steps, converged"`` / ``"1,000 steps, NOT converged"`` (``"–"`` when not re-fitted)."""
+    converged = c.get("converged")
+    if converged is not True and converged is not False:
+        return "–"
+    steps = fmt_int(c.get("fine_tune_steps"))
+    return f"{steps} steps, converged" if converged else f"{steps} steps, NOT converged"
 
 
 def loo_table(results: Results) -> Table | None:

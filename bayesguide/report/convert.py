@@ -17,7 +17,7 @@ import numpy as np
 
 from bayesguide.atomic import jsonable
 from bayesguide.comparison import Comparison
-from bayesguide.infer import FitResult
+from bayesguide.infer import FitResult, get_fitter
 from bayesguide.likelihoods import Likelihood
 from bayesguide.pruning import Candidate
 from bayesguide.results import CandidateRecord, DataRecord, FitRecord, Recommendation, RunResults, downsample
@@ -36,13 +36,13 @@ def _plain(value: Any) -> Any:
 def fit_record(fit: FitResult, train_metric: float | None = None, test_metric: float | None = None) -> FitRecord:
     """The ``fit`` section of a fit (histories downsampled to at most 500 points).
 
-    Fits whose fitter re-estimates the guidance (relevance) keep the last estimate in
-    ``coefficients``.
+    Fits whose fitter re-estimates the guidance (``Fitter.adapts_guidance``: relevance,
+    marglik) keep the last estimate in ``coefficients``.
     """
     losses, loss_steps = downsample(fit.losses, np.arange(len(fit.losses)), _MOST)
     n_rec = len(fit.norm_steps)
     _, idx = downsample(np.arange(n_rec), np.arange(n_rec), _MOST)
-    adaptive = fit.fitter == "relevance"
+    adaptive = get_fitter(fit.fitter).adapts_guidance
     return FitRecord(
         method=fit.method, fitter=fit.fitter, prior=str(fit.model.prior), steps=fit.steps,
         wall_time_s=fit.wall_time, stop_reason=fit.stop_reason,

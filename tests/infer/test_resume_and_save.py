@@ -44,19 +44,24 @@ def test_resuming_a_relevance_fit_goes_on_reestimating_the_guidance() -> None:
     assert torch.equal(model.coefficients["0.units"], torch.ones(6, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("fitter", ["map", "svi", "l0", "relevance"])
+@pytest.mark.parametrize("fitter", ["map", "svi", "l0", "relevance", "marglik"])
 def test_resume_equals_one_uninterrupted_fit(fitter: str) -> None:
     X, y = _regression()
     priors = {"map": bg.GuidedGroupLasso(1.0), "svi": bg.GuidedNormal(1.0), "l0": bg.HardConcreteGates(2.0),
-              "relevance": bg.GuidedNormal(1.0, bg.guidance.relevance(every=4))}
+              "relevance": bg.GuidedNormal(1.0, bg.guidance.relevance(every=4)),
+              "marglik": bg.GuidedNormal(1.0, bg.guidance.marglik(every=5, burn_in=3))}
     model = bg.GuidedModel(_net(), priors[fitter], "gaussian", noise=0.2)
-    fit = {"map": bg.fit_map, "svi": bg.fit_svi, "l0": bg.fit_l0, "relevance": bg.fit_relevance}[fitter]
+    fit = {"map": bg.fit_map, "svi": bg.fit_svi, "l0": bg.fit_l0, "relevance": bg.fit_relevance,
+           "marglik": bg.fit_marglik}[fitter]
     part = fit(model, X, y, steps=12, lr=0.01, progress=False)
     resumed = bg.resume_fit(part, X, y, 12)
     whole = fit(model, X, y, steps=24, lr=0.01, progress=False)
     assert resumed.fitter == fitter and resumed.steps == whole.steps == 24
     np.testing.assert_allclose(resumed.losses[:12], whole.losses[:12], rtol=1e-12)
-    if fitter in ("map", "relevance"):  # full batch, no noise: continuing is exactly the uninterrupted fit
+    if fitter == "marglik":  # the updates at 3, 8, 13, 18, 23 happened in both, at the same weights
+        assert resumed.extras["precisions"].steps == whole.extras["precisions"].steps == (3, 8, 13, 18, 23)
+        torch.testing.assert_close(resumed.model.coefficients["0.units"], whole.model.coefficients["0.units"])
+    if fitter in ("map", "relevance", "marglik"):  # full batch, no noise: continuing is exactly the uninterrupted fit
         np.testing.assert_allclose(resumed.losses, whole.losses, rtol=1e-9)
     else:  # the draws after the break come from a reseeded stream (seed + steps): the same fit, not the same noise
         assert resumed.losses[12:].mean() == pytest.approx(whole.losses[12:].mean(), rel=0.2)
@@ -64,10 +69,14 @@ def test_resume_equals_one_uninterrupted_fit(fitter: str) -> None:
         assert resumed.losses[12:15].mean() < restart.losses[:3].mean()  # it continued, it did not restart
 
 
-@pytest.mark.parametrize("fitter", ["map", "svi-normal", "svi-lowrank", "l0", "relevance"])
+@pytest.mark.parametrize("fitter", ["map", "svi-normal", "svi-lowrank", "l0", "relevance", "marglik"])
 def test_every_fit_round_trips_to_disk(fitter: str, tmp_path: Path) -> None:
     X, y = _regression()
-    if fitter == "relevance":
+    if fitter == "marglik":  # learns σ, and its learned precisions are coefficients
+        model = bg.GuidedModel(_net(), bg.GuidedNormal(1.0, bg.guidance.marglik(every=4, burn_in=4)), "gaussian")
+        fit = bg.fit_marglik(model, X, y, steps=12, lr=0.01)
+        assert not torch.equal(fit.model.coefficients["0.units"], model.coefficients["0.units"])
+    elif fitter == "relevance":
         model = bg.GuidedModel(_net(), bg.GuidedNormal(1.0, bg.guidance.relevance(every=4)), "gaussian", noise=0.2)
         fit = bg.fit_relevance(model, X, y, steps=12, lr=0.01)
     elif fitter == "l0":
@@ -94,6 +103,8 @@ def test_every_fit_round_trips_to_disk(fitter: str, tmp_path: Path) -> None:
         assert torch.equal(loaded.model.coefficients[k], v)
     if fitter == "l0":
         assert bg.l0_gates(loaded).n_open == bg.l0_gates(fit).n_open
+    if fitter == "marglik":
+        assert loaded.extras["precisions"] == fit.extras["precisions"]
     # the loaded fit continues exactly as the original would
     a, b = bg.resume_fit(fit, X, y, 4), bg.resume_fit(loaded, X, y, 4)
     np.testing.assert_allclose(a.losses, b.losses, rtol=1e-9)

@@ -147,7 +147,7 @@ def test_errors() -> None:
     map_fit = bg.fit_map(fit.model, X, y, steps=1, progress=False)
     with pytest.raises(ValueError, match=r"point-mass \(MAP\) guide: fit one with bg\.fit_svi"):
         bg.evidence(map_fit, X, y, method="elbo")
-    with pytest.raises(ValueError, match="unknown evidence method 'bic'; choose one of: laplace, elbo, iwae"):
+    with pytest.raises(ValueError, match="unknown evidence method 'bic'; choose one of: laplace, elbo, iwae, clml"):
         bg.evidence(fit, X, y, method="bic")
     with pytest.raises(ValueError, match="particles must be a positive int, got 0"):
         bg.evidence(fit, X, y, method="iwae", particles=0)
@@ -155,7 +155,7 @@ def test_errors() -> None:
         bg.evidence(fit, X[:-1], y[:-1], method="elbo")
     with pytest.raises(ValueError, match="particles is used by method='elbo' or 'iwae', not 'laplace'"):
         bg.evidence(fit, X, y, particles=10)
-    with pytest.raises(ValueError, match="optimize_prior is used by method='laplace', not 'iwae'"):
+    with pytest.raises(ValueError, match="optimize_prior is used by method='laplace' or 'clml', not 'iwae'"):
         bg.evidence(fit, X, y, method="iwae", optimize_prior=True)
     with pytest.raises(TypeError, match="takes a FitResult or a Candidate, got Sequential"):
         bg.evidence(fit.module, X, y, method="elbo")  # type: ignore[arg-type]
