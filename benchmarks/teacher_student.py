@@ -23,6 +23,8 @@ Usage::
     python benchmarks/teacher_student.py                  # the full grid (36 cases × 2 methods, ~30 min)
     python benchmarks/teacher_student.py --quick          # 4 cases, a smoke run
     python benchmarks/teacher_student.py --methods marglik --out benchmarks/results/teacher_student.json
+    python benchmarks/teacher_student.py --seeds 0 --set fit.steps=6000 select.fine_tune=3000 \
+        --out benchmarks/results/teacher_student_long.json   # a 4× budget
 
 Each finished case is appended to the JSON output (written atomically), so an
 interrupted run keeps what it did and ``--resume`` skips it.
@@ -69,10 +71,10 @@ def teacher_data(activation: str, width: int, d: int, n: int, noise: float, seed
     return {"X": X[:n], "y": y[:n], "X_test": X[n:], "y_test": y[n:]}
 
 
-def cases(quick: bool) -> list[dict[str, Any]]:
+def cases(quick: bool, seeds: tuple[int, ...] = SEEDS) -> list[dict[str, Any]]:
     """The grid (or its first tanh and relu cases of each setting for ``quick``)."""
     grid = [{"activation": a, "width": w, **s, "seed": seed}
-            for a, w, s, seed in itertools.product(ACTIVATIONS, WIDTHS, SETTINGS, SEEDS)]
+            for a, w, s, seed in itertools.product(ACTIVATIONS, WIDTHS, SETTINGS, seeds)]
     if quick:
         return [c for c in grid if c["seed"] == 0 and c["width"] == 5]
     return grid
@@ -134,6 +136,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/teacher_student.json"))
     parser.add_argument("--resume", action="store_true", help="skip the cases already in --out")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="teacher seeds (default 0 1 2)")
     parser.add_argument("--set", nargs="*", default=[], metavar="TABLE.KEY=VALUE",
                         help="experiment-file keys every case sets (a TOML value), e.g. select.fine_tune=1000")
     args = parser.parse_args()
@@ -145,7 +148,7 @@ def main() -> None:
     records: list[dict[str, Any]] = json.loads(args.out.read_text()) if args.resume and args.out.exists() else []
     done = {(r["method"], r["activation"], r["width"], r["d"], r["n"], r["seed"]) for r in records}
     with tempfile.TemporaryDirectory() as tmp:
-        for case in cases(args.quick):
+        for case in cases(args.quick, tuple(args.seeds)):
             for method in args.methods:
                 key = (method, case["activation"], case["width"], case["d"], case["n"], case["seed"])
                 if key in done:

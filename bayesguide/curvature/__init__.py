@@ -1,8 +1,9 @@
 """Curvature backends: the generalized Gauss–Newton matrix of a network's NLL.
 
 ``full`` (:class:`~bayesguide.curvature.ggn.FullGGN`), ``diag``
-(:class:`~bayesguide.curvature.ggn.DiagGGN`) and ``kron`` (KFAC,
-:class:`~bayesguide.curvature.kron.KronGGN`) behind one interface,
+(:class:`~bayesguide.curvature.ggn.DiagGGN`), ``kron`` (KFAC,
+:class:`~bayesguide.curvature.kron.KronGGN`) and ``ekfac`` (eigenvalue-corrected KFAC,
+:class:`~bayesguide.curvature.ekfac.EkfacGGN`) behind one interface,
 :class:`~bayesguide.curvature.base.Curvature`; :func:`make_curvature` picks one by name.
 The Laplace evidence (:mod:`bayesguide.marglik.laplace`) and the Laplace posterior
 (:mod:`bayesguide.posterior.laplace`) use them; :mod:`~bayesguide.curvature.effective` turns
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from bayesguide.curvature.base import Curvature, HessianStructure, flat_weights, hessian_sqrt
 from bayesguide.curvature.effective import effective_parameters_diag, effective_parameters_kron, site_blocks
+from bayesguide.curvature.ekfac import EkfacGGN, ekfac_scales
 from bayesguide.curvature.ggn import DiagGGN, FullGGN, ggn
 from bayesguide.curvature.kron import KronBlock, KronGGN, kron_factors, kron_scaled_eigenvalues
 from bayesguide.curvature.registry import BACKENDS, make_curvature
@@ -23,12 +25,14 @@ __all__ = [
     "BACKENDS",
     "Curvature",
     "DiagGGN",
+    "EkfacGGN",
     "FullGGN",
     "HessianStructure",
     "KronBlock",
     "KronGGN",
     "effective_parameters_diag",
     "effective_parameters_kron",
+    "ekfac_scales",
     "flat_weights",
     "ggn",
     "hessian_sqrt",

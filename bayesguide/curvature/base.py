@@ -47,6 +47,8 @@ class HessianStructure(Option):
     DIAG = "diag", "diagonal of the GGN"
     #: layer-wise Kronecker-factored GGN (KFAC) for Linear/Conv2d, diagonal for BatchNorm
     KRON = "kron", "block-diagonal KFAC GGN, G_l ⊗ A_l per layer (diagonal for BatchNorm)"
+    #: KFAC's eigenbasis with the exact curvature along it (George et al. 2018)
+    EKFAC = "ekfac", "eigenvalue-corrected KFAC: KFAC's eigenbasis, per-example curvature along it"
 
 
 def hessian_sqrt(likelihood: Likelihood, out: torch.Tensor) -> torch.Tensor:

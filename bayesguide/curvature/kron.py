@@ -69,7 +69,10 @@ from bayesguide.curvature.base import Curvature, HessianStructure, chunks, hessi
 from bayesguide.model import GuidedModel
 from bayesguide.network import Layer, Site, functional_forward
 
-__all__ = ["KronBlock", "KronGGN", "backprop_columns", "ggn_diagonal", "kron_factors", "kron_scaled_eigenvalues"]
+__all__ = [
+    "KronBlock", "KronGGN", "backprop_columns", "ggn_diagonal", "kron_factors", "kron_scaled_eigenvalues",
+    "layer_patches", "output_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def _is_kron(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.groups == 1 and not isinstance(module.padding, str)
 
 
-def _patches(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def layer_patches(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Inputs ``ã`` of a KFAC layer as rows, ``(N·T, p)``, with a 1 appended if it has a bias."""
     if isinstance(module, nn.Conv2d):
         assert not isinstance(module.padding, str)  # string padding takes the diagonal path
@@ -113,7 +116,7 @@ def _patches(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return a.to(torch.float64)
 
 
-def _out_rows(module: nn.Module, g: torch.Tensor) -> torch.Tensor:
+def output_rows(module: nn.Module, g: torch.Tensor) -> torch.Tensor:
     """Backpropagated output vectors ``g`` as rows, ``(N·T, n)``."""
     if isinstance(module, nn.Conv2d):
         return g.flatten(2).transpose(1, 2).reshape(-1, g.shape[1]).to(torch.float64)
@@ -204,10 +207,10 @@ def kron_factors(
             m = layer.module
             name = site.name
             if _is_kron(m):
-                a = _patches(m, inputs[k])
+                a = layer_patches(m, inputs[k])
                 T[name] = a.shape[0] // inputs[k].shape[0]
                 A[name] = A.get(name, 0) + a.T @ a
-                rows = torch.cat([_out_rows(m, gc[k]) for gc in grads])
+                rows = torch.cat([output_rows(m, gc[k]) for gc in grads])
                 G[name] = G.get(name, 0) + rows.T @ rows
             else:
                 D[name] = D.get(name, 0) + _exact_diag(site, layer, params, inputs[k], [gc[k] for gc in grads])
@@ -253,12 +256,12 @@ def ggn_diagonal(model: GuidedModel, module: nn.Module, X: torch.Tensor, chunk_s
                 D[site.name] = D.get(site.name, 0) + _exact_diag(site, layer, params, inputs[k],
                                                                  [gc[k] for gc in grads])
                 continue
-            a = _patches(m, inputs[k])  # (B·T, p)
+            a = layer_patches(m, inputs[k])  # (B·T, p)
             B = inputs[k].shape[0]
             T = a.shape[0] // B
             block = torch.zeros(site.n_units, site.group_size, dtype=torch.float64)
             for gc in grads:
-                g = _out_rows(m, gc[k])  # (B·T, n)
+                g = output_rows(m, gc[k])  # (B·T, n)
                 if T == 1:
                     block += g.pow(2).T @ a.pow(2)
                 else:

@@ -1,4 +1,4 @@
-"""The curvature backends by name: ``make_curvature("full" | "diag" | "kron", ...)``."""
+"""The curvature backends by name: ``make_curvature("full" | "diag" | "kron" | "ekfac", ...)``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from bayesguide.curvature.base import Curvature, HessianStructure
+from bayesguide.curvature.ekfac import EkfacGGN
 from bayesguide.curvature.ggn import DiagGGN, FullGGN
 from bayesguide.curvature.kron import KronGGN
 from bayesguide.model import GuidedModel
@@ -17,6 +18,7 @@ BACKENDS: dict[HessianStructure, type[Curvature]] = {
     HessianStructure.FULL: FullGGN,
     HessianStructure.DIAG: DiagGGN,
     HessianStructure.KRON: KronGGN,
+    HessianStructure.EKFAC: EkfacGGN,
 }
 
 
