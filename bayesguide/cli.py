@@ -1,12 +1,13 @@
 """The ``bayesguide`` command line.
 
-* ``bayesguide demo [--out DIR]`` — the built-in default end to end: the digits MLP
-  64-128-128-10 under a guided group-lasso prior (linear profile), MAP fit, pruning
-  path, Laplace evidence with the guidance Occam prior, report.
+* ``bayesguide demo [--out DIR]`` — the built-in demo end to end: the digits MLP
+  64-128-128-10 under evidence-driven fitting (``kind = "l2"``, ``guidance = "marglik"``,
+  linear hyperprior), pruning path, Laplace evidence with the guidance Occam prior,
+  report.
 * ``bayesguide run EXPERIMENT.toml [--out DIR]`` — an experiment file (see
   :mod:`bayesguide.experiment`, which documents every method's keys: guided L1 / L2 /
-  group / sparse group lasso, L0 gates, the group horseshoe, partial and relevance
-  guidance); re-running resumes an interrupted run.
+  group / sparse group lasso, L0 gates, the group horseshoe, partial, relevance and
+  evidence-driven guidance); re-running resumes an interrupted run.
 * ``bayesguide report RUN_DIR`` — regenerate ``report.html`` / ``report.md`` from the
   saved ``results.json``.
 
@@ -35,7 +36,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bayesguide.experiment import Experiment, ExperimentError, FitConfig, OutputConfig, load_experiment
+from bayesguide.experiment import Experiment, ExperimentError, FitConfig, OutputConfig, PriorConfig, load_experiment
 from bayesguide.guidance import ProfileName
 from bayesguide.infer import NonFiniteLossError, fitters
 from bayesguide.marglik import estimators
@@ -109,8 +110,13 @@ def _directory(text: str) -> str:
     return text
 
 
+#: the demo's prior: evidence-driven fitting, which on the digits keeps a 5.6× smaller network than the
+#: empty experiment's guided group lasso at the same test accuracy (docs/cli.md)
+DEMO_PRIOR = PriorConfig(kind="l2", strength=1.0, guidance="marglik")
+
+
 def _demo(args: argparse.Namespace) -> int:
-    exp = Experiment(fit=FitConfig(steps=args.steps), output=OutputConfig(dir=args.out))
+    exp = Experiment(prior=DEMO_PRIOR, fit=FitConfig(steps=args.steps), output=OutputConfig(dir=args.out))
     return _run(exp, args.quiet)
 
 

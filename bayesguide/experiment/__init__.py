@@ -27,7 +27,7 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     lr = 0.003
     seed = 0
     batch_size = 0             # 0: full batch
-    schedule = "constant"      # constant | cosine
+    schedule = "constant"      # constant | cosine | anneal
     guide = "normal"           # svi: normal | lowrank
 
     [select]
@@ -37,7 +37,7 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     n_candidates = 8           # points of the pruning path
     threshold = 0.001          # also the candidate without units scoring below this (0: none)
     bisect = 2                 # rounds adding path points next to the best candidate (0: none)
-    fine_tune = 500            # MAP steps re-fitting each candidate, annealed to a mode and checked (0: none)
+    fine_tune = 500            # MAP steps re-fitting each candidate, each checked for convergence (0: none)
     hessian = "auto"           # auto | full | kron | ekfac | diag
     optimize_prior = true      # type-II ML of each candidate's prior scale
     loo = false                # PSIS-LOO columns (slower)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from bayesguide.infer.settings import OptimSettings, Schedule
 
-__all__ = ["LoopOutput", "NonFiniteLossError", "optimize"]
+__all__ = ["LoopOutput", "NonFiniteLossError", "lr_factor", "optimize"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -41,9 +41,13 @@ class LoopOutput:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _lr_factor(schedule: Schedule, step: int, total: int) -> float:
+def lr_factor(schedule: Schedule, step: int, total: int) -> float:
+    """The learning rate of step ``step`` of ``total``, as a fraction of ``lr``."""
     if schedule is Schedule.COSINE:
         return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * step / max(total - 1, 1)))
+    if schedule is Schedule.ANNEAL:
+        half = total // 2
+        return 1.0 if step < half else lr_factor(Schedule.COSINE, step - half, total - half)
     return 1.0
 
 
@@ -130,7 +134,7 @@ def optimize(
                     cursor += batch
                 if schedule is not Schedule.CONSTANT:
                     for group in optimizer.param_groups:
-                        group["lr"] = lr * _lr_factor(schedule, step, steps)
+                        group["lr"] = lr * lr_factor(schedule, step, steps)
                 optimizer.zero_grad(set_to_none=True)
                 loss = objective(idx)
                 value = loss.item()

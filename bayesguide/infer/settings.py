@@ -37,6 +37,8 @@ class Schedule(Option):
     CONSTANT = "constant", "fixed learning rate"
     #: cosine decay from ``lr`` to ``lr / 100`` over the run
     COSINE = "cosine", "cosine decay to lr/100"
+    #: ``lr`` for the first half, then cosine decay to ``lr / 100`` (move first, then settle)
+    ANNEAL = "anneal", "constant lr for the first half, then cosine decay to lr/100"
 
 
 class OptimOptions(TypedDict, total=False):
@@ -68,7 +70,8 @@ class OptimSettings:
         Minibatch size, ``None`` for full batch. Minibatch likelihoods are scaled by
         ``N / B``, so the objective is an unbiased estimate of the full one.
     schedule
-        ``"constant"`` or ``"cosine"`` (decay to ``lr / 100``).
+        ``"constant"``, ``"cosine"`` (decay to ``lr / 100``) or ``"anneal"`` (constant for
+        the first half of the steps, then cosine decay to ``lr / 100``).
     patience
         Stop when the smoothed loss has not improved by a relative ``min_delta`` for
         this many steps (``None``: run all steps).

@@ -3,6 +3,7 @@ records, the non-finite guard and settings validation."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -13,6 +14,8 @@ from torch import nn
 
 import bayesguide as bg
 from bayesguide.infer import OptimSettings, optimize
+from bayesguide.infer.loop import lr_factor
+from bayesguide.infer.settings import Schedule
 
 
 def _net(dropout: bool = False, dtype: torch.dtype = torch.float64) -> nn.Sequential:
@@ -218,7 +221,7 @@ def test_non_finite_initial_weight_raises_at_step_0(method: str, bad: float) -> 
         ({"lr": -1}, r"lr must be a positive number, got -1"),
         ({"lr": float("nan")}, r"lr must be a positive number"),
         ({"batch_size": 0}, r"batch_size must be a positive int or None"),
-        ({"schedule": "linear"}, r"unknown schedule 'linear'; choose one of: constant, cosine"),
+        ({"schedule": "linear"}, r"unknown schedule 'linear'; choose one of: constant, cosine, anneal"),
         ({"engine": "jax"}, r"unknown engine 'jax'; choose one of: fast, pyro"),
         ({"patience": 0}, r"patience must be a positive int or None"),
         ({"min_delta": -1.0}, r"min_delta must be >= 0"),
@@ -323,3 +326,12 @@ def test_resume_keeps_progress_setting_and_cross_method_init_is_a_warm_start() -
     # the SVI history does not continue the MAP objective's
     assert post.steps == 7
     assert post.norm_steps[0] == 0
+
+
+def test_anneal_is_constant_then_the_cosine_over_the_second_half() -> None:
+    total = 10
+    factors = [lr_factor(Schedule.ANNEAL, step, total) for step in range(total)]
+    assert factors[:5] == [1.0] * 5
+    # the second half is the cosine schedule of a 5-step run: 1 → 0.01
+    assert factors[5:] == pytest.approx([0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(5)])
+    assert factors[-1] == pytest.approx(0.01)

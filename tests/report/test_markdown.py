@@ -43,3 +43,15 @@ def test_markdown_without_loo_or_recommendation(results_no_loo: dict[str, Any]) 
     assert "PSIS-LOO was not computed" in md
     assert "No measured recommendation" in md
     assert "w4-3 ✗" in md
+
+
+def test_the_fine_tuning_column_shows_the_convergence_check(results: dict[str, Any]) -> None:
+    assert "fine-tuning" not in candidates_table(results).columns  # no re-fit, no column
+    for cand, (converged, steps) in zip(results["candidates"], [(True, 500), (False, 500)] * 3, strict=True):
+        cand.update({"converged": converged, "fine_tune_steps": steps})
+    results["candidates"][5]["converged"] = "yes"  # not a bool: shown as unknown, never as converged
+    table = candidates_table(results)
+    col = table.columns.index("fine-tuning")
+    assert [row[col] for row in table.rows] == ["500 steps, converged", "500 steps, NOT converged"] * 2 + [
+        "500 steps, converged", "–"]
+    assert "| 500 steps, NOT converged |" in render_markdown(results)
