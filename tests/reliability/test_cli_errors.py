@@ -11,42 +11,15 @@ import re
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import bayesguide as bg
 import bayesguide.runner as runner
 from bayesguide.cli import main
 from bayesguide.results import load_results
-
-EXPERIMENT = """
-[data]
-source = "{data}"
-task = "classification"
-[network]
-hidden = [4]
-activation = "tanh"
-[fit]
-steps = 20
-lr = {lr}
-[select]
-n_candidates = 3
-threshold = 0.0
-fine_tune = 0
-[output]
-dir = "{out}"
-"""
-
-
-def _experiment(tmp_path: Path, lr: str = "0.02") -> Path:
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((60, 3))
-    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(np.int64))
-    path = tmp_path / "exp.toml"
-    path.write_text(EXPERIMENT.format(data=tmp_path / "d.npz", out=tmp_path / "run", lr=lr))
-    return path
 
 
 def _one_line(err: str) -> str:
@@ -61,8 +34,8 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
-def test_nan_during_training_exits_1_with_its_message(tmp_path: Path) -> None:
-    done = _cli("run", str(_experiment(tmp_path, lr="1e30")), "--quiet", env={"BAYESGUIDE_DEBUG": ""})
+def test_nan_during_training_exits_1_with_its_message(tmp_path: Path, small_experiment: Callable[..., Path]) -> None:
+    done = _cli("run", str(small_experiment(tmp_path, lr="1e30")), "--quiet", env={"BAYESGUIDE_DEBUG": ""})
     assert done.returncode == 1
     line = _one_line(done.stderr)
     assert re.match(r"bayesguide: the run failed: the loss became (nan|inf) at step 1: prior term of site ", line)
@@ -70,17 +43,19 @@ def test_nan_during_training_exits_1_with_its_message(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_bayesguide_debug_shows_the_traceback(tmp_path: Path) -> None:
-    done = _cli("run", str(_experiment(tmp_path, lr="1e30")), "--quiet", env={"BAYESGUIDE_DEBUG": "1"})
+def test_bayesguide_debug_shows_the_traceback(tmp_path: Path, small_experiment: Callable[..., Path]) -> None:
+    done = _cli("run", str(small_experiment(tmp_path, lr="1e30")), "--quiet", env={"BAYESGUIDE_DEBUG": "1"})
     assert done.returncode == 1
     assert done.stderr.startswith("Traceback (most recent call last):")
     assert re.search(r"\nbayesguide\.infer\.loop\.NonFiniteLossError: the loss became (nan|inf) at step 1",
                      done.stderr)
 
 
-def test_debug_flag_re_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_debug_flag_re_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_experiment: Callable[..., Path],
+) -> None:
     monkeypatch.delenv("BAYESGUIDE_DEBUG", raising=False)
-    path = _experiment(tmp_path, lr="1e30")
+    path = small_experiment(tmp_path, lr="1e30")
     with pytest.raises(bg.NonFiniteLossError, match=r"the loss became (nan|inf) at step 1"):
         main(["--debug", "run", str(path), "--quiet"])
     assert not (tmp_path / "run" / runner.LOCK_FILE).exists()  # released on the way out
@@ -89,8 +64,10 @@ def test_debug_flag_re_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         main(["run", str(path), "--quiet"])
 
 
-def test_a_truncated_npz_is_bad_data_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = _experiment(tmp_path)
+def test_a_truncated_npz_is_bad_data_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], small_experiment: Callable[..., Path],
+) -> None:
+    path = small_experiment(tmp_path)
     data = (tmp_path / "d.npz").read_bytes()
     (tmp_path / "d.npz").write_bytes(data[: len(data) // 2])
     assert main(["run", str(path), "--quiet"]) == 2
@@ -100,20 +77,23 @@ def test_a_truncated_npz_is_bad_data_exit_2(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_a_raw_bad_zip_file_error_is_bad_data_naming_the_source(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    small_experiment: Callable[..., Path],
 ) -> None:
     def bad_zip(*args: object, **kwargs: object) -> None:
         raise zipfile.BadZipFile("File is not a zip file")
 
     monkeypatch.setattr(runner, "load_data", bad_zip)
-    assert main(["run", str(_experiment(tmp_path)), "--quiet"]) == 2
+    assert main(["run", str(small_experiment(tmp_path)), "--quiet"]) == 2
     assert _one_line(capsys.readouterr().err) == (
         f"bayesguide: bad data: {tmp_path / 'd.npz'}: BadZipFile: File is not a zip file")
     assert not (tmp_path / "run").exists()
 
 
-def test_a_missing_data_file_is_bad_data_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = _experiment(tmp_path)
+def test_a_missing_data_file_is_bad_data_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], small_experiment: Callable[..., Path],
+) -> None:
+    path = small_experiment(tmp_path)
     (tmp_path / "d.npz").unlink()
     assert main(["run", str(path), "--quiet"]) == 2
     line = _one_line(capsys.readouterr().err)
@@ -131,9 +111,10 @@ class _Evil:
 
 
 def test_a_crafted_weights_file_on_resume_exits_1_naming_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    small_experiment: Callable[..., Path],
 ) -> None:
-    path = _experiment(tmp_path)
+    path = small_experiment(tmp_path)
     assert main(["run", str(path), "--quiet"]) == 0
     results = tmp_path / "run" / "results.json"
     document = json.loads(results.read_text())
@@ -172,31 +153,33 @@ def test_an_experiment_file_that_is_not_utf8_exits_2(tmp_path: Path, capsys: pyt
 
 
 def test_keyboard_interrupt_exits_130(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    small_experiment: Callable[..., Path],
 ) -> None:
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "fit_model", interrupted)
-    assert main(["run", str(_experiment(tmp_path)), "--quiet"]) == 130
+    assert main(["run", str(small_experiment(tmp_path)), "--quiet"]) == 130
     assert _one_line(capsys.readouterr().err).startswith("bayesguide: interrupted; ")
     assert not (tmp_path / "run" / runner.LOCK_FILE).exists()
     assert load_results(tmp_path / "run")["status"] == "running"
 
 
 def test_an_unexpected_error_is_one_line_naming_its_type(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    small_experiment: Callable[..., Path],
 ) -> None:
     def out_of_memory(*args: object, **kwargs: object) -> None:
         raise RuntimeError("CUDA out of memory.\n  Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(runner, "fit_model", out_of_memory)
-    assert main(["run", str(_experiment(tmp_path)), "--quiet"]) == 1
+    assert main(["run", str(small_experiment(tmp_path)), "--quiet"]) == 1
     assert _one_line(capsys.readouterr().err) == (
         "bayesguide: error: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB "
         "(run with --debug for the traceback)")
     with pytest.raises(RuntimeError, match="CUDA out of memory"):
-        main(["--debug", "run", str(_experiment(tmp_path)), "--quiet"])
+        main(["--debug", "run", str(small_experiment(tmp_path)), "--quiet"])
 
 
 def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:

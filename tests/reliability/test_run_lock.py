@@ -10,9 +10,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import bayesguide.runner as runner
@@ -22,34 +22,6 @@ from bayesguide.results import load_results
 from bayesguide.rundir import RunLock
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="PIDs are checked with os.kill(pid, 0)")
-
-EXPERIMENT = """
-[data]
-source = "{data}"
-task = "classification"
-[network]
-hidden = [4]
-activation = "tanh"
-[fit]
-steps = 20
-lr = {lr}
-[select]
-n_candidates = 2
-threshold = 0.0
-fine_tune = 0
-[output]
-dir = "{out}"
-"""
-
-
-def _experiment(tmp_path: Path, lr: str = "0.02") -> Path:
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((60, 3))
-    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(np.int64))
-    path = tmp_path / "exp.toml"
-    path.write_text(EXPERIMENT.format(data=tmp_path / "d.npz", out=tmp_path / "run", lr=lr))
-    return path
-
 
 def _cli_run(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bayesguide.cli", "run", str(path), "--quiet"],
@@ -69,8 +41,10 @@ def _refusal(pid: int, lock: Path) -> str:
 
 
 @pytest.mark.slow
-def test_a_second_process_is_refused_while_another_holds_the_lock(tmp_path: Path) -> None:
-    path = _experiment(tmp_path)
+def test_a_second_process_is_refused_while_another_holds_the_lock(
+    tmp_path: Path, small_experiment: Callable[..., Path],
+) -> None:
+    path = small_experiment(tmp_path, n_candidates=2)
     lock = tmp_path / "run" / runner.LOCK_FILE
     holder = subprocess.Popen(  # a second process holding the run directory's lock, as a running run does
         [sys.executable, "-c", textwrap.dedent("""
@@ -103,8 +77,10 @@ def test_a_second_process_is_refused_while_another_holds_the_lock(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_the_lock_of_a_killed_run_is_taken_over_even_before_it_is_reaped(tmp_path: Path) -> None:
-    path = _experiment(tmp_path)
+def test_the_lock_of_a_killed_run_is_taken_over_even_before_it_is_reaped(
+    tmp_path: Path, small_experiment: Callable[..., Path],
+) -> None:
+    path = small_experiment(tmp_path, n_candidates=2)
     lock = tmp_path / "run" / runner.LOCK_FILE
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent("""
@@ -131,8 +107,8 @@ def test_the_lock_of_a_killed_run_is_taken_over_even_before_it_is_reaped(tmp_pat
         holder.communicate(timeout=60)
 
 
-def test_a_lock_held_by_a_live_pid_refuses_the_cli(tmp_path: Path) -> None:
-    path = _experiment(tmp_path)
+def test_a_lock_held_by_a_live_pid_refuses_the_cli(tmp_path: Path, small_experiment: Callable[..., Path]) -> None:
+    path = small_experiment(tmp_path, n_candidates=2)
     (tmp_path / "run").mkdir()
     lock = tmp_path / "run" / runner.LOCK_FILE
     lock.write_text(f"{os.getpid()}\n")  # this test process stands in for a running run
@@ -144,9 +120,10 @@ def test_a_lock_held_by_a_live_pid_refuses_the_cli(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("content", ["dead", "own", "garbage"])
 def test_a_stale_lock_is_taken_over_and_released(
-    tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str],
+    small_experiment: Callable[..., Path],
 ) -> None:
-    path = _experiment(tmp_path)
+    path = small_experiment(tmp_path, n_candidates=2)
     (tmp_path / "run").mkdir()
     lock = tmp_path / "run" / runner.LOCK_FILE
     if content == "dead":
@@ -162,10 +139,10 @@ def test_a_stale_lock_is_taken_over_and_released(
     assert not list((tmp_path / "run").glob(f"{runner.LOCK_FILE}*"))  # nothing moved aside is left
 
 
-def test_the_same_process_cannot_take_its_own_lock_twice(tmp_path: Path) -> None:
+def test_the_same_process_cannot_take_its_own_lock_twice(tmp_path: Path, small_experiment: Callable[..., Path]) -> None:
     (tmp_path / "run").mkdir()
     with RunLock(tmp_path / "run"):
-        exp = load_experiment(_experiment(tmp_path))
+        exp = load_experiment(small_experiment(tmp_path, n_candidates=2))
         with pytest.raises(runner.RunLockedError, match=rf"in use by another bayesguide run \(process {os.getpid()},"):
             runner.run_experiment(exp, progress=False, log=lambda s: None)
         assert (tmp_path / "run" / runner.LOCK_FILE).read_text() == f"{os.getpid()}\n"
@@ -173,10 +150,11 @@ def test_the_same_process_cannot_take_its_own_lock_twice(tmp_path: Path) -> None
 
 
 def test_the_lock_is_released_after_a_failed_and_an_interrupted_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    small_experiment: Callable[..., Path],
 ) -> None:
     lock = tmp_path / "run" / runner.LOCK_FILE
-    assert main(["run", str(_experiment(tmp_path, lr="1e30")), "--quiet"]) == 1  # NaN loss
+    assert main(["run", str(small_experiment(tmp_path, lr="1e30", n_candidates=2)), "--quiet"]) == 1  # NaN loss
     assert (tmp_path / "run").is_dir() and not lock.exists()
 
     def interrupted(*args: object, **kwargs: object) -> None:
@@ -184,5 +162,5 @@ def test_the_lock_is_released_after_a_failed_and_an_interrupted_run(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "fit_model", interrupted)
-    assert main(["run", str(_experiment(tmp_path)), "--quiet"]) == 130
+    assert main(["run", str(small_experiment(tmp_path, n_candidates=2)), "--quiet"]) == 130
     assert not lock.exists()
