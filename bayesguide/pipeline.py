@@ -211,7 +211,7 @@ def select_architecture(
     cands, rows = scorer.score(path)
     units = sum(site.n_units for site in fit.model.prunable_sites)
     for _ in range(sel.bisect):
-        cmp = scorer.assemble(cands, rows)
+        cmp = scorer.assemble(cands, rows, loo=False)  # only the pick is needed here: LOO runs once, at the end
         best = [c.name for c in cands].index(cmp.best.name) if cmp.best is not None else None
         new = bisection_points([units - sum(c.widths) for c in cands], best) if best is not None else []
         if not new:
@@ -284,12 +284,13 @@ class _Scorer:
             rows.append(row)
         return cands, rows
 
-    def assemble(self, cands: list[Candidate], rows: list[dict[str, Any]]) -> Comparison:
+    def assemble(self, cands: list[Candidate], rows: list[dict[str, Any]], loo: bool | None = None) -> Comparison:
+        """The comparison of ``cands``; ``loo`` overrides ``Selection.loo`` (``None``: keep it)."""
         sel = self.sel
         settings = {"evidence": sel.evidence, "hessian": self.hessian, "hessian_reason": self.why,
                     "optimize_prior": sel.optimize_prior}
-        return assemble(rows, cands, occam=sel.occam, kappa=sel.kappa, loo=sel.loo, X=self.X, y=self.y,
-                        loo_draws=sel.loo_draws, settings=settings)
+        return assemble(rows, cands, occam=sel.occam, kappa=sel.kappa, loo=sel.loo if loo is None else loo,
+                        X=self.X, y=self.y, loo_draws=sel.loo_draws, settings=settings)
 
 
 def score_candidates(

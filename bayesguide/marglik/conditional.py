@@ -63,9 +63,9 @@ def clml_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.
     """
     if not (isinstance(fraction, (int, float)) and 0 < fraction < 1):
         raise ValueError(f"fraction must lie in (0, 1) (the share of the data conditioned on), got {fraction!r}")
-    m = min(max(round(fraction * n), 1), n - 1)
     if n < 2:
         raise ValueError(f"the conditional marginal likelihood needs at least 2 examples, got {n}")
+    m = min(max(round(fraction * n), 1), n - 1)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[:m], perm[m:]
 

@@ -225,6 +225,7 @@ def test_non_finite_initial_weight_raises_at_step_0(method: str, bad: float) -> 
         ({"engine": "jax"}, r"unknown engine 'jax'; choose one of: fast, pyro"),
         ({"patience": 0}, r"patience must be a positive int or None"),
         ({"min_delta": -1.0}, r"min_delta must be >= 0"),
+        ({"min_delta_abs": float("nan")}, r"min_delta_abs must be >= 0 \(a finite number\), got nan"),
         ({"record_every": 0}, r"record_every must be a positive int or None"),
     ],
 )

@@ -153,6 +153,13 @@ def test_bad_settings_and_models_are_refused() -> None:
         bg.guidance.marglik(hessian="full")
     with pytest.raises(ValueError, match="not an adaptive one"):
         bg.guidance.marglik(bg.guidance.relevance())
+    with pytest.raises(ValueError, match="max_precision must be a finite number > 0, got inf"):
+        bg.guidance.marglik(max_precision=float("inf"))
+    with pytest.raises(TypeError, match="base must be a guidance profile, got int"):
+        bg.guidance.marglik(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hessian must be 'kron' or 'diag', got 'full'"):
+        site_blocks(GuidedModel(nn.Sequential(nn.Linear(3, 2), nn.Tanh(), nn.Linear(2, 1)), bg.GuidedNormal(1.0)),
+                    nn.Sequential(nn.Linear(3, 2), nn.Tanh(), nn.Linear(2, 1)), torch.randn(4, 3), "full")
     net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
     X, y = torch.randn(8, 3), torch.randn(8, 1)
     with pytest.raises(ValueError, match=r"Gaussian prior.*GuidedLaplace"):
@@ -162,6 +169,9 @@ def test_bad_settings_and_models_are_refused() -> None:
                                    plain_prior=bg.GuidedLaplace(1.0)), X, y, steps=2)
     with pytest.raises(ValueError, match=r"not bg\.guidance\.marglik"):
         bg.fit_marglik(GuidedModel(net, bg.GuidedNormal(1.0), "gaussian"), X, y, steps=2)
+    other = bg.fit_map(GuidedModel(net, bg.GuidedNormal(1.0), "gaussian"), X, y, steps=2, progress=False)
+    with pytest.raises(ValueError, match="init is a 'map' fit; fit_marglik continues only marglik fits"):
+        bg.fit_marglik(other.model, X, y, steps=2, init=other)
 
 
 def test_experiment_files_choose_it_by_guidance() -> None:

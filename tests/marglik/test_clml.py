@@ -71,5 +71,9 @@ def test_bad_options_are_refused() -> None:
         bg.evidence(fit, X, y, method="clml", fraction=1.0)
     with pytest.raises(ValueError, match="draws must be an int >= 2"):
         bg.evidence(fit, X, y, method="clml", draws=1)
+    with pytest.raises(ValueError, match="steps must be an int >= 0, got -1"):
+        bg.evidence(fit, X, y, method="clml", steps=-1)
+    with pytest.raises(ValueError, match="needs at least 2 examples, got 1"):
+        clml_split(1, 0.8, 0)
     with pytest.raises(ValueError, match="particles is used by"):
         bg.evidence(fit, X, y, method="clml", particles=10)

@@ -28,6 +28,8 @@ def test_start_at_threshold_leaves_out_the_collapsed_units(map_fit: FitResult, d
     assert len(start) == 4  # the points are spread over what is left, not lost
     with pytest.raises(ValueError, match="needs a threshold"):
         pruning_path(map_fit, X, y, start="threshold")
+    with pytest.raises(ValueError, match="start must be 'full' or 'threshold', got 'middle'"):
+        pruning_path(map_fit, X, y, start="middle")
 
 
 def test_exact_removals_are_the_prefixes_of_the_ranking(map_fit: FitResult, data) -> None:
@@ -125,4 +127,8 @@ def test_convergence_check_by_hand() -> None:
     assert c.grad_rms == pytest.approx(float(g.pow(2).mean().sqrt()), rel=1e-8)
     with pytest.raises(ValueError, match="tol must be"):
         check_convergence(fit, X, y, tol=0)
+    with pytest.raises(ValueError, match="window must be >= 1, got 0"):
+        check_convergence(fit, X, y, window=0)
+    with pytest.raises(TypeError, match="check_convergence takes a FitResult, got Sequential"):
+        check_convergence(fit.module, X, y)  # type: ignore[arg-type]
     assert not check_convergence(fit, X, y, window=30).converged  # too few steps to check
