@@ -39,6 +39,7 @@ from bayesguide.priors import (
 )
 from bayesguide.pruning import Candidate, HorseshoeScale, prune, pruning_path, relevance_pruning
 from bayesguide.report import write_report
+from bayesguide.sweeps import SweepResults, sweep
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,7 @@ __all__ = [
     "NonFiniteLossError",
     "OptimSettings",
     "Selection",
+    "SweepResults",
     "UnitPrior",
     "__version__",
     "compare",
@@ -83,5 +85,6 @@ __all__ = [
     "resume_fit",
     "select_architecture",
     "strength_from_mean_loss",
+    "sweep",
     "write_report",
 ]

@@ -8,13 +8,18 @@
   :mod:`bayesguide.experiment`, which documents every method's keys: guided L1 / L2 /
   group / sparse group lasso, L0 gates, the group horseshoe, partial, relevance and
   evidence-driven guidance); re-running resumes an interrupted run.
+* ``bayesguide sweep SWEEP.toml [--executor local|dask|serial] [--workers N] [--scheduler ADDR]``
+  — a base experiment at every point of a ``[grid]`` (see :mod:`bayesguide.sweeps.spec`),
+  each point a run directory under the sweep directory, with ``sweep.json`` and the
+  sweep report; rerunning it does only the points not complete.
 * ``bayesguide report RUN_DIR`` — regenerate ``report.html`` / ``report.md`` from the
   saved ``results.json``.
 
 Exit codes:
 
 * 0 — success;
-* 1 — the run failed: training diverged (``bayesguide.NonFiniteLossError``), the run
+* 1 — the run failed (for ``sweep``: a point failed, or another invocation was running
+  it — the others are saved; rerun to retry): training diverged (``bayesguide.NonFiniteLossError``), the run
   directory holds another experiment, other data, a damaged saved fit, or is in use by
   another ``bayesguide run`` (its lock file names the PID), or anything unexpected;
 * 2 — bad input: bad command-line arguments, a missing or invalid experiment file
@@ -44,6 +49,7 @@ from bayesguide.priors import families
 from bayesguide.report import write_report
 from bayesguide.results import load_results
 from bayesguide.runner import DataError, run_experiment
+from bayesguide.sweeps import EXECUTORS, load_sweep, run_sweep
 
 __all__ = ["main", "methods_help"]
 
@@ -52,6 +58,8 @@ _EXAMPLES = """examples:
   bayesguide demo --out runs/demo        choose the output directory
   bayesguide run experiment.toml         run an experiment file ([data], [network], [prior], ...)
   bayesguide run experiment.toml --out runs/x
+  bayesguide sweep sweep.toml            every point of the file's [grid], one run directory each
+  bayesguide sweep sweep.toml --scheduler local    the same on a Dask LocalCluster
   bayesguide report runs/x               rebuild report.html and report.md from results.json
 """
 
@@ -130,6 +138,30 @@ def _run_file(args: argparse.Namespace) -> int:
     return _run(exp, args.quiet)
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    settings = {"dir": args.out, "executor": args.executor, "workers": args.workers, "scheduler": args.scheduler,
+                "retries": args.retries, "threads": args.threads}
+    try:
+        spec = load_sweep(args.sweep, **settings)
+    except OSError as err:  # missing, a directory, unreadable: bad input
+        raise _InputError(str(err)) from err
+    result = run_sweep(spec, progress=not args.quiet and sys.stderr.isatty())
+    if result.complete:
+        return 0
+    unfinished = [p for p in result.points if p["status"] != "complete"]
+    print(f"bayesguide: {len(unfinished)} of {len(result.points)} points did not complete "
+          f"({', '.join(sorted({p['status'] for p in unfinished}))}; see {spec.dir / 'sweep-report.html'}); "
+          f"run the same command again to retry them", file=sys.stderr)
+    return 1
+
+
+def _non_negative_int(text: str) -> int:
+    """An argparse type: an integer in 0 … 4096."""
+    if not text.strip().isdigit() or int(text) > 4096:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0 … 4096, got {text!r}")
+    return int(text)
+
+
 def _report(args: argparse.Namespace) -> int:
     try:
         results = load_results(args.run_dir)
@@ -162,6 +194,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=_directory, default=None, help="run directory (default: the file's [output] dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run_file)
+    sweep = sub.add_parser("sweep", help="run every point of a sweep file's grid", formatter_class=fmt,
+                           epilog=_EXAMPLES)
+    sweep.add_argument("sweep", help="the sweep file (TOML: the experiment tables, [sweep], [grid], [[point]])")
+    sweep.add_argument("--out", type=_directory, default=None, help="sweep directory (default: [sweep] dir)")
+    sweep.add_argument("--executor", choices=EXECUTORS, default=None, help="where points run (default: [sweep] "
+                       "executor, local: a process pool)")
+    sweep.add_argument("--workers", type=_non_negative_int, default=None,
+                       help="processes of the local pool or workers of --scheduler local (0: one per core)")
+    sweep.add_argument("--scheduler", default=None,
+                       help='a Dask scheduler address "tcp://HOST:8786", or "local" for a LocalCluster (implies dask)')
+    sweep.add_argument("--retries", type=_non_negative_int, default=None, help="runs again of a point whose "
+                       "worker died (default: [sweep] retries, 2)")
+    sweep.add_argument("--threads", type=_positive_int, default=None, help="torch threads per point (default 1)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=_sweep)
     report = sub.add_parser("report", help="rebuild the reports of a run directory", formatter_class=fmt)
     report.add_argument("run_dir", help="a directory written by 'bayesguide run' or 'demo'")
     report.set_defaults(func=_report)

@@ -102,12 +102,12 @@ class Likelihood(Option):
         return y
 
     def distribution(self, out: torch.Tensor, noise: torch.Tensor | None) -> dist.TorchDistribution:
-        """Pyro distribution of a batch of targets, batch shape ``(B,)``."""
+        """Pyro distribution of a batch of targets, batch shape ``(B,)`` (on ``out``'s device)."""
         if self is Likelihood.CATEGORICAL:
             return dist.Categorical(logits=out)
         if self is Likelihood.GAUSSIAN:
             assert noise is not None
-            return dist.Normal(out, noise).to_event(1)
+            return dist.Normal(out, noise.to(out.device)).to_event(1)
         return dist.Bernoulli(logits=out).to_event(1)
 
     def log_prob_sum(

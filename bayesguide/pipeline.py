@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from bayesguide.comparison import Comparison, assemble, resolve_hessian, score_candidate
 from bayesguide.infer import FitResult, OptimSettings, fitter_for, get_fitter
 from bayesguide.model import ArrayLike, GuidedModel
+from bayesguide.model.device import check_device
 from bayesguide.priors import get_family
 from bayesguide.pruning import Candidate, fine_tune_fit, pruning_path, with_tuning
 from bayesguide.pruning.convergence import TOLERANCE
@@ -61,7 +62,8 @@ def fit_model(model: GuidedModel, X: ArrayLike, y: ArrayLike, optim: OptimSettin
 
     ``method`` is ``"map"`` (a point estimate) or ``"svi"`` (a variational posterior);
     ``options`` are :class:`~bayesguide.OptimSettings` fields and the fitter's own
-    keywords (e.g. ``guide="lowrank"`` for SVI).
+    keywords (e.g. ``guide="lowrank"`` for SVI, ``device="cuda"`` for where the steps
+    run; the fit comes back on the CPU).
     """
     return fitter_for(model.prior, method).fit(model, X, y, optim, **options)
 
@@ -108,6 +110,13 @@ class Selection:
         PSIS-LOO columns from ``loo_draws`` posterior draws per candidate.
     progress
         A progress bar over the candidates.
+    device
+        Where the fine-tuning steps and the evidence estimates run: ``"cpu"``,
+        ``"cuda"``, ``"cuda:1"`` or a :class:`torch.device` (``None``, default: where each
+        candidate's network is — the CPU, where bayesguide's fits and candidates come
+        back). Checked on construction (an unknown or unavailable device is a
+        ``ValueError`` listing the available ones); the metrics, the convergence check
+        and PSIS-LOO run on the CPU. An experiment file's ``[fit] device`` sets it.
     """
 
     n_candidates: int = 8
@@ -132,6 +141,12 @@ class Selection:
     loo: bool = False
     loo_draws: int = 200
     progress: bool = True
+    device: str | torch.device | None = None
+
+    def __post_init__(self) -> None:
+        if self.device is not None:
+            check_device(self.device)  # before any work
+            object.__setattr__(self, "device", str(self.device).strip())
 
 
 @dataclass(frozen=True)
@@ -165,7 +180,8 @@ def refine(cand: Candidate, X: ArrayLike, y: ArrayLike, selection: Selection) ->
         return cand
     tuned = fine_tune_fit(cand, X, y, steps=selection.fine_tune, lr=selection.fine_tune_lr,
                           batch_size=selection.batch_size, seed=selection.seed, patience=selection.fine_tune_patience,
-                          min_delta=0.0, min_delta_abs=TOLERANCE, schedule=selection.fine_tune_schedule)
+                          min_delta=0.0, min_delta_abs=TOLERANCE, schedule=selection.fine_tune_schedule,
+                          device=selection.device)
     return with_tuning(cand, tuned)
 
 
@@ -262,6 +278,8 @@ class _Scorer:
         """Re-fit and score ``candidates`` (restored ones are not recomputed)."""
         sel, hooks = self.sel, self.hooks
         options = {"hessian": self.hessian, "optimize_prior": sel.optimize_prior, **sel.evidence_options}
+        if sel.device is not None:
+            options["device"] = sel.device
         rows: list[dict[str, Any]] = []
         cands: list[Candidate] = []
         for cand in tqdm(candidates, desc="candidates", disable=not sel.progress, leave=False):

@@ -7,8 +7,9 @@ path → fine-tune → score → assemble) and *only persists*: the fit is saved
 and ``results.json`` (:class:`~bayesguide.results.RunResults`) is rewritten atomically
 after every step. A crash or Ctrl-C keeps every finished candidate; running the same
 experiment into the same directory again resumes where it stopped — the fit and the
-finished candidates are loaded, not recomputed — and a different experiment in that
-directory is refused, so nothing is overwritten by mistake. At the end: the
+finished candidates are loaded, not recomputed; a complete run is returned as it is —
+and a different experiment in that directory is refused, so nothing is overwritten by
+mistake. At the end: the
 recommended architecture with its measured latency (:mod:`bayesguide.latency`), the
 best candidate's posterior for ArviZ (SVI fits) and the reports.
 
@@ -173,6 +174,14 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
             log(f"replacing the run in {out}: it failed before any result")
             clear_run(out)
             previous = None
+        elif previous is not None and previous.status == "complete":
+            # nothing to do: the same experiment on the same data, finished (a sweep's rerun relies on it)
+            log(f"the run in {out} is complete; nothing to do (bayesguide report {out} rebuilds its reports)")
+            document = previous.to_json()
+            for name in ("report.html", "report.md"):
+                if not (out / name).is_file():
+                    write_report(document, out / name)
+            return document
         elif previous is not None:
             log(f"resuming the run in {out} ({previous.status})")
             previous = dataclasses.replace(previous, data_fingerprint=fingerprint)

@@ -140,7 +140,8 @@ def score_candidate(
     """One candidate's table row (without the Occam prior and the normalised columns).
 
     ``X, y`` are prepared tensors; ``options`` are evidence options, passed on to the
-    estimator when it takes them (e.g. ``hessian="full"``, ``optimize_prior=True``).
+    estimator when it takes them (e.g. ``hessian="full"``, ``optimize_prior=True``,
+    ``device="cuda"``: every built-in estimator runs its network passes there).
     """
     estimator = get_estimator(evidence)
     takes = estimator.options

@@ -36,6 +36,7 @@ from bayesguide.comparison.rows import check_candidates, resolve_hessian, score_
 from bayesguide.comparison.sensitivity import kappa_interval, prior_flags, probabilities
 from bayesguide.marglik import get_estimator
 from bayesguide.model import ArrayLike, data_fingerprint
+from bayesguide.model.device import DeviceLike, check_device
 from bayesguide.pruning import Candidate
 
 __all__ = ["assemble", "compare"]
@@ -57,6 +58,7 @@ def compare(
     loo_draws: int = 200,
     progress: bool = True,
     evidence_options: dict[str, Any] | None = None,
+    device: DeviceLike = None,
 ) -> Comparison:
     """Score candidate architectures by evidence and Occam prior (and optionally LOO).
 
@@ -93,6 +95,13 @@ def compare(
     evidence_options
         Further options of the evidence estimator (e.g. ``{"particles": 500}`` for
         ``"elbo"``); ``hessian`` and ``optimize_prior`` are passed on when it takes them.
+    device
+        Where the evidence estimates run (``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a
+        :class:`torch.device`; default: where each candidate's network is, the CPU for
+        candidates cut by bayesguide), passed to estimators that take ``device`` (every
+        built-in one). The metrics, the convergence check and the PSIS-LOO draws run on
+        the CPU; every number of the table is a CPU number. An unknown or unavailable
+        device is a ``ValueError`` before any work.
 
     Examples
     --------
@@ -105,6 +114,8 @@ def compare(
     >>> bool(abs(cmp.table["posterior_prob"].sum() - 1.0) < 1e-9)
     True
     """
+    if device is not None:
+        check_device(device)
     cands = check_candidates(candidates)
     Xt, yt = cands[0].model.prepare_data(X, y)
     if data_fingerprint(Xt, yt) != cands[0].data_fingerprint:
@@ -116,6 +127,8 @@ def compare(
     hessian, why = resolve_hessian(hessian, cands, Xt)
     estimator = get_estimator(evidence)
     options = {"hessian": hessian, "optimize_prior": optimize_prior, **(evidence_options or {})}
+    if device is not None:
+        options["device"] = device
     unknown = sorted(set(evidence_options or {}) - set(estimator.options))
     if unknown:
         raise ValueError(f"evidence method {evidence!r} has no option {unknown[0]!r}; it takes: "

@@ -14,7 +14,7 @@ Layer: above :mod:`bayesguide.model`, below :mod:`bayesguide.posterior`.
 
 from __future__ import annotations
 
-from bayesguide.curvature.base import Curvature, HessianStructure, flat_weights, hessian_sqrt
+from bayesguide.curvature.base import Curvature, HessianStructure, flat_weights, hessian_sqrt, outputs
 from bayesguide.curvature.effective import effective_parameters_diag, effective_parameters_kron, site_blocks
 from bayesguide.curvature.ekfac import EkfacGGN, ekfac_scales
 from bayesguide.curvature.ggn import DiagGGN, FullGGN, ggn
@@ -39,5 +39,6 @@ __all__ = [
     "kron_factors",
     "kron_scaled_eigenvalues",
     "make_curvature",
+    "outputs",
     "site_blocks",
 ]

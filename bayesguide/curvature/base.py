@@ -19,6 +19,12 @@ Gaussian prior precision ``c · D`` and a noise ``σ``:
 
 Each backend is one class in its own module, registered by name in
 :mod:`~bayesguide.curvature.registry`.
+
+**Devices.** The network passes run where ``module``'s parameters are; the inputs ``X``
+may be anywhere (e.g. on the CPU while the network is on a GPU): each chunk of examples
+is moved to the network's device as it is processed, and the accumulated curvature
+(matrices, factors, diagonals; float64) comes back on the CPU, where the queries' small
+linear algebra runs.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ from tqdm.auto import tqdm
 from bayesguide._options import Option
 from bayesguide.likelihoods import Likelihood
 from bayesguide.model import GuidedModel
+from bayesguide.model.device import module_device, to_device
 
-__all__ = ["Curvature", "HessianStructure", "chunks", "flat_weights", "hessian_sqrt"]
+__all__ = ["Curvature", "HessianStructure", "chunks", "flat_weights", "hessian_sqrt", "outputs"]
 
 
 class HessianStructure(Option):
@@ -64,7 +71,7 @@ def hessian_sqrt(likelihood: Likelihood, out: torch.Tensor) -> torch.Tensor:
     if likelihood is Likelihood.BERNOULLI:
         p = torch.sigmoid(out)
         return torch.diag_embed((p * (1 - p)).sqrt())
-    return torch.eye(c, dtype=out.dtype).expand(b, c, c)
+    return torch.eye(c, dtype=out.dtype, device=out.device).expand(b, c, c)
 
 
 def flat_weights(model: GuidedModel, module: nn.Module) -> torch.Tensor:
@@ -72,6 +79,20 @@ def flat_weights(model: GuidedModel, module: nn.Module) -> torch.Tensor:
     params = dict(module.named_parameters())
     with torch.no_grad():
         return torch.cat([s.pack(params).reshape(-1) for s in model.sites]).detach()
+
+
+def outputs(module: nn.Module, X: torch.Tensor, chunk_size: int = 2048) -> torch.Tensor:
+    """``module(X)`` without gradients, on ``X``'s device.
+
+    When ``X`` is on another device than ``module`` it is moved there in chunks of
+    ``chunk_size`` examples and the outputs are brought back; otherwise one forward pass.
+    """
+    device = module_device(module)
+    with torch.no_grad():
+        if X.device == device:
+            return module(X)
+        parts = [module(to_device(X[i:i + chunk_size], device)).to(X.device) for i in range(0, X.shape[0], chunk_size)]
+    return torch.cat(parts)
 
 
 def chunks(n: int, size: int, progress: bool, what: str) -> Iterator[int]:

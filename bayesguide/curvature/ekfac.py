@@ -37,6 +37,7 @@ from torch import nn
 from bayesguide.curvature.base import Curvature, HessianStructure
 from bayesguide.curvature.kron import KronBlock, backprop_columns, kron_factors, layer_patches, output_rows
 from bayesguide.model import GuidedModel
+from bayesguide.model.device import module_device
 
 __all__ = ["EkfacGGN", "ekfac_scales"]
 
@@ -48,7 +49,10 @@ def ekfac_scales(
     """Per site ``(Q, U, S)``: the whitened KFAC eigenbases and the curvature ``S`` (``n × p``) along them.
 
     ``d`` is the per-weight prior precision in site order; ``None`` for diagonal sites.
+    The bases are found on the CPU (where ``blocks`` are), the pass over ``X`` runs on
+    ``module``'s device, and ``S`` comes back on the CPU.
     """
+    device = module_device(module)
     chain = {ly.name: ly for ly in model.chain(module)}
     bases: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = []
     start = 0
@@ -63,10 +67,11 @@ def ekfac_scales(
             _, U = torch.linalg.eigh(block.A)
             bases.append((s, Q, U))
         start += size
-    sums: dict[int, torch.Tensor] = {k: torch.zeros(b[1].shape[0], b[2].shape[0], dtype=torch.float64)
-                                     for k, b in enumerate(bases) if b is not None}
+    sums: dict[int, torch.Tensor] = {k: torch.zeros(b[1].shape[0], b[2].shape[0], dtype=torch.float64,
+                                                    device=device) for k, b in enumerate(bases) if b is not None}
+    moved = [None if b is None else tuple(t.to(device) for t in b) for b in bases]
     for _, inputs, grads in backprop_columns(model, module, X, chunk_size):
-        for k, (site, base) in enumerate(zip(model.sites, bases, strict=True)):
+        for k, (site, base) in enumerate(zip(model.sites, moved, strict=True)):
             if base is None:
                 continue
             s, Q, U = base
@@ -81,7 +86,7 @@ def ekfac_scales(
                 else:
                     per_example = torch.einsum("btn,btp->bnp", g.reshape(B, T, -1), a.reshape(B, T, -1))
                     sums[k] += per_example.pow(2).sum(0)
-    return [None if b is None else (b[1], b[2], sums[k]) for k, b in enumerate(bases)]
+    return [None if b is None else (b[1], b[2], sums[k].cpu()) for k, b in enumerate(bases)]
 
 
 class EkfacGGN(Curvature):

@@ -9,7 +9,9 @@
 examples. Per-example Jacobians come from ``vmap(jacrev)`` over single examples (``C``
 backward passes per example; a ``jacrev`` over the batch would backpropagate every
 output through the whole batch), and the full matrix from a symmetric rank-k update
-(BLAS ``dsyrk``: half the flops of a matrix product).
+(BLAS ``dsyrk``: half the flops of a matrix product; on a GPU, a matrix product there).
+The Jacobians are computed on the network's device, each chunk of ``X`` moved there; the
+result is on the CPU.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import nn
 from bayesguide.curvature.base import Curvature, HessianStructure, chunks, flat_weights, hessian_sqrt
 from bayesguide.curvature.kron import ggn_diagonal
 from bayesguide.model import GuidedModel
+from bayesguide.model.device import CPU, module_device, to_device
 from bayesguide.network import functional_forward
 
 __all__ = ["DiagGGN", "FullGGN", "ggn"]
@@ -45,14 +48,18 @@ def ggn(
         return forward(flat, x.unsqueeze(0))[0]
 
     jacobians = torch.func.vmap(torch.func.jacrev(single), in_dims=(None, 0))
+    device = module_device(module)
+    theta = theta.to(device)
     P = theta.numel()
     with torch.no_grad():
-        n_out = forward(theta, X[:1]).shape[1]
+        n_out = forward(theta, to_device(X[:1], device)).shape[1]
     chunk = max(1, chunk_elements // (n_out * P))
-    upper = None if diagonal else np.zeros((P, P), dtype=np.float64, order="F")
-    diag = torch.zeros(P, dtype=torch.float64)
+    on_cpu = device == CPU
+    upper = None if diagonal or not on_cpu else np.zeros((P, P), dtype=np.float64, order="F")
+    full = None if diagonal or on_cpu else torch.zeros(P, P, dtype=torch.float64, device=device)
+    diag = torch.zeros(P, dtype=torch.float64, device=device)
     for start in chunks(X.shape[0], chunk, progress, "GGN (full)" if not diagonal else "GGN (diag)"):
-        xb = X[start : start + chunk]
+        xb = to_device(X[start : start + chunk], device)
         J = jacobians(theta, xb).to(torch.float64)  # (B, C, P)
         with torch.no_grad():
             M = hessian_sqrt(model.likelihood, forward(theta, xb).to(torch.float64))
@@ -60,10 +67,14 @@ def ggn(
         if upper is not None:
             # C := Jtᵀ Jt + C on the upper triangle; Jt.numpy().T is Fortran-ordered (no copy)
             upper = scipy.linalg.blas.dsyrk(1.0, Jt.numpy().T, beta=1.0, c=upper, trans=0, overwrite_c=1)
+        elif full is not None:
+            full.addmm_(Jt.T, Jt)
         else:
             diag += Jt.pow(2).sum(0)
+    if full is not None:
+        return (0.5 * (full + full.T)).cpu()  # the product is symmetric up to rounding
     if upper is None:
-        return diag
+        return diag.cpu()
     return torch.from_numpy(np.triu(upper) + np.triu(upper, 1).T)
 
 

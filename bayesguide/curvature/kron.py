@@ -67,6 +67,7 @@ from torch.nn import functional as F
 
 from bayesguide.curvature.base import Curvature, HessianStructure, chunks, hessian_sqrt
 from bayesguide.model import GuidedModel
+from bayesguide.model.device import module_device, to_device
 from bayesguide.network import Layer, Site, functional_forward
 
 __all__ = [
@@ -143,15 +144,18 @@ def backprop_columns(
 ) -> Iterator[tuple[torch.Tensor, list[torch.Tensor], list[list[torch.Tensor]]]]:
     """The passes every structured curvature needs, chunk by chunk.
 
-    Yields ``(x, inputs, grads)`` per chunk of at most ``chunk_size`` examples: ``inputs[k]``
-    is the input of site ``k``'s layer, ``grads[c][k]`` the backpropagated square-root
-    column ``g_{ic} = (∂f/∂o)ᵀ m_{ic}`` at that layer's output (see the module docstring).
+    Yields ``(x, inputs, grads)`` per chunk of at most ``chunk_size`` examples: ``x`` the
+    chunk, ``inputs[k]`` the input of site ``k``'s layer, ``grads[c][k]`` the
+    backpropagated square-root column ``g_{ic} = (∂f/∂o)ᵀ m_{ic}`` at that layer's output
+    (see the module docstring) — all on ``module``'s device, each chunk of ``X`` moved there.
     """
     chain = model.chain(module)
     by_layer = {s.layer.name: s for s in model.sites}
+    device = module_device(module)
     for start in chunks(X.shape[0], chunk_size, progress, "curvature"):
+        xb = to_device(X[start : start + chunk_size], device)
         with torch.enable_grad():
-            x = X[start : start + chunk_size].detach().requires_grad_(True)
+            x = xb.detach().requires_grad_(True)
             inputs: list[torch.Tensor] = []
             outputs: list[torch.Tensor] = []
             for layer in chain:
@@ -167,7 +171,7 @@ def backprop_columns(
                 [g.detach() for g in torch.autograd.grad(f, outputs, M[:, :, c], retain_graph=True)]
                 for c in range(f.shape[1])
             ]
-        yield X[start : start + chunk_size], inputs, grads
+        yield xb, inputs, grads
 
 
 def _layers(model: GuidedModel, module: nn.Module) -> list[Layer]:
@@ -218,9 +222,9 @@ def kron_factors(
     for site in model.sites:
         name = site.name
         if name in D:
-            blocks.append(KronBlock(name, diag=D[name]))
+            blocks.append(KronBlock(name, diag=D[name].cpu()))
         else:
-            blocks.append(KronBlock(name, A=A[name] / (N * T[name]), G=G[name]))
+            blocks.append(KronBlock(name, A=(A[name] / (N * T[name])).cpu(), G=G[name].cpu()))
     return blocks
 
 
@@ -228,7 +232,7 @@ def _exact_diag(site: Site, layer: Layer, params: Mapping[str, torch.Tensor], x:
                 grads: list[torch.Tensor]) -> torch.Tensor:
     """The exact GGN diagonal of one site from per-example vector-Jacobian products (any layer)."""
     value = site.pack(params).detach()
-    total = torch.zeros(value.numel(), dtype=torch.float64)
+    total = torch.zeros(value.numel(), dtype=torch.float64, device=value.device)
     for g in grads:
         total += _diag_block(site, layer, value, x, g)
     return total
@@ -259,7 +263,7 @@ def ggn_diagonal(model: GuidedModel, module: nn.Module, X: torch.Tensor, chunk_s
             a = layer_patches(m, inputs[k])  # (B·T, p)
             B = inputs[k].shape[0]
             T = a.shape[0] // B
-            block = torch.zeros(site.n_units, site.group_size, dtype=torch.float64)
+            block = torch.zeros(site.n_units, site.group_size, dtype=torch.float64, device=a.device)
             for gc in grads:
                 g = output_rows(m, gc[k])  # (B·T, n)
                 if T == 1:
@@ -268,7 +272,7 @@ def ggn_diagonal(model: GuidedModel, module: nn.Module, X: torch.Tensor, chunk_s
                     per_example = torch.einsum("btn,btp->bnp", g.reshape(B, T, -1), a.reshape(B, T, -1))
                     block += per_example.pow(2).sum(0)
             D[site.name] = D.get(site.name, 0) + block.reshape(-1)
-    return torch.cat([D[s.name] for s in model.sites])
+    return torch.cat([D[s.name] for s in model.sites]).cpu()
 
 
 def kron_scaled_eigenvalues(blocks: list[KronBlock], d: torch.Tensor) -> torch.Tensor:

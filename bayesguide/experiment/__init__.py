@@ -29,6 +29,7 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     batch_size = 0             # 0: full batch
     schedule = "constant"      # constant | cosine | anneal
     guide = "normal"           # svi: normal | lowrank
+    device = ""                # "" (the CPU) | cpu | cuda | cuda:N: where the fit, fine-tuning and evidence run
 
     [select]
     evidence = "laplace"       # laplace | elbo | iwae | clml (elbo, iwae: svi fits only)
@@ -51,7 +52,13 @@ Every number must be finite (TOML's ``nan`` and ``inf`` are refused) and sizes a
 bounded: a hidden width at most 1,000,000 and at most 1,000 hidden layers; ``steps``,
 ``fine_tune`` and ``batch_size`` at most 1,000,000,000; ``n_candidates`` at most the
 number of distinct points a pruning path of ``[network] hidden`` can have, the sum of
-the hidden widths + 1. ``[output] dir`` must name a directory (not ``""``). The
+the hidden widths + 1. ``[output] dir`` must name a directory (not ``""``).
+``[fit] device`` must be ``""``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` and available on
+the machine that loads the file (``"cuda"`` without CUDA is refused then, not when the
+run gets there); it sets ``device=`` of the fit, of the candidates' fine-tuning and of
+their evidence (:mod:`bayesguide.model.device`: data moved per batch, results on the
+CPU), and is left out of ``Experiment.to_dict()`` when ``""``, so it does not change
+the identity of existing runs. The
 choices come from the registries — prior families (``kind`` and their own keys),
 fitters, evidence estimators, Occam priors — so a registered family or estimator is an
 experiment-file choice without any change here.

@@ -43,7 +43,12 @@ __all__ = ["Experiment", "check_method", "check_sizes", "check_task", "load_expe
 
 @dataclass(frozen=True)
 class Experiment:
-    """A validated experiment; ``to_dict()`` gives every key with its value."""
+    """A validated experiment; ``to_dict()`` gives every key with its value.
+
+    ``[fit] device`` is listed by ``to_dict()`` only when set: where a run computes is not
+    what it computes, so an experiment that leaves it at ``""`` keeps the identity (the
+    runner's configuration hash) it had before the key existed.
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -58,6 +63,8 @@ class Experiment:
             part = getattr(self, table)
             out[table] = part.to_dict() if isinstance(part, PriorConfig) else {
                 f.name: getattr(part, f.name) for f in fields(part)}
+        if not self.fit.device:
+            out["fit"].pop("device")
         return out
 
     def fitter(self) -> Fitter:
@@ -65,10 +72,12 @@ class Experiment:
         return fitter_for(self.prior.build(), self.fit.method)
 
     def optim(self, progress: bool = True) -> OptimSettings:
-        """The ``[fit]`` table as optimisation settings (the keys the fitter takes)."""
+        """The ``[fit]`` table as optimisation settings (the keys the fitter takes; ``device`` when set)."""
         fitter = self.fitter()
         f = self.fit
         options: dict[str, Any] = {"steps": f.steps, "lr": f.lr, "seed": f.seed, "progress": progress}
+        if f.device:
+            options["device"] = f.device
         if fitter.minibatch:
             options["batch_size"] = f.batch_size or None
         if fitter.schedules:
@@ -80,12 +89,13 @@ class Experiment:
         return {k: getattr(self.fit, k) for k in self.fitter().options}
 
     def selection(self, progress: bool = True) -> Selection:
-        """The ``[select]`` table as a :class:`~bayesguide.pipeline.Selection`."""
+        """The ``[select]`` table as a :class:`~bayesguide.pipeline.Selection` (with ``[fit] device``)."""
         s = self.select
         return Selection(
             n_candidates=s.n_candidates, threshold=s.threshold or None, bisect=s.bisect, fine_tune=s.fine_tune,
             fine_tune_lr=self.fit.lr, seed=self.fit.seed, evidence=s.evidence, hessian=s.hessian,
             optimize_prior=s.optimize_prior, occam=s.occam, kappa=s.kappa, loo=s.loo, progress=progress,
+            device=self.fit.device or None,
         )
 
     @classmethod

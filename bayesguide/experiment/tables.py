@@ -11,6 +11,7 @@ tables are :mod:`bayesguide.experiment.rules`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -24,13 +25,14 @@ from bayesguide.guidance import ProfileName
 from bayesguide.guidance import get as get_guidance
 from bayesguide.infer import Schedule
 from bayesguide.marglik import estimators
+from bayesguide.model.device import check_device
 from bayesguide.posterior import GuideKind
 from bayesguide.priors import PriorFamily, UnitPrior, families, get_family, kinds
 
 __all__ = [
     "ACTIVATIONS", "AUTO_OR_NUMBER", "LIMITS", "MAX_LAYERS", "MAX_WIDTH", "POSITIVE", "TABLES", "DataConfig",
     "ExperimentError", "FitConfig", "NetworkConfig", "OutputConfig", "PriorConfig", "SelectConfig", "choices",
-    "parse_prior_table", "parse_table", "parse_value",
+    "parse_device", "parse_prior_table", "parse_table", "parse_value",
 ]
 
 
@@ -130,6 +132,33 @@ class FitConfig:
     batch_size: int = 0
     schedule: str = "constant"
     guide: str = "normal"
+    #: where the fit, the fine-tuning and the evidence run: "" (the CPU), "cpu", "cuda" or "cuda:N"
+    device: str = ""
+
+
+#: the forms ``[fit] device`` accepts (besides "", the default: the CPU)
+DEVICE_FORM = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def parse_device(value: str) -> str:
+    """``[fit] device``: ``""`` (the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, available on this machine.
+
+    Raises
+    ------
+    ExperimentError
+        For another string (the accepted forms listed), or a CUDA device this machine
+        does not have (checked now, at validation, not when the run gets there).
+    """
+    if value == "":
+        return value
+    if DEVICE_FORM.fullmatch(value) is None:
+        raise ExperimentError(f'[fit] device = {value!r} is not accepted; use "" (the default: the CPU), "cpu", '
+                              f'"cuda" or "cuda:N" (N the index of a GPU)')
+    try:
+        check_device(value)
+    except ValueError as err:
+        raise ExperimentError(f"[fit] device = {value!r} cannot be used: {str(err).split(': ', 1)[-1]}") from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -211,6 +240,8 @@ def parse_table(table: str, config: type, values: dict[str, Any]) -> Any:
         out[key] = parse_value(table, key, value, getattr(config(), key))
     if table == "data" and "test_fraction" in out and not 0 < out["test_fraction"] < 1:
         raise ExperimentError(f"[data] test_fraction must lie in (0, 1), got {out['test_fraction']!r}")
+    if table == "fit" and "device" in out:
+        out["device"] = parse_device(out["device"])
     if table == "select" and out.get("n_candidates", 2) < 2:
         raise ExperimentError("[select] n_candidates must be at least 2")
     return config(**out)

@@ -9,6 +9,7 @@ import torch
 
 from bayesguide.infer.result import FitResult
 from bayesguide.model import GuidedModel
+from bayesguide.model.device import module_device, take_batch
 from bayesguide.posterior import Guide
 
 __all__ = ["check_continuation", "check_init", "check_model", "make_diagnose"]
@@ -87,7 +88,7 @@ def make_diagnose(
             noise = guide.noise()
             if noise is not None and not torch.isfinite(noise):
                 problems.append("site 'noise' is non-finite")
-            xb, yb = (X, y) if idx is None else (X[idx], y[idx])
+            xb, yb = take_batch(X, y, idx, module_device(module))
             ll, _ = model.log_joint(model.chain(module), values, xb, yb, noise=noise)
             if not torch.isfinite(ll):
                 problems.append(f"likelihood term 'obs' is {float(ll)}")

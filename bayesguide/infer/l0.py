@@ -36,9 +36,10 @@ from typing_extensions import Unpack
 
 from bayesguide.infer.common import check_continuation, check_init, check_model
 from bayesguide.infer.loop import optimize
-from bayesguide.infer.result import FitResult, build_result, register_extra
+from bayesguide.infer.result import FitResult, build_result, fit_on, register_extra
 from bayesguide.infer.settings import OptimOptions, OptimSettings
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
+from bayesguide.model.device import place_data, resolve_device, take_batch
 from bayesguide.network import functional_forward
 from bayesguide.posterior import DeltaGuide
 from bayesguide.priors.l0 import (
@@ -203,14 +204,18 @@ def fit_l0(
         restart from zero weights with their ``log α`` carried on — or another fit to
         warm-start the weights from.
     **options
-        Fields of :class:`~bayesguide.OptimSettings` overriding ``optim``.
+        Fields of :class:`~bayesguide.OptimSettings` overriding ``optim``, including
+        ``device``: where the steps run, as in :func:`~bayesguide.fit_map` (default:
+        where ``model.net``'s parameters are; the gates are drawn from that device's
+        random generator).
 
     Returns
     -------
     FitResult
         ``method="map"``, ``fitter="l0"``, ``module`` the gated network, ``guide`` a
         :class:`~bayesguide.DeltaGuide` on it, ``unit_norms`` the norms of the
-        deterministically gated unit groups, ``extras["l0"]`` an :class:`L0Gates`.
+        deterministically gated unit groups, ``extras["l0"]`` an :class:`L0Gates`; on
+        the CPU.
 
     References
     ----------
@@ -226,24 +231,29 @@ def fit_l0(
         )
     settings = OptimSettings.resolve(optim, DEFAULTS, "fit_l0", dict(options))
     check_init(init, model)
+    device = resolve_device(settings.device, model.net)
     Xt, yt = model.prepare_data(X, y)
-    check_continuation(init, "l0", data_fingerprint(Xt, yt))
+    fingerprint = data_fingerprint(Xt, yt)
+    check_continuation(init, "l0", fingerprint)
     n = Xt.shape[0]
     dtype = Xt.dtype
     beta, stretch, lam, wd = prior.temperature, prior.stretch, prior.strength, prior.weight_decay
 
     module, log_alpha, state, offset, history = _start(model, prior, init, dtype)
-    module.train()
     guide = DeltaGuide(model, module)
+    guide.to(device)  # and the network
+    log_alpha = {k: v if v.device == device else nn.Parameter(v.detach().to(device)) for k, v in log_alpha.items()}
+    module.train()
     params = dict(module.named_parameters())
     chain = model.chain(module)
     prunable = model.prunable_sites
-    coeffs = {s.name: model.coefficients[s.name].to(dtype) for s in prunable}
+    coeffs = {s.name: model.coefficients[s.name].to(dtype).to(device) for s in prunable}
     likelihood = model.likelihood
     fixed_noise = None if model.learns_noise else model.noise_tensor(None, dtype)
+    Xd, yd = place_data(Xt, yt, device, settings.full_batch(n))
 
     def objective(idx: torch.Tensor | None) -> torch.Tensor:
-        xb, yb = (Xt, yt) if idx is None else (Xt[idx], yt[idx])
+        xb, yb = take_batch(Xd, yd, idx, device)
         values = {s.name: s.pack(params) for s in model.sites}
         loss = torch.zeros((), dtype=dtype)
         if wd > 0:
@@ -272,6 +282,7 @@ def fit_l0(
     out = optimize(
         objective, [*guide.parameters(), *log_alpha.values()], n, settings, label="L0",
         record=record, diagnose=_diagnose(log_alpha, module), optimizer_state=state, step_offset=offset,
+        device=device,
     )
     gates = _fold(prunable, params, log_alpha, stretch)
     steps = out.record_steps if init is None or init.fitter != "l0" else np.concatenate(
@@ -281,11 +292,11 @@ def fit_l0(
         open_probability={k: open_probability(v, beta, stretch).numpy() for k, v in gates[0].items()},
         expected_l0=np.asarray(history, dtype=np.float64), steps=steps.copy(), temperature=beta, stretch=stretch,
     )
-    return build_result(
+    return fit_on(build_result(
         method="map", fitter="l0", model=model, module=module, guide=guide, out=out,
-        settings=settings.as_dict(), n_data=n, fingerprint=data_fingerprint(Xt, yt), init=init,
+        settings=settings.as_dict(), n_data=n, fingerprint=fingerprint, init=init,
         extras={"l0": state_l0},
-    )
+    ))
 
 
 def _fold(prunable: list[Any], params: Mapping[str, torch.Tensor], log_alpha: Mapping[str, nn.Parameter],

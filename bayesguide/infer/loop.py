@@ -11,6 +11,7 @@ by a relative ``min_delta`` for ``patience`` steps, and stops with
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -63,6 +64,7 @@ def optimize(
     optimizer_state: dict[str, Any] | None = None,
     step_offset: int = 0,
     callback: Callable[[int], None] | None = None,
+    device: torch.device | None = None,
 ) -> LoopOutput:
     """Minimise ``objective`` over ``parameters``; see the module docstring.
 
@@ -75,15 +77,23 @@ def optimize(
     optimizer step (after the snapshot)
     with the absolute step number ``step_offset + step``; it may change state the
     objective reads (e.g. prior rates, as empirical-Bayes guidance does).
+
+    ``device`` is where the parameters live (default: the CPU). The minibatch order is
+    drawn on the CPU, so it is the same on every device; with a ``seed``, the random
+    state of ``device`` (dropout, SVI draws on a GPU) is seeded too and restored
+    afterwards, like the CPU's. The objective moves each batch to the device itself
+    (:func:`bayesguide.model.device.take_batch`).
     """
     optimizer = torch.optim.Adam(parameters, lr=settings.lr)
     if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+        # a copy: Adam's load_state_dict keeps CPU tensors as they are and then updates them in place,
+        # which would change the fit being resumed (resuming it twice would not give the same result)
+        optimizer.load_state_dict(copy.deepcopy(optimizer_state))
         for group in optimizer.param_groups:
             group["lr"] = settings.lr
     steps, lr, schedule, patience = settings.steps, settings.lr, settings.schedule, settings.patience
     every = settings.record_every or max(1, steps // 100)
-    batch = settings.batch_size if settings.batch_size and settings.batch_size < n_data else None
+    batch = None if settings.full_batch(n_data) else settings.batch_size
     losses = np.empty(steps)
     record_steps: list[int] = []
     # snapshots: one (capacity, *shape) buffer per key, filled row by row; a snapshot
@@ -115,7 +125,9 @@ def optimize(
         generator.manual_seed(settings.seed + step_offset)
     perm, cursor = torch.randperm(n_data, generator=generator) if batch else None, 0
 
-    with torch.random.fork_rng(devices=[], enabled=settings.seed is not None):
+    cuda = [] if device is None or device.type != "cuda" else [
+        device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda, enabled=settings.seed is not None):
         if settings.seed is not None:
             torch.manual_seed(settings.seed + step_offset)
         start = time.perf_counter()

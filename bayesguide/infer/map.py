@@ -31,9 +31,10 @@ from typing_extensions import Unpack
 from bayesguide._options import Option
 from bayesguide.infer.common import check_continuation, check_init, check_model, make_diagnose
 from bayesguide.infer.loop import optimize
-from bayesguide.infer.result import FitResult, build_result
+from bayesguide.infer.result import FitResult, build_result, fit_on
 from bayesguide.infer.settings import OptimOptions, OptimSettings
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
+from bayesguide.model.device import place_data, resolve_device, take_batch
 from bayesguide.posterior import DeltaGuide, Guide
 
 __all__ = ["Engine", "fit_map", "map_steps", "pyro_objective"]
@@ -85,12 +86,19 @@ def fit_map(
     **options
         Fields of :class:`~bayesguide.OptimSettings` overriding ``optim``: ``steps``,
         ``lr``, ``batch_size``, ``schedule``, ``patience``, ``min_delta``, ``seed``,
-        ``progress``, ``record_every``.
+        ``progress``, ``record_every``, ``device``.
+    device
+        (keyword, an :class:`~bayesguide.OptimSettings` field) Where the steps run:
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a :class:`torch.device`; default ``None``:
+        where ``model.net``'s parameters are. A copy of the network is moved there; the
+        data stay where they are (the full batch is moved once, a minibatch at every
+        step); an unknown or unavailable device is a ``ValueError`` before any step.
 
     Returns
     -------
     FitResult
-        ``method="map"``, ``fitter="map"``.
+        ``method="map"``, ``fitter="map"``; on the CPU (network, guide, optimiser state)
+        whatever ``device`` the steps ran on.
 
     Examples
     --------
@@ -107,7 +115,7 @@ def fit_map(
     engine = Engine.resolve(engine, "engine")
     check_init(init, model)
     Xt, yt = model.prepare_data(X, y)
-    return map_steps(model, Xt, yt, settings, engine=engine, init=init, callback=callback)
+    return fit_on(map_steps(model, Xt, yt, settings, engine=engine, init=init, callback=callback))
 
 
 def map_steps(
@@ -121,14 +129,19 @@ def map_steps(
     callback: Callable[[int], None] | None = None,
     fitter: str = "map",
     extras: dict[str, Any] | None = None,
+    fingerprint: str | None = None,
 ) -> FitResult:
     """MAP steps on prepared data: the body of :func:`fit_map`, shared with ``fit_relevance``.
 
     ``init`` is continued (guide, optimiser state, histories) when it was made by the
-    same ``fitter``; otherwise its network is a warm start.
+    same ``fitter``; otherwise its network is a warm start. The steps run on
+    ``settings.device`` (default: ``model.net``'s), and the result stays there (the
+    public fitters bring it back to the CPU, :func:`~bayesguide.infer.result.fit_on`).
+    ``fingerprint`` is the data's, when the caller has it already.
     """
     engine = Engine.resolve(engine, "engine")
-    fingerprint = data_fingerprint(Xt, yt)
+    device = resolve_device(settings.device, model.net)
+    fingerprint = data_fingerprint(Xt, yt) if fingerprint is None else fingerprint
     check_continuation(init, fitter, fingerprint)
     if init is not None and init.fitter == fitter:
         guide = copy.deepcopy(init.guide)
@@ -138,16 +151,18 @@ def map_steps(
         module = copy.deepcopy(init.module if init is not None else model.net)
         guide = DeltaGuide(model, module)
         state, offset = None, 0
+    guide.to(device)  # and its module, the network
     module.train()
 
+    X, y = place_data(Xt, yt, device, settings.full_batch(Xt.shape[0]))
     if engine is Engine.FAST:
-        objective = _fast_objective(model, guide, Xt, yt)
+        objective = _fast_objective(model, guide, X, y)
     else:
-        objective = pyro_objective(model, guide, module, Xt, yt)
+        objective = pyro_objective(model, guide, module, X, y)
     out = optimize(
         objective, list(guide.parameters()), Xt.shape[0], settings, label="MAP",
-        record=lambda: model.unit_norms(module), diagnose=make_diagnose(model, guide, module, Xt, yt),
-        optimizer_state=state, step_offset=offset, callback=callback,
+        record=lambda: model.unit_norms(module), diagnose=make_diagnose(model, guide, module, X, y),
+        optimizer_state=state, step_offset=offset, callback=callback, device=device,
     )
     return build_result(
         method="map", fitter=fitter, model=model, module=module, guide=guide, out=out,
@@ -166,9 +181,14 @@ def _fast_objective(
     ``(n, p)`` unit matrix: packing copies the weights into a new matrix every step, and
     those extra allocations make glibc hand memory back to the OS and fault it in again
     (``benchmarks/map_overhead.py`` counts the page faults). Both give the same value.
+
+    ``X, y`` are placed by :func:`~bayesguide.model.device.place_data`: on the
+    network's device for the full batch, else wherever they are, each minibatch moved
+    by :func:`~bayesguide.model.device.take_batch`.
     """
     module = guide.module
     params = dict(module.named_parameters())
+    device = next(iter(params.values())).device
     # the priors are read at every evaluation, not copied, so that in-place updates
     # (UnitGroupDistribution.set_rate, empirical-Bayes guidance) are seen
     model.neg_log_prior_blocks(params)  # builds the priors once, before the first step
@@ -176,7 +196,7 @@ def _fast_objective(
     fixed_noise = model.noise_tensor(None, X.dtype) if not model.learns_noise else None
 
     def objective(idx: torch.Tensor | None) -> torch.Tensor:
-        xb, yb = (X, y) if idx is None else (X[idx], y[idx])
+        xb, yb = take_batch(X, y, idx, device)
         noise = fixed_noise if fixed_noise is not None else guide.noise()
         loglik = likelihood.log_prob_sum(module(xb), yb, noise)
         if idx is not None:

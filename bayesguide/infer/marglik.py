@@ -58,10 +58,11 @@ from bayesguide.curvature import effective_parameters_kron, site_blocks
 from bayesguide.guidance import MarginalLikelihood
 from bayesguide.infer.common import continued_model
 from bayesguide.infer.map import map_steps
-from bayesguide.infer.result import FitResult, register_extra
+from bayesguide.infer.result import FitResult, fit_on, register_extra
 from bayesguide.infer.settings import OptimOptions, OptimSettings
 from bayesguide.likelihoods import Likelihood
-from bayesguide.model import ArrayLike, GuidedModel
+from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
+from bayesguide.model.device import resolve_device, to_device
 from bayesguide.priors import GuidedNormal, UnitNormal
 
 __all__ = ["PrecisionTrace", "fit_marglik", "marglik_model", "marglik_settings", "marglik_steps", "update_precisions"]
@@ -158,7 +159,7 @@ def update_precisions(model: GuidedModel, fit: FitResult, X: torch.Tensor,
     sigma2 = float(sigma) ** 2 if sigma is not None and model.likelihood is Likelihood.GAUSSIAN else 1.0
     params = dict(module.named_parameters())
     with torch.no_grad():
-        sq = {site.name: site.pack(params).detach().to(torch.float64).pow(2).sum(-1) for site in model.sites}
+        sq = {site.name: site.pack(params).detach().to(torch.float64).pow(2).sum(-1).cpu() for site in model.sites}
     alphas = {site.name: (2.0 * _strength(model, site.prunable) * model.coefficients[site.name].to(torch.float64))
               .clamp(MIN_PRECISION, s.max_precision) for site in model.sites}
     gammas: dict[str, torch.Tensor] = {}
@@ -177,9 +178,9 @@ def update_precisions(model: GuidedModel, fit: FitResult, X: torch.Tensor,
         strength = _strength(model, site.prunable)
         g = alphas[site.name] / (2.0 * strength)
         model.coefficients[site.name].copy_(g)
-        dist = model.site_distribution(site, X.dtype)
+        dist = model.site_distribution(site, X.dtype, device=X.device)
         assert isinstance(dist, UnitNormal)
-        dist.set_rate((strength * g).to(X.dtype))
+        model.set_site_rate(site, (strength * g).to(X.dtype))
         capped += int((alphas[site.name] >= s.max_precision).sum()) if site.prunable else 0
     return float(sum(g.sum() for g in gammas.values())), capped
 
@@ -193,7 +194,14 @@ def marglik_steps(
     Updates happen when the fit's step count reaches ``burn_in``, ``burn_in + every``,
     ...; the MAP steps between two updates form one block, block ``k`` (counted over the
     whole fit) using minibatch seed ``seed + k``.
+
+    The steps and the updates run on ``settings.device`` (default: ``model.net``'s); the
+    updates' curvature reads the whole training set, so ``X, y`` are moved there once,
+    and the fit stays there (its caller brings it back to the CPU).
     """
+    device = resolve_device(settings.device, model.net)
+    fingerprint = data_fingerprint(X, y)
+    X, y = to_device(X, device), to_device(y, device)
     done = 0
     seed = settings.seed
     trace = fit.extras.get("precisions", PrecisionTrace()) if fit is not None else PrecisionTrace()
@@ -207,7 +215,8 @@ def marglik_steps(
         chunk = min(target - at, settings.steps - done)
         block_settings = settings.with_options(
             "fit_marglik", steps=chunk, progress=False, seed=None if seed is None else seed + block)
-        fit = map_steps(model, X, y, block_settings, engine=engine, init=fit, fitter="marglik")
+        fit = map_steps(model, X, y, block_settings, engine=engine, init=fit, fitter="marglik",
+                        fingerprint=fingerprint)
         done += chunk
         if fit.steps == target:
             trace = trace.added(fit.steps, *update_precisions(model, fit, X, s))
@@ -255,17 +264,21 @@ def fit_marglik(
         A previous ``fit_marglik`` fit to continue (``bg.resume_fit``): its model (with
         the learned precisions), weights and optimiser state carry over.
     **options
-        Fields of :class:`~bayesguide.OptimSettings` overriding ``optim``.
+        Fields of :class:`~bayesguide.OptimSettings` overriding ``optim``, including
+        ``device``: where the steps and the updates run, as in :func:`~bayesguide.fit_map`
+        (default: where ``model.net``'s parameters are). The updates read the whole
+        training set, so it is moved to the device once.
 
     Returns
     -------
     FitResult
         ``method="map"``, ``fitter="marglik"``; ``extras["precisions"]`` traces the
         effective number of parameters and the units at the precision cap per update.
+        On the CPU.
     """
     own = continued_model(init, "marglik", model)
     s = marglik_settings(model if own is None else own, marglik)
     own = marglik_model(model, s) if own is None else own
     settings = OptimSettings.resolve(optim, DEFAULTS, "fit_marglik", dict(options))
     Xt, yt = own.prepare_data(X, y)
-    return marglik_steps(own, Xt, yt, s, settings, init, engine=engine)
+    return fit_on(marglik_steps(own, Xt, yt, s, settings, init, engine=engine))

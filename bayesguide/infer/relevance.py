@@ -64,9 +64,10 @@ from bayesguide.guidance import Relevance, Sensitivity
 from bayesguide.guidance.relevance import Scale
 from bayesguide.infer.common import continued_model
 from bayesguide.infer.map import map_steps
-from bayesguide.infer.result import FitResult
+from bayesguide.infer.result import FitResult, fit_on
 from bayesguide.infer.settings import OptimOptions, OptimSettings
-from bayesguide.model import ArrayLike, GuidedModel
+from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
+from bayesguide.model.device import module_on, resolve_device, to_device
 from bayesguide.priors import GuidedNormal, UnitNormal
 
 __all__ = [
@@ -159,9 +160,9 @@ def _estimate(model: GuidedModel, module: nn.Module, X: torch.Tensor, y: torch.T
     g = insensitivity(model, module, X, y, s)
     for site in model.prunable_sites:
         model.coefficients[site.name].copy_(g[site.name])
-        dist = model.site_distribution(site, X.dtype)
+        dist = model.site_distribution(site, X.dtype, device=X.device)
         assert isinstance(dist, UnitNormal)
-        dist.set_rate(model.prior.strength * g[site.name].to(X.dtype))
+        model.set_site_rate(site, model.prior.strength * g[site.name].to(X.dtype))
 
 
 def relevance_steps(
@@ -173,9 +174,16 @@ def relevance_steps(
     The estimate is made before the first step of a new fit and after every block of
     ``every`` Adam steps; block ``k`` (counted over the whole fit) uses minibatch seed
     ``seed + k``. ``after_block(fit)`` returning ``True`` stops early.
+
+    The steps and the estimates run on ``settings.device`` (default: ``model.net``'s);
+    the estimates read the whole training set, so ``X, y`` are moved there once, and the
+    fit stays there (its callers bring it back to the CPU).
     """
+    device = resolve_device(settings.device, model.net)
+    fingerprint = data_fingerprint(X, y)
+    X, y = to_device(X, device), to_device(y, device)
     if fit is None:
-        _estimate(model, model.net, X, y, s)
+        _estimate(model, module_on(model.net, device), X, y, s)
     done = 0
     seed = settings.seed
     while done < settings.steps:
@@ -183,7 +191,8 @@ def relevance_steps(
         block = 0 if fit is None else -(-fit.steps // s.every)
         block_settings = settings.with_options(
             "fit_relevance", steps=chunk, progress=False, seed=None if seed is None else seed + block)
-        fit = map_steps(model, X, y, block_settings, engine=engine, init=fit, fitter="relevance")
+        fit = map_steps(model, X, y, block_settings, engine=engine, init=fit, fitter="relevance",
+                        fingerprint=fingerprint)
         done += chunk
         _estimate(model, fit.module, X, y, s)
         if after_block is not None and after_block(fit):
@@ -235,16 +244,19 @@ def fit_relevance(
         the last estimate), weights and optimiser state carry over, and the estimates go
         on every ``every`` steps.
     **options
-        Fields of :class:`~bayesguide.OptimSettings` overriding ``optim``.
+        Fields of :class:`~bayesguide.OptimSettings` overriding ``optim``, including
+        ``device``: where the steps and the estimates run, as in
+        :func:`~bayesguide.fit_map` (default: where ``model.net``'s parameters are). The
+        estimates read the whole training set, so it is moved to the device once.
 
     Returns
     -------
     FitResult
-        ``method="map"``, ``fitter="relevance"``.
+        ``method="map"``, ``fitter="relevance"``; on the CPU.
     """
     own = continued_model(init, "relevance", model)
     s = relevance_settings(model if own is None else own, relevance)
     own = relevance_model(model, s) if own is None else own
     settings = OptimSettings.resolve(optim, DEFAULTS, "fit_relevance", dict(options))
     Xt, yt = own.prepare_data(X, y)
-    return relevance_steps(own, Xt, yt, s, settings, init, engine=engine)
+    return fit_on(relevance_steps(own, Xt, yt, s, settings, init, engine=engine))

@@ -12,6 +12,7 @@ loading never executes code from a file.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,9 +27,10 @@ from bayesguide.architecture import load_module, save_module
 from bayesguide.atomic import jsonable, write_atomic, write_json_atomic
 from bayesguide.infer.loop import LoopOutput
 from bayesguide.model import GuidedModel
+from bayesguide.model.device import CPU, module_device
 from bayesguide.posterior import DeltaGuide, Fitted, Guide, LowRankGuide, MeanFieldGuide
 
-__all__ = ["FitResult", "build_result", "register_extra"]
+__all__ = ["FitResult", "build_result", "fit_on", "register_extra"]
 
 #: decoders of ``FitResult.extras`` entries, by key (``register_extra``)
 _EXTRAS: dict[str, Callable[[dict[str, Any]], Any]] = {}
@@ -240,3 +242,29 @@ def build_result(
         settings=jsonable(settings), n_data=n_data, data_fingerprint=fingerprint,
         optimizer_state=copy.deepcopy(out.optimizer_state), extras=dict(extras or {}),
     )
+
+
+def _state_on(state: Any, device: torch.device) -> Any:
+    """``state`` (nested dicts and lists of tensors, an optimiser's state) with every tensor on ``device``."""
+    if isinstance(state, torch.Tensor):
+        return state.to(device)
+    if isinstance(state, dict):
+        return {k: _state_on(v, device) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_state_on(v, device) for v in state)
+    return state
+
+
+def fit_on(fit: FitResult, device: torch.device = CPU) -> FitResult:
+    """``fit`` with its network, guide and optimiser state on ``device`` (default: the CPU).
+
+    For the fitters' own results only: the network and the guide are moved in place
+    (``nn.Module.to``), so use it on a fit nobody else holds. A fit already there is
+    returned as it is. Every public fitter returns ``fit_on(result)``: results come back
+    on the CPU whatever device the steps ran on.
+    """
+    if module_device(fit.module) == device and module_device(fit.guide) == device:
+        return fit
+    fit.module.to(device)
+    fit.guide.to(device)
+    return dataclasses.replace(fit, optimizer_state=_state_on(fit.optimizer_state, device))

@@ -25,7 +25,10 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+import torch
+
 from bayesguide._options import Option
+from bayesguide.model.device import check_device
 
 __all__ = ["OptimOptions", "OptimSettings", "Schedule"]
 
@@ -54,6 +57,7 @@ class OptimOptions(TypedDict, total=False):
     progress: bool
     record_every: int | None
     min_delta_abs: float
+    device: str | torch.device | None
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,14 @@ class OptimSettings:
         Show a progress bar; ``False`` silences it.
     record_every
         Record unit norms every this many steps (default ``steps // 100``).
+    device
+        Where the steps run: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` (or a
+        :class:`torch.device`); ``None`` (default): where the model's network is. The
+        network (a copy) is moved there; the data stay where they are — full-batch
+        training moves them once, minibatch training moves each minibatch — and the
+        result comes back on the CPU (:mod:`bayesguide.model.device`). Checked on
+        construction: an unknown or unavailable device is a ``ValueError`` listing the
+        available ones. Stored as a string (``"cuda:1"``), or ``None``.
     """
 
     steps: int = 2000
@@ -100,6 +112,7 @@ class OptimSettings:
     progress: bool = True
     record_every: int | None = None
     min_delta_abs: float = 0.0
+    device: str | torch.device | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -132,6 +145,10 @@ class OptimSettings:
         every = self.record_every
         if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise ValueError(f"record_every must be a positive int or None, got {self.record_every!r}")
+        if self.device is not None:
+            check_device(self.device)  # before any work: an unknown or unavailable device is named now
+            object.__setattr__(self, "device", str(self.device) if isinstance(self.device, torch.device)
+                               else self.device.strip())
 
     def with_options(self, fitter: str, **options: Any) -> OptimSettings:
         """These settings with ``options`` (field names) replaced; unknown names are refused.
@@ -153,7 +170,16 @@ class OptimSettings:
         return (defaults if optim is None else optim).with_options(fitter, **options)
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON values (the ``settings`` of a :class:`~bayesguide.FitResult`)."""
+        """The settings as plain JSON values (the ``settings`` of a :class:`~bayesguide.FitResult`).
+
+        ``device`` is listed only when set (``None``: the network's own device).
+        """
         out = dataclasses.asdict(self)
         out["schedule"] = self.schedule.value
+        if self.device is None:
+            out.pop("device")
         return out
+
+    def full_batch(self, n_data: int) -> bool:
+        """Whether the steps read the full batch of ``n_data`` examples (no ``batch_size``, or one ``>= n_data``)."""
+        return not (self.batch_size and self.batch_size < n_data)

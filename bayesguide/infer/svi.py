@@ -24,9 +24,10 @@ from typing_extensions import Unpack
 from bayesguide.infer.common import check_continuation, check_init, check_model, make_diagnose
 from bayesguide.infer.loop import optimize
 from bayesguide.infer.map import Engine, pyro_objective
-from bayesguide.infer.result import FitResult, build_result
+from bayesguide.infer.result import FitResult, build_result, fit_on
 from bayesguide.infer.settings import OptimOptions, OptimSettings
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
+from bayesguide.model.device import place_data, resolve_device, take_batch
 from bayesguide.posterior import Guide, GuideKind, make_guide
 
 __all__ = ["fit_svi"]
@@ -74,13 +75,18 @@ def fit_svi(
     **options
         Fields of :class:`~bayesguide.OptimSettings` overriding ``optim`` (``steps``,
         ``lr``, ``batch_size``, ``schedule``, ``patience``, ``min_delta``, ``seed``,
-        ``progress``, ``record_every``).
+        ``progress``, ``record_every``, ``device``).
+    device
+        (keyword, an :class:`~bayesguide.OptimSettings` field) Where the steps run, as in
+        :func:`~bayesguide.fit_map` (default: where ``model.net``'s parameters are). The
+        draws come from that device's random generator: with the same ``seed`` a fit on a
+        GPU follows another random stream than one on the CPU.
 
     Returns
     -------
     FitResult
         ``method="svi"``; ``module`` holds the posterior mean, ``guide`` the fitted
-        guide, ``losses`` the negative ELBO per step.
+        guide, ``losses`` the negative ELBO per step; on the CPU.
 
     Examples
     --------
@@ -99,9 +105,11 @@ def fit_svi(
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"rank must be a positive int, got {rank!r}")
     check_init(init, model)
+    device = resolve_device(settings.device, model.net)
     Xt, yt = model.prepare_data(X, y)
     n = Xt.shape[0]
-    check_continuation(init, "svi", data_fingerprint(Xt, yt))
+    fingerprint = data_fingerprint(Xt, yt)
+    check_continuation(init, "svi", fingerprint)
 
     if init is not None and init.fitter == "svi":
         module = copy.deepcopy(init.module)
@@ -111,12 +119,15 @@ def fit_svi(
         module = copy.deepcopy(init.module if init is not None else model.net)
         q = make_guide(guide_kind, model, module, rank=rank, init_scale=init_scale)
         state, offset = None, 0
+    module.to(device)
+    q.to(device)
     module.train()
 
+    Xd, yd = place_data(Xt, yt, device, settings.full_batch(n))
     if engine_kind is Engine.FAST:
-        objective = _fast_objective(model, q, module, Xt, yt)
+        objective = _fast_objective(model, q, module, Xd, yd)
     else:
-        objective = pyro_objective(model, q, module, Xt, yt)
+        objective = pyro_objective(model, q, module, Xd, yd)
 
     def record() -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -127,16 +138,17 @@ def fit_svi(
 
     out = optimize(
         objective, list(q.parameters()), n, settings, label="SVI", record=record,
-        diagnose=make_diagnose(model, q, module, Xt, yt), optimizer_state=state, step_offset=offset,
+        diagnose=make_diagnose(model, q, module, Xd, yd), optimizer_state=state, step_offset=offset,
+        device=device,
     )
     _load_values(model, module, q.mean_values())
     config = settings.as_dict() | {
         "engine": engine_kind.value, "guide": guide_kind.value, "rank": rank, "init_scale": init_scale,
     }
-    return build_result(
+    return fit_on(build_result(
         method="svi", fitter="svi", model=model, module=module, guide=q, out=out, settings=config,
-        n_data=n, fingerprint=data_fingerprint(Xt, yt), init=init,
-    )
+        n_data=n, fingerprint=fingerprint, init=init,
+    ))
 
 
 def _load_values(model: GuidedModel, module: torch.nn.Module, values: dict[str, torch.Tensor]) -> None:
@@ -169,11 +181,12 @@ def _fast_objective(
     """
     sites = model.sites
     likelihood, n = model.likelihood, X.shape[0]
+    device = next(guide.parameters()).device
     fixed_noise = None if model.learns_noise else model.noise_tensor(None, X.dtype)
     model.log_prior(guide.mean_values(), X.dtype)  # builds the priors once, before the first step
 
     def objective(idx: torch.Tensor | None) -> torch.Tensor:
-        xb, yb = (X, y) if idx is None else (X[idx], y[idx])
+        xb, yb = take_batch(X, y, idx, device)
         values, log_q = guide.sample_values()
         weights = {
             name: tensor.contiguous()

@@ -46,6 +46,7 @@ from bayesguide.infer import fit_map
 from bayesguide.marglik.laplace import laplace_evidence
 from bayesguide.marglik.result import Evidence
 from bayesguide.marglik.variational import weight_diagnostics
+from bayesguide.model.device import DeviceLike, resolve_device
 from bayesguide.posterior import Fitted, laplace_posterior, log_likelihood_draws
 from bayesguide.pruning.tuning import tuning_model
 
@@ -73,6 +74,7 @@ def clml_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.
 def clml_estimate(
     fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, fraction: float = 0.8, steps: int = 300,
     lr: float = 1e-3, draws: int = 1000, hessian: str = "full", optimize_prior: bool = True, seed: int = 0,
+    device: DeviceLike = None,
 ) -> Evidence:
     """The ``"clml"`` estimator (see the module docstring) on prepared training data.
 
@@ -94,28 +96,36 @@ def clml_estimate(
         Type-II maximum likelihood of the prior scale (and a learned ``σ``) on ``D_{≤m}``.
     seed
         Seeds the split and the draws.
+    device
+        Where the re-fit, the curvature and the predictive run (default: where
+        ``fitted.module`` is); the draws are made on the CPU.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 2:
         raise ValueError(f"draws must be an int >= 2, got {draws!r}")
+    target = resolve_device(device, fitted.module)
     first, rest = clml_split(X.shape[0], fraction, seed)
     model = tuning_model(fitted)
     module = copy.deepcopy(fitted.module)
     noise = fitted.noise
     if steps:
-        fit = fit_map(model.with_network(module), X[first], y[first], steps=steps, lr=lr, seed=seed, progress=False)
+        fit = fit_map(model.with_network(module), X[first], y[first], steps=steps, lr=lr, seed=seed, progress=False,
+                      device=target)
         module, noise = fit.module, fit.noise
     structure = "diag" if hessian == "kron" else hessian
     scale = 1.0
     if optimize_prior:
-        ev = laplace_evidence(model, module, X[first], y[first], hessian=structure, optimize_prior=True, noise=noise)
+        ev = laplace_evidence(model, module, X[first], y[first], hessian=structure, optimize_prior=True, noise=noise,
+                              device=target)
         scale = float(ev.prior_scale) if ev.prior_scale is not None else 1.0
         noise = ev.noise if model.learns_noise else noise
-    post = laplace_posterior(model, module, X[first], y[first], hessian=structure, prior_scale=scale, noise=noise)
+    post = laplace_posterior(model, module, X[first], y[first], hessian=structure, prior_scale=scale, noise=noise,
+                             device=target)
     flat = post.sample(draws, torch.Generator().manual_seed(seed))
     loglik = log_likelihood_draws(model, module, post.unflatten(flat), X[rest], y[rest],
-                                  noise if model.learns_noise else None, around=post.unflatten(post.mean))
+                                  noise if model.learns_noise else None, around=post.unflatten(post.mean),
+                                  device=target)
     lw = loglik.sum(1).numpy()
     if not np.isfinite(lw).all():
         raise ValueError("non-finite predictive log-likelihoods: the Laplace posterior puts mass where the "

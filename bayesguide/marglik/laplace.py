@@ -53,10 +53,11 @@ import scipy.optimize
 import torch
 from torch import nn
 
-from bayesguide.curvature import HessianStructure, flat_weights, make_curvature
+from bayesguide.curvature import HessianStructure, flat_weights, make_curvature, outputs
 from bayesguide.likelihoods import Likelihood
 from bayesguide.marglik.result import Evidence
 from bayesguide.model import GuidedModel, fold_batchnorm
+from bayesguide.model.device import DeviceLike, module_on, resolve_device
 from bayesguide.posterior import EvidencePrior, Fitted, gaussian_prior
 
 __all__ = ["laplace_estimate", "laplace_evidence"]
@@ -82,7 +83,7 @@ def _check_finite_weights(model: GuidedModel, module: nn.Module) -> None:
 
 def laplace_estimate(
     fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, hessian: str | HessianStructure = "full",
-    optimize_prior: bool = False, max_params: int = 20_000, progress: bool = True,
+    optimize_prior: bool = False, max_params: int = 20_000, progress: bool = True, device: DeviceLike = None,
 ) -> Evidence:
     """The ``"laplace"`` estimator: :func:`laplace_evidence` at a fit's or candidate's weights.
 
@@ -90,11 +91,16 @@ def laplace_estimate(
     bar once the curvature has taken more than two seconds. A network with ``BatchNorm``
     is scored with each one folded into the layer before it
     (:func:`bayesguide.model.fold_batchnorm`: the same function in eval mode, without
-    normalisation); ``Evidence.batchnorm_folded`` counts them.
+    normalisation); ``Evidence.batchnorm_folded`` counts them. ``device``: where the
+    curvature's network passes run (default: where ``fitted.module`` is, the CPU for
+    bayesguide's own fits and candidates), see :func:`laplace_evidence`.
     """
+    target = resolve_device(device, fitted.module)
+    # folded where the fit's network is, then our own copy is moved in place
     model, module, folded = fold_batchnorm(fitted.model, copy.deepcopy(fitted.module))
+    module.to(target)
     ev = laplace_evidence(model, module, X, y, hessian=hessian, optimize_prior=optimize_prior,
-                          noise=fitted.noise, max_params=max_params, progress=progress)
+                          noise=fitted.noise, max_params=max_params, progress=progress, device=target)
     return dataclasses.replace(ev, batchnorm_folded=folded) if folded else ev
 
 
@@ -109,12 +115,19 @@ def laplace_evidence(
     noise: float | None = None,
     max_params: int = 20_000,
     progress: bool = False,
+    device: DeviceLike = None,
 ) -> Evidence:
     """Laplace log evidence of ``model`` with weights ``module`` (see the module docstring).
 
     ``X``, ``y`` must already be prepared (``model.prepare_data``). ``noise`` is the
     Gaussian ``σ`` when the model learns it (the fit's value); with
     ``optimize_prior=True`` it is re-estimated jointly with the prior scale.
+
+    ``device`` is where the network passes of the curvature run (``"cpu"``, ``"cuda"``,
+    ``"cuda:1"``; default: where ``module``'s parameters are): ``module`` is moved there
+    (a copy, when it is elsewhere), ``X`` stays where it is and is moved chunk by chunk.
+    The curvature and every number of the result come back on the CPU; the type-II
+    optimisation and the log determinant run there.
 
     Raises
     ------
@@ -123,15 +136,14 @@ def laplace_evidence(
         computed.
     """
     structure = HessianStructure.resolve(hessian, "hessian structure")
-    module = module.eval()
+    module = module_on(module, resolve_device(device, module)).eval()
     _check_finite_weights(model, module)
-    theta64 = flat_weights(model, module).to(torch.float64)
+    theta64 = flat_weights(model, module).to(torch.float64).cpu()
     P = theta64.numel()
     d, prior_used = gaussian_prior(model)
     quad = float((d * theta64.pow(2)).sum())
 
-    with torch.no_grad():
-        out = module(X)
+    out = outputs(module, X)
     gaussian = model.likelihood is Likelihood.GAUSSIAN
     if gaussian:
         rss = float((y - out).pow(2).sum())

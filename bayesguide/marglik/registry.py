@@ -11,12 +11,22 @@ help all know a new estimator from its one registration.
 =========  ====================================================  ===================================
 name       estimate                                              options
 =========  ====================================================  ===================================
-laplace    Laplace approximation, GGN curvature                  hessian, optimize_prior, max_params
-elbo       ELBO of the SVI guide (a lower bound)                 particles (200), seed, chunk_size
-iwae       importance-weighted bound, ESS and Pareto k           particles (1000), seed, chunk_size
+laplace    Laplace approximation, GGN curvature                  hessian, optimize_prior, max_params,
+                                                                 device
+elbo       ELBO of the SVI guide (a lower bound)                 particles (200), seed, chunk_size,
+                                                                 device
+iwae       importance-weighted bound, ESS and Pareto k           particles (1000), seed, chunk_size,
+                                                                 device
 clml       conditional marginal likelihood (Lotfi et al. 2022)   fraction, steps, lr, draws, hessian,
-                                                                 optimize_prior, seed
+                                                                 optimize_prior, seed, device
 =========  ====================================================  ===================================
+
+Every built-in estimator takes ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``; default:
+where the fit's or candidate's network is — the CPU for bayesguide's own results): the
+network passes run there, the data are moved chunk by chunk, and the estimate comes
+back as CPU numbers (:mod:`bayesguide.model.device`). An estimator you register takes
+``device`` only if it declares it; ``bg.compare`` and the pipeline pass ``device`` only
+to estimators that take it.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from bayesguide.marglik.laplace import laplace_estimate
 from bayesguide.marglik.result import Evidence
 from bayesguide.marglik.variational import elbo_estimate, iw_estimate
 from bayesguide.model import ArrayLike
+from bayesguide.model.device import check_device
 from bayesguide.posterior import Fitted
 
 __all__ = ["EvidenceEstimator", "estimators", "evidence", "get_estimator", "register_estimator"]
@@ -110,7 +121,11 @@ def evidence(fit: Fitted, X: ArrayLike, y: ArrayLike, *, method: str = "laplace"
         ``"diag"``), ``optimize_prior`` (type-II maximum likelihood of the prior scale
         and a learned Gaussian σ) and ``max_params`` (the largest ``"full"`` curvature);
         for ``"elbo"`` / ``"iwae"`` ``particles`` (default 200 / 1000), ``seed`` and
-        ``chunk_size``. An option the method does not take is an error naming it.
+        ``chunk_size``; for every built-in method ``device``: ``"cpu"``, ``"cuda"``,
+        ``"cuda:1"`` or a :class:`torch.device`, where the network passes run (default:
+        where ``fit.module`` is; the result is CPU numbers either way; an unknown or
+        unavailable device is a ``ValueError`` before any work). An option the method
+        does not take is an error naming it.
 
     Returns
     -------
@@ -137,6 +152,8 @@ def evidence(fit: Fitted, X: ArrayLike, y: ArrayLike, *, method: str = "laplace"
             by = f"method={' or '.join(repr(u) for u in users)}" if users else "no evidence method"
             raise ValueError(f"{key} is used by {by}, not {estimator.name!r}; {estimator.name!r} takes: "
                              f"{', '.join(takes) or 'no options'}")
+    if options.get("device") is not None:
+        check_device(options["device"])  # before the data are checked or anything is computed
     Xt, yt = fit.prepare(X, y)
     return estimator.estimate(fit, Xt, yt, **options)
 

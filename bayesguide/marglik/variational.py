@@ -34,6 +34,7 @@ import torch
 
 from bayesguide._arviz import arviz
 from bayesguide.marglik.result import Evidence
+from bayesguide.model.device import DeviceLike, resolve_device
 from bayesguide.posterior import Fitted, guide_draws, log_likelihood_draws, log_prior_draws
 
 __all__ = ["elbo_estimate", "iw_estimate", "log_weights", "weight_diagnostics"]
@@ -43,10 +44,15 @@ _MIN_DRAWS_FOR_K = 10
 
 
 def log_weights(src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, particles: int, seed: int,
-                chunk_size: int | None = None) -> torch.Tensor:
-    """``log p(D | θ_s) + log p(θ_s) − log q(θ_s)`` for ``particles`` guide draws (float64)."""
+                chunk_size: int | None = None, device: DeviceLike = None) -> torch.Tensor:
+    """``log p(D | θ_s) + log p(θ_s) − log q(θ_s)`` for ``particles`` guide draws (float64, on the CPU).
+
+    The draws are made on the CPU (the same draws on every device); the network runs on
+    ``device`` (default: where ``src.module`` is).
+    """
     values, log_q = guide_draws(src.guide, src.model, particles, torch.Generator().manual_seed(seed))
-    loglik = log_likelihood_draws(src.model, src.module, values, Xt, yt, src.noise, chunk_size=chunk_size)
+    loglik = log_likelihood_draws(src.model, src.module, values, Xt, yt, src.noise, chunk_size=chunk_size,
+                                  device=device)
     return loglik.sum(1) + log_prior_draws(src.model, values) - log_q
 
 
@@ -65,16 +71,17 @@ def weight_diagnostics(lw: np.ndarray) -> tuple[float, float]:
 
 
 def _estimate(src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, particles: int, seed: int,
-              chunk_size: int | None, method: str) -> Evidence:
+              chunk_size: int | None, method: str, device: DeviceLike) -> Evidence:
     if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
         raise ValueError(f"particles must be a positive int, got {particles!r}")
+    target = resolve_device(device, src.module)
     if not src.variational:
         raise ValueError(
             f"method={method!r} needs a variational posterior, but this {src.label} has a "
             f"point-mass (MAP) guide: fit one with bg.fit_svi (init= the MAP fit is a good "
             f"warm start), or use method='laplace'"
         )
-    lw = log_weights(src, Xt, yt, particles, seed, chunk_size).numpy()
+    lw = log_weights(src, Xt, yt, particles, seed, chunk_size, target).numpy()
     if not np.isfinite(lw).all():
         raise ValueError("non-finite log-weights: the guide puts mass where the model's density is 0 or NaN")
     S = lw.size
@@ -97,7 +104,7 @@ def _estimate(src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, particles: int, s
 
 
 def elbo_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles: int = 200, seed: int = 0,
-                  chunk_size: int | None = None) -> Evidence:
+                  chunk_size: int | None = None, device: DeviceLike = None) -> Evidence:
     """The ``"elbo"`` estimator: the ELBO of an SVI posterior, a lower bound on the log evidence.
 
     .. math::
@@ -106,7 +113,9 @@ def elbo_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles
             = \\log p(\\mathcal D \\mid M) - \\mathrm{KL}(q \\,\\|\\, p(θ \\mid \\mathcal D)),
 
     estimated with ``particles`` draws on the full (prepared) training data ``X, y``.
-    ``seed`` seeds a private generator.
+    ``seed`` seeds a private generator (the draws are made on the CPU); ``device`` is
+    where the network evaluates them (default: where ``fitted.module`` is), in blocks
+    of draws and examples moved there.
 
     Examples
     --------
@@ -120,17 +129,17 @@ def elbo_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles
     >>> ev.method, ev.particles
     ('elbo', 50)
     """
-    return _estimate(fitted, X, y, particles, seed, chunk_size, "elbo")
+    return _estimate(fitted, X, y, particles, seed, chunk_size, "elbo", device)
 
 
 def iw_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles: int = 1000, seed: int = 0,
-                chunk_size: int | None = None) -> Evidence:
+                chunk_size: int | None = None, device: DeviceLike = None) -> Evidence:
     """The ``"iwae"`` estimator: ``log (1/S) Σ_s p(D, θ_s) / q(θ_s)`` (Burda et al. 2016).
 
     Tighter than the ELBO and increasing in ``S``; exact when the guide is the
     posterior. Check ``ess`` and ``pareto_k`` before trusting it: with ``k > 0.7`` the
     estimate is dominated by a few draws and is, in practice, still far below the log
-    evidence.
+    evidence. ``device`` as for :func:`elbo_estimate`.
 
     Examples
     --------
@@ -144,4 +153,4 @@ def iw_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles: 
     >>> bool(ev.log_evidence >= ev.elbo)
     True
     """
-    return _estimate(fitted, X, y, particles, seed, chunk_size, "iwae")
+    return _estimate(fitted, X, y, particles, seed, chunk_size, "iwae", device)

@@ -6,7 +6,9 @@
 * :mod:`~bayesguide.model.data` — validating training data against a model
   (``GuidedModel.prepare_data``) and the data fingerprint later stages check;
 * :mod:`~bayesguide.model.fold` — ``BatchNorm`` folded into the layer before it, the
-  network the Laplace evidence and posterior score.
+  network the Laplace evidence and posterior score;
+* :mod:`~bayesguide.model.device` — ``device=``: resolving it (:func:`resolve_device`)
+  and the rules for moving networks and data to it.
 
 Layer: above :mod:`bayesguide.priors`, below :mod:`bayesguide.curvature`.
 """
@@ -14,7 +16,11 @@ Layer: above :mod:`bayesguide.priors`, below :mod:`bayesguide.curvature`.
 from __future__ import annotations
 
 from bayesguide.model.data import ArrayLike, data_fingerprint
+from bayesguide.model.device import available_devices, resolve_device
 from bayesguide.model.fold import fold_batchnorm, has_batchnorm
 from bayesguide.model.guided import GuidedModel
 
-__all__ = ["ArrayLike", "GuidedModel", "data_fingerprint", "fold_batchnorm", "has_batchnorm"]
+__all__ = [
+    "ArrayLike", "GuidedModel", "available_devices", "data_fingerprint", "fold_batchnorm", "has_batchnorm",
+    "resolve_device",
+]

@@ -131,7 +131,7 @@ def prepare_data(net: nn.Module, likelihood: Likelihood, dtype: torch.dtype, X: 
     if likelihood is not Likelihood.CATEGORICAL:  # class labels are checked as labels
         check_range(yt, "y", dtype)
     Xt = Xt.to(dtype)
-    probe = copy.deepcopy(net).eval()
+    probe = copy.deepcopy(net).to(Xt.device).eval()  # no copy of the data: the probe goes to them
     try:
         with torch.no_grad():
             out = probe(Xt[:2])

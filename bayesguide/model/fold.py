@@ -112,7 +112,8 @@ def _fold(layer: nn.Linear | nn.Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> 
         shift = -bn.running_mean.to(dtype) * scale
         if bn.affine:
             scale, shift = bn.weight.to(dtype) * scale, bn.weight.to(dtype) * shift + bn.bias.to(dtype)
-        bias = layer.bias if layer.bias is not None else torch.zeros(layer.weight.shape[0], dtype=dtype)
+        bias = layer.bias if layer.bias is not None else torch.zeros(layer.weight.shape[0], dtype=dtype,
+                                                                     device=layer.weight.device)
         new = copy.deepcopy(layer)
         if new.bias is None:
             new.bias = nn.Parameter(torch.zeros(layer.weight.shape[0], dtype=dtype, device=layer.weight.device))

@@ -42,6 +42,7 @@ from torch import nn
 from bayesguide.guidance import coefficients_for_layer, uniform, validate_coefficients
 from bayesguide.likelihoods import Likelihood
 from bayesguide.model.data import ArrayLike, check_dtype, prepare_data
+from bayesguide.model.device import CPU, module_device
 from bayesguide.network import Layer, Site, functional_forward, parse_network
 from bayesguide.priors import GuidedNormal, HierarchicalUnitPrior, LatentSite, UnitGroupDistribution, UnitPrior
 
@@ -57,7 +58,9 @@ class GuidedModel:
         ``Dropout`` and elementwise activations, or one bare ``Linear`` / ``Conv2d``
         (Bayesian linear or logistic regression; it has no prunable layer). Parameters
         must be float32 or float64. It is used as a template: fits work on copies and
-        never change it.
+        never change it. Its device is where fits run by default (``device=None``); the
+        priors are evaluated on the device of the weights they are given (cached per
+        device, :meth:`site_distribution`), see :mod:`bayesguide.model.device`.
     prior
         The guided unit prior of the prunable layers, e.g.
         ``bg.GuidedLaplace(strength=1e-4, guidance=bg.guidance.linear())``.
@@ -132,7 +135,8 @@ class GuidedModel:
     def _set_coefficients(self, coefficients: Mapping[str, torch.Tensor]) -> None:
         """Set every site's coefficients; reset the distribution cache and the latent sites."""
         self.coefficients: dict[str, torch.Tensor] = dict(coefficients)
-        self._dist_cache: dict[tuple[str, torch.dtype], UnitGroupDistribution] = {}
+        self._dist_cache: dict[tuple[str, torch.dtype, torch.device], UnitGroupDistribution] = {}
+        self._latent_cache: dict[torch.device, dict[str, dist.TorchDistribution]] = {}
         self.latent_sites: list[LatentSite] = []
         for site in self.sites:
             family = self.family(site)
@@ -193,14 +197,21 @@ class GuidedModel:
         site: Site,
         dtype: torch.dtype | None = None,
         latents: Mapping[str, torch.Tensor] | None = None,
+        device: torch.device | None = None,
     ) -> UnitGroupDistribution:
-        """The prior over ``site``'s ``(n, p)`` unit matrix (cached per dtype).
+        """The prior over ``site``'s ``(n, p)`` unit matrix (cached per dtype and device).
+
+        ``device`` is where its rates live (default: the CPU): the distribution is built on
+        the CPU and a copy moved there (:meth:`~bayesguide.priors.base.UnitGroupDistribution.to`),
+        so its normalising constant is the same on every device.
 
         For a hierarchical prior (:class:`~bayesguide.GroupHorseshoe`) this is the
         conditional prior given the latent values ``latents`` (keyed by Pyro site name,
-        as in :attr:`latent_sites`), which are then required; it is not cached.
+        as in :attr:`latent_sites`), which are then required; it is not cached and lives
+        on the latents' device.
         """
         dtype = self.dtype if dtype is None else dtype
+        device = CPU if device is None else torch.device(device)
         family = self.family(site)
         if isinstance(family, HierarchicalUnitPrior):
             own = [lat for lat in self.latent_sites if lat.site == site.name]
@@ -210,19 +221,54 @@ class GuidedModel:
                     f"values of its latent sites {[lat.name for lat in own]}"
                 )
             g = self.coefficients[site.name].to(dtype)
-            return family.unit_distribution_given({lat.local: latents[lat.name] for lat in own}, g,
-                                                  site.group_size)
-        key = (site.name, dtype)
+            values = {lat.local: latents[lat.name] for lat in own}
+            if own:
+                g = g.to(values[own[0].local].device)
+            return family.unit_distribution_given(values, g, site.group_size)
+        key = (site.name, dtype, device)
         if key not in self._dist_cache:
-            g = self.coefficients[site.name].to(dtype)
-            self._dist_cache[key] = family.unit_distribution(g, site.group_size)
+            if device == CPU:
+                g = self.coefficients[site.name].to(dtype)
+                self._dist_cache[key] = family.unit_distribution(g, site.group_size)
+            else:
+                self._dist_cache[key] = self.site_distribution(site, dtype).to(device)
         return self._dist_cache[key]
 
+    def set_site_rate(self, site: Site, rate: torch.Tensor) -> None:
+        """Write new per-unit rates ``λ g_j`` into every cached prior of ``site`` (every dtype and device).
+
+        The in-place update of empirical-Bayes guidance
+        (:meth:`~bayesguide.priors.base.UnitGroupDistribution.set_rate`): objectives that
+        hold a prior see the new rates, whichever device they run on.
+        """
+        for (name, _, _), prior in self._dist_cache.items():
+            if name == site.name:
+                prior.set_rate(rate)
+
+    def latent_priors(self, device: torch.device | None = None) -> dict[str, dist.TorchDistribution]:
+        """The priors of the latent sites by name, with their parameters on ``device`` (default: the CPU)."""
+        device = CPU if device is None else torch.device(device)
+        if device == CPU:
+            return {lat.name: lat.prior for lat in self.latent_sites}
+        if device not in self._latent_cache:
+            out: dict[str, dist.TorchDistribution] = {}
+            for site in self.sites:
+                family = self.family(site)
+                if isinstance(family, HierarchicalUnitPrior):
+                    g = self.coefficients[site.name].to(self.dtype).to(device)
+                    priors = family.latent_priors(g)
+                    out.update({lat.name: priors[lat.local] for lat in self.latent_sites if lat.site == site.name})
+            self._latent_cache[device] = out
+        return self._latent_cache[device]
+
     def latent_log_prob(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``Σ log p(z)`` over the latent sites (0 when the priors have none)."""
+        """``Σ log p(z)`` over the latent sites (0 when the priors have none), on the values' device."""
         total = torch.zeros((), dtype=self.dtype)
+        if not self.latent_sites:
+            return total
+        priors = self.latent_priors(values[self.latent_sites[0].name].device)
         for lat in self.latent_sites:
-            total = total + lat.log_prob(values[lat.name])
+            total = total + priors[lat.name].log_prob(values[lat.name])
         return total
 
     def chain(self, module: nn.Module) -> list[Layer]:
@@ -265,7 +311,7 @@ class GuidedModel:
         reaches the caller's guard. Leading batch dimensions of ``values[site.name]``
         are kept (for a hierarchical prior the latent values must then be unbatched).
         """
-        prior = self.site_distribution(site, dtype, values)
+        prior = self.site_distribution(site, dtype, values, values[site.name].device)
         return prior.log_normaliser - prior.penalty(values[site.name])
 
     def log_prior(self, values: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -299,7 +345,7 @@ class GuidedModel:
         """
         total: torch.Tensor | None = None
         for site in self.sites:
-            prior = self.site_distribution(site)
+            prior = self.site_distribution(site, device=params[site.param_names[0]].device)
             term = prior.penalty_parts([params[k].reshape(site.n_units, -1) for k in site.param_names])
             term = term - prior.log_normaliser
             total = term if total is None else total + term
@@ -354,23 +400,27 @@ class GuidedModel:
             Indices of a minibatch; the plate scales its log-likelihood by ``N / B``.
         module
             The copy of ``net`` whose buffers and train/eval mode are used (default
-            ``net`` itself).
+            ``net`` itself). The priors live on its device, and each (mini)batch of
+            ``X, y`` is moved there (the data themselves may stay on the CPU).
         """
-        chain = self.chain(self.net if module is None else module)
+        module = self.net if module is None else module
+        chain = self.chain(module)
+        device = module_device(module)
+        latent_priors = self.latent_priors(device) if self.latent_sites else {}
         values: dict[str, torch.Tensor] = {}
         for site in self.sites:
             for lat in self.latent_sites:  # latent scales first (hierarchical priors only)
                 if lat.site == site.name:
-                    values[lat.name] = pyro.sample(lat.name, lat.prior)
-            values[site.name] = pyro.sample(site.name, self.site_distribution(site, X.dtype, values))
+                    values[lat.name] = pyro.sample(lat.name, latent_priors[lat.name])
+            values[site.name] = pyro.sample(site.name, self.site_distribution(site, X.dtype, values, device))
         noise: torch.Tensor | None
         if self.learns_noise:
             noise = pyro.sample("noise", dist.ImproperUniform(constraints.positive, (), ()))
         else:
             noise = self.noise_tensor(None, X.dtype)
         with pyro.plate("data", X.shape[0], subsample=subsample) as idx:
-            out = functional_forward(chain, self.sites, values, X[idx])
-            obs = None if y is None else y[idx]
+            out = functional_forward(chain, self.sites, values, X[idx].to(device, non_blocking=True))
+            obs = None if y is None else y[idx].to(device, non_blocking=True)
             pyro.sample("obs", self.likelihood.distribution(out, noise), obs=obs)
         return out
 

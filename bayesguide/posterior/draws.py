@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from bayesguide.model import GuidedModel
+from bayesguide.model.device import DeviceLike, resolve_device, to_device
 from bayesguide.network import Layer, functional_forward
 from bayesguide.posterior.guides import DeltaGuide, Guide, LowRankGuide, MeanFieldGuide
 
@@ -126,6 +127,7 @@ def log_likelihood_draws(
     chunk_size: int | None = None,
     draw_chunk: int | None = None,
     around: Mapping[str, torch.Tensor] | None = None,
+    device: DeviceLike = None,
 ) -> torch.Tensor:
     """Pointwise ``log p(y_i | x_i, θ_s)``, shape ``(S, N)``, float64.
 
@@ -154,8 +156,13 @@ def log_likelihood_draws(
     around
         Per-site values ``(n_units, group_size)`` to linearise the network around
         (``None``: the network itself).
+    device
+        Where the network runs (default: where ``module``'s parameters are): a copy of
+        ``module`` is moved there, and each block of draws and of examples is moved there
+        as it is evaluated. The result is on the CPU.
     """
-    module = copy.deepcopy(module).eval()
+    target = resolve_device(device, module)
+    module = copy.deepcopy(module).to(target).eval()
     chain = model.chain(module)
     dtype = model.dtype
     S = next(iter(values.values())).shape[0]
@@ -164,7 +171,7 @@ def log_likelihood_draws(
         raise ValueError("this model learns the noise σ: pass noise=fit.noise")
     sigma = model.noise_tensor(None if noise is None else torch.tensor(float(noise), dtype=torch.float64),
                                torch.float64)
-    width = _activation_width(chain, X)
+    width = _activation_width(chain, to_device(X[:1], target))
     if chunk_size is not None:
         check_count(chunk_size, "chunk_size")
     if draw_chunk is not None:
@@ -176,7 +183,7 @@ def log_likelihood_draws(
     def forward(vals: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
         return functional_forward(chain, model.sites, vals, xb)
 
-    center = None if around is None else {k: v.to(dtype) for k, v in around.items()}
+    center = None if around is None else {k: v.to(dtype).to(target) for k, v in around.items()}
 
     def linearised(vals: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
         assert center is not None
@@ -190,11 +197,11 @@ def log_likelihood_draws(
         # torch's forward-mode AD scripts a helper on first use, through a deprecated API
         warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
         for s0 in range(0, S, dr):
-            vals = {k: v[s0 : s0 + dr].to(dtype) for k, v in values.items()}
+            vals = {k: to_device(v[s0 : s0 + dr].to(dtype), target) for k, v in values.items()}
             for i0 in range(0, N, ex):
-                f = batched(vals, X[i0 : i0 + ex]).to(torch.float64)
-                yb = y64[i0 : i0 + ex]
-                out[s0 : s0 + dr, i0 : i0 + ex] = model.likelihood.pointwise_log_prob(f, yb, sigma)
+                f = batched(vals, to_device(X[i0 : i0 + ex], target)).to(torch.float64)
+                yb = to_device(y64[i0 : i0 + ex], target)
+                out[s0 : s0 + dr, i0 : i0 + ex] = model.likelihood.pointwise_log_prob(f, yb, sigma).cpu()
     return out
 
 

@@ -37,6 +37,7 @@ from bayesguide._options import Option
 from bayesguide.curvature import HessianStructure, flat_weights, make_curvature
 from bayesguide.likelihoods import Likelihood
 from bayesguide.model import GuidedModel
+from bayesguide.model.device import DeviceLike, resolve_device
 from bayesguide.posterior.draws import check_count
 from bayesguide.priors import UnitPrior
 
@@ -179,6 +180,7 @@ def laplace_posterior(
     hessian: str | HessianStructure = "full",
     prior_scale: float = 1.0,
     noise: float | None = None,
+    device: DeviceLike = None,
 ) -> LaplacePosterior:
     """The Laplace approximation ``N(θ*, H⁻¹)`` of the posterior at ``module``'s weights.
 
@@ -204,6 +206,10 @@ def laplace_posterior(
         ``c``, e.g. an ``Evidence.prior_scale`` found by type-II maximum likelihood.
     noise
         The Gaussian ``σ`` when the model learns it (the fit's value).
+    device
+        Where the curvature's network passes run (``"cpu"``, ``"cuda"``, ...; default:
+        where ``module``'s parameters are); a copy of ``module`` is moved there, ``X`` is
+        moved chunk by chunk. The posterior itself is on the CPU.
 
     Examples
     --------
@@ -224,8 +230,9 @@ def laplace_posterior(
         sigma = model.noise if model.noise is not None else noise
         if sigma is None:
             raise ValueError("this model learns the noise σ: pass noise=fit.noise")
-    module = copy.deepcopy(module).eval()
-    theta = flat_weights(model, module)
+    target = resolve_device(device, module)
+    module = copy.deepcopy(module).to(target).eval()
+    theta = flat_weights(model, module).cpu()
     d, _ = gaussian_prior(model)
     H = make_curvature(structure, model, module, X).precision(d, prior_scale, 1.0 if sigma is None else sigma**2)
     cholesky: torch.Tensor | None = None

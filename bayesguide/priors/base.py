@@ -30,6 +30,7 @@ sampled, and evidence code must refuse it or substitute a proper prior.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import numbers
@@ -117,6 +118,16 @@ class UnitGroupDistribution(TorchDistribution, ABC):
             self.rate.copy_(new.to(self.rate.dtype))
             self.proper_mask = self.rate > 0
             self._log_norm = self._log_normaliser(self.rate[self.proper_mask]).sum()
+
+    def to(self, device: torch.device | str) -> Self:
+        """A copy of this distribution with every tensor (rates, mask, normaliser) on ``device``.
+
+        The normalising constants are not recomputed, so the copy's ``log_prob`` is the
+        same function on every device; :meth:`set_rate` on the copy works there.
+        """
+        new = copy.copy(self)
+        new.__dict__ = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
+        return new
 
     @property
     def is_proper(self) -> bool:

@@ -107,7 +107,7 @@ class GroupHorseshoe(HierarchicalUnitPrior):
                 "GroupHorseshoe needs finite positive guidance coefficients (they divide the local "
                 f"scales), got {g.tolist()}"
             )
-        tau = dist.HalfCauchy(torch.tensor(self.tau0, dtype=g.dtype))
+        tau = dist.HalfCauchy(torch.tensor(self.tau0, dtype=g.dtype, device=g.device))
         lam = dist.HalfCauchy(g.reciprocal()).to_event(1)
         return {"tau": tau, "lambda": lam}
 

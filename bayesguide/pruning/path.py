@@ -24,6 +24,7 @@ import numpy as np
 
 from bayesguide.infer import FitResult
 from bayesguide.model import ArrayLike
+from bayesguide.model.device import DeviceLike, check_device
 from bayesguide.pruning.candidate import Candidate, build, check_scores, setup, with_tuning
 from bayesguide.pruning.scores import UnitScore, make_score
 from bayesguide.pruning.tuning import fine_tune_fit
@@ -84,6 +85,7 @@ def pruning_path(
     lr: float = 1e-3,
     seed: int | None = 0,
     input_shape: Sequence[int] | None = None,
+    device: DeviceLike = None,
 ) -> list[Candidate]:
     """Nested candidates from the full width down to ``min_width`` units per layer.
 
@@ -117,6 +119,11 @@ def pruning_path(
         (:func:`bayesguide.pipeline.select_architecture` bisects near the best).
     fine_tune, lr, seed
         MAP steps (0: none) and their learning rate and seed for each candidate.
+    device
+        Where the fine-tuning steps run (``"cpu"``, ``"cuda"``, ``"cuda:1"``; default:
+        where the fit's network is). Cutting the candidates runs where the fit's network
+        is (the CPU for bayesguide's own fits), and fine-tuned candidates come back on the
+        CPU.
 
     Returns
     -------
@@ -149,6 +156,8 @@ def pruning_path(
         raise ValueError(f"start must be 'full' or 'threshold', got {start!r}")
     if start == "threshold" and threshold is None:
         raise ValueError("start='threshold' needs a threshold (the score below which units are gone)")
+    if device is not None:
+        check_device(device)
     structure, positions, _ = setup(fit, X, y, input_shape)
     if not structure.blocks:
         raise ValueError(
@@ -185,6 +194,6 @@ def pruning_path(
             masks[layer][j] = False
         cand = build(fit, structure, masks, f"path: {r} lowest-{name!s} units removed", positions)
         if fine_tune:
-            cand = with_tuning(cand, fine_tune_fit(cand, X, y, steps=fine_tune, lr=lr, seed=seed))
+            cand = with_tuning(cand, fine_tune_fit(cand, X, y, steps=fine_tune, lr=lr, seed=seed, device=device))
         path.append(cand)
     return path

@@ -19,7 +19,9 @@ from torch import nn
 from bayesguide.guidance import Relevance
 from bayesguide.infer import FitResult, OptimSettings
 from bayesguide.infer.relevance import data_loss, relevance_model, relevance_settings, relevance_steps
+from bayesguide.infer.result import fit_on
 from bayesguide.model import ArrayLike, GuidedModel
+from bayesguide.model.device import CPU, DeviceLike, resolve_device, to_device
 from bayesguide.pruning.candidate import Candidate, build, setup, with_tuning
 from bayesguide.pruning.path import removal_order
 from bayesguide.pruning.scores import make_score
@@ -118,6 +120,7 @@ def relevance_pruning(
     lr: float = 1e-3,
     seed: int | None = 0,
     input_shape: Sequence[int] | None = None,
+    device: DeviceLike = None,
 ) -> list[Candidate]:
     """The iterative pruning loop of Bonetta et al. (arXiv 2204.04977), per unit.
 
@@ -129,6 +132,12 @@ def relevance_pruning(
     within ``V + tolerance`` (nats per example) (found by bisection, :func:`bisect_largest`; every
     layer keeps at least one unit); continue training the cut network. Stop when
     nothing can be removed, or after ``max_rounds`` rounds.
+
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: where ``model.net`` is) is
+    where the training rounds and their validation losses run: the training and
+    validation sets are moved there once (the relevance estimates and the plateau check
+    read all of them); the cuts and their bisection run on the CPU, where every round's
+    fit comes back.
 
     Returns
     -------
@@ -151,24 +160,28 @@ def relevance_pruning(
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be an int >= 1, got {v!r}")
     s = relevance_settings(model, relevance)
+    target = resolve_device(device, model.net)
     current = relevance_model(model, s)
     Xt, yt = current.prepare_data(X, y)
     Xv, yv = current.prepare_data(X_val, y_val)
-    optim = OptimSettings(steps=max_steps, lr=lr, seed=seed, progress=False)
+    Xv_on, yv_on = to_device(Xv, target), to_device(yv, target)
+    # every round on the same device (later rounds train cut networks, which come back on the CPU)
+    optim = OptimSettings(steps=max_steps, lr=lr, seed=seed, progress=False,
+                          device=None if target == CPU else str(target))
 
     def train(m: GuidedModel) -> FitResult:
         best, since = math.inf, 0
 
         def plateau(fit: FitResult) -> bool:
             nonlocal best, since
-            v = validation_loss(m, fit.module, Xv, yv)
+            v = validation_loss(m, fit.module, Xv_on, yv_on)
             if v < best - min_delta * abs(best) or math.isinf(best):
                 best, since = v, 0
                 return False
             since += 1
             return since >= patience
 
-        return relevance_steps(m, Xt, yt, s, optim, None, plateau)
+        return fit_on(relevance_steps(m, Xt, yt, s, optim, None, plateau))
 
     fit = train(current)
     structure, positions, _ = setup(fit, None, None, input_shape)

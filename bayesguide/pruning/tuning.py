@@ -60,7 +60,9 @@ def fine_tune_fit(cand: Fitted, X: ArrayLike, y: ArrayLike, optim: OptimSettings
     """MAP steps re-fitting ``cand`` from its pruned weights, under :func:`tuning_model`.
 
     ``optim`` / ``options`` are the :class:`~bayesguide.OptimSettings` of the steps
-    (default :data:`DEFAULTS`: 200 steps, lr 1e-3, seed 0, no progress bar). The result
+    (default :data:`DEFAULTS`: 200 steps, lr 1e-3, seed 0, no progress bar), including
+    ``device``: where the steps run (default: where ``cand.module`` is; the result comes
+    back on the CPU, see :func:`bayesguide.fit_map`). The result
     carries the candidate's own model (so the evidence still knows which prior the
     candidate came from and which Gaussian it is scored under).
     """

@@ -7,7 +7,10 @@ Compute, then report: the functions here read a results dictionary (the schema o
   ``.json``);
 * :func:`render_html` / :func:`render_markdown` — the page as a string;
 * :func:`results_from_comparison` — the results dictionary of a comparison;
-* :func:`render_figures` — the figures as PNG bytes.
+* :func:`render_figures` — the figures as PNG bytes;
+* :func:`write_sweep_report` — a sweep's report (``sweep-report.html`` and ``.md``) from
+  its ``sweep.json`` document; :func:`render_sweep_html` / :func:`render_sweep_markdown`
+  give the pages as strings.
 
 The HTML page is self-contained (inline style, figures as base64 PNG, no scripts, no
 network access). Its sections: 1 Setup, 2 Training (loss curve, unit-norm heat maps),
@@ -21,6 +24,7 @@ from bayesguide.report.convert import results_from_comparison
 from bayesguide.report.figures import render_figures
 from bayesguide.report.html import render_html
 from bayesguide.report.markdown import render_markdown
+from bayesguide.report.sweep_pages import render_sweep_html, render_sweep_markdown, write_sweep_report
 from bayesguide.report.writer import FORMATS, write_report
 
 __all__ = [
@@ -28,6 +32,9 @@ __all__ = [
     "render_figures",
     "render_html",
     "render_markdown",
+    "render_sweep_html",
+    "render_sweep_markdown",
     "results_from_comparison",
     "write_report",
+    "write_sweep_report",
 ]

@@ -120,3 +120,16 @@ def test_loading_with_another_model_is_refused(tmp_path: Path) -> None:
         bg.FitResult.load(tmp_path, other)
     with pytest.raises(FileNotFoundError, match=r"is .* a saved fit"):
         bg.FitResult.load(tmp_path / "nothing", model)
+
+
+def test_resuming_the_same_fit_twice_gives_the_same_result() -> None:
+    """Adam's state is copied on resume: the fit being resumed is not changed by it."""
+    torch.manual_seed(0)
+    X = torch.randn(40, 3)
+    y = (X[:, 0] > 0).long()
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    fit = bg.fit_map(bg.GuidedModel(net, bg.GuidedGroupLasso(strength=1.0)), X, y, steps=5, lr=0.01, seed=0,
+                     progress=False)
+    a = bg.resume_fit(fit, X, y, 5)
+    b = bg.resume_fit(fit, X, y, 5)
+    assert np.array_equal(a.losses, b.losses) and a.final_loss == b.final_loss
