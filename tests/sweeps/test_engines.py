@@ -145,3 +145,17 @@ def test_two_invocations_at_once_never_run_a_point_twice(sweep_file: Callable[..
     assert res.complete and all(load_results(tmp_path / "out" / p["dir"])["status"] == "complete"
                                 for p in res.points)
     assert set(fits().values()) == {1}
+
+
+def test_dask_without_distributed_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bayesguide.sweeps import SweepSettings, make_executor
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now raises ImportError
+    with pytest.raises(RuntimeError, match=r"the dask executor needs the distributed package: pip install"):
+        make_executor(SweepSettings(scheduler="local"))
+
+
+@pytest.mark.slow
+def test_an_unreachable_scheduler_is_named(sweep_file: Callable[..., Path], tmp_path: Path) -> None:
+    with pytest.raises(ConnectionError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"):
+        bg.sweep(sweep_file(tmp_path), scheduler="tcp://127.0.0.1:9", progress=False)
