@@ -135,7 +135,8 @@ def run_sweep(spec: SweepSpec, *, progress: bool = True, log: Callable[[str], No
     spec.dir.mkdir(parents=True, exist_ok=True)
     points = place_points(spec)
     with make_executor(spec.settings) as executor:
-        state = SweepState(spec, points, executor.describe())
+        info = executor.describe()
+        state = SweepState(spec, points, info)
         todo = []
         for point in points:
             done = completed_summary(Path(point.experiment.output.dir), point.config_hash)
@@ -146,7 +147,7 @@ def run_sweep(spec: SweepSpec, *, progress: bool = True, log: Callable[[str], No
                 todo.append(point)
         state.save()
         log(f"sweep  {len(points)} points in {spec.dir}: {len(points) - len(todo)} already complete, "
-            f"{len(todo)} to run on {executor.name} ({executor.describe()['workers']} worker(s))")
+            f"{len(todo)} to run on {executor.name} ({info['workers']} worker(s))")
         for point in todo:
             executor.submit(PointTask(point.name, point.experiment.to_dict(), spec.settings.threads))
         bar = tqdm(total=len(todo), desc="points", unit="point", disable=not progress or not todo, leave=False)
