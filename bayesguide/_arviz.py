@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from types import ModuleType
 
-__all__ = ["arviz"]
+__all__ = ["arviz", "arviz_name"]
 
 
 def arviz() -> ModuleType:
@@ -18,3 +18,8 @@ def arviz() -> ModuleType:
         warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
         import arviz as az
     return az
+
+
+def arviz_name(name: str) -> str:
+    """``name`` as an ArviZ variable or dimension name: dots (which ArviZ's plots read as indexing) become ``_``."""
+    return name.replace(".", "_")

@@ -8,17 +8,49 @@ one-line description, declared beside it::
         CONSTANT = "constant", "fixed learning rate"
         COSINE = "cosine", "cosine decay to lr/100"
 
-:class:`Registry` is the same idea for the extensible choices (prior families, fitters,
+`Registry` is the same idea for the extensible choices (prior families, fitters,
 evidence estimators, Occam priors): entries registered by name, errors listing the
-names. Leaf module: no bayesguide imports.
+names. `env_flag` reads an on/off environment variable (``BAYESGUIDE_DEBUG``,
+``BAYESGUIDE_SMOKE``) the one way. Leaf module: no bayesguide imports.
 """
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from typing import Generic, TypeVar
 
-__all__ = ["Option", "Registry"]
+__all__ = ["OFF", "Option", "Registry", "env_flag"]
+
+OFF = ("", "0", "false", "no", "off")
+"""The values of an on/off environment variable that mean off (case and spaces ignored); unset is off too."""
+
+
+def env_flag(name: str) -> bool:
+    """Whether the on/off environment variable ``name`` is on.
+
+    Parameters
+    ----------
+    name
+        The variable, e.g. ``"BAYESGUIDE_SMOKE"``.
+
+    Returns
+    -------
+    bool
+        ``False`` when it is unset or one of `OFF` (``""``, ``"0"``, ``"false"``, ``"no"``,
+        ``"off"``, in any case, with surrounding spaces); ``True`` for any other value.
+
+    Examples
+    --------
+    >>> os.environ["BAYESGUIDE_EXAMPLE"] = "0"
+    >>> env_flag("BAYESGUIDE_EXAMPLE")
+    False
+    >>> os.environ["BAYESGUIDE_EXAMPLE"] = "1"
+    >>> env_flag("BAYESGUIDE_EXAMPLE")
+    True
+    >>> del os.environ["BAYESGUIDE_EXAMPLE"]
+    """
+    return os.environ.get(name, "").strip().lower() not in OFF
 
 E = TypeVar("E", bound="Option")
 

@@ -39,8 +39,8 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     for cls in (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.Softplus,
                 nn.Identity, nn.Flatten, nn.Mish, nn.SELU, nn.Softsign, nn.Hardtanh)
 }
-#: how deeply ``nn.Sequential`` s may nest in a description
 _MAX_DEPTH = 32
+"""How deeply ``nn.Sequential`` s may nest in a description."""
 
 
 def _layer(m: nn.Module) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def _layer(m: nn.Module) -> dict[str, Any]:
 def describe(net: nn.Module) -> list[dict[str, Any]]:
     """A JSON-able description of a (possibly nested) ``nn.Sequential`` chain.
 
-    A single layer is described as a one-element list (see :func:`save_module`).
+    A single layer is described as a one-element list (see [`save_module`][bayesguide.architecture.save_module]).
     """
     if not isinstance(net, nn.Sequential):
         return [_layer(net)]
@@ -102,7 +102,7 @@ def _n_params(description: list[dict[str, Any]], depth: int = 0) -> int:
 
 
 def build(description: list[dict[str, Any]], depth: int = 0) -> nn.Sequential:
-    """The ``nn.Sequential`` a :func:`describe` output stands for (fresh weights)."""
+    """The ``nn.Sequential`` a [`describe`][bayesguide.architecture.describe] output stands for (fresh weights)."""
     if depth > _MAX_DEPTH:
         raise ValueError(f"the architecture description nests Sequential layers deeper than {_MAX_DEPTH}")
     layers: list[nn.Module] = []
@@ -144,7 +144,7 @@ def save_module(net: nn.Module, directory: str | Path) -> None:
 
 
 def load_module(directory: str | Path) -> nn.Module:
-    """Rebuild a network saved by :func:`save_module` (``weights_only=True``: no code is unpickled).
+    """Rebuild a network saved by `save_module` (``weights_only=True``: no code is unpickled).
 
     Raises
     ------

@@ -1,15 +1,15 @@
 """Built-in data: nothing is downloaded at run time.
 
-* :func:`digits` — scikit-learn's bundled 8×8 handwritten digits (1,797 images, 10
+* [`digits`][bayesguide.datasets.digits] — scikit-learn's bundled 8×8 handwritten digits (1,797 images, 10
   classes), pixels scaled to ``[0, 1]``.
-* :func:`mnist1d` — MNIST-1D (Greydanus 2020), regenerated procedurally by the
+* [`mnist1d`][bayesguide.datasets.mnist1d] — MNIST-1D (Greydanus 2020), regenerated procedurally by the
   ``mnist1d`` package's ``make_dataset`` (4,000 train / 1,000 test sequences of length
   40, 10 classes); never downloaded.
-* :func:`teacher_student` — regression data from a random one-hidden-layer ``tanh``
+* [`teacher_student`][bayesguide.datasets.teacher_student] — regression data from a random one-hidden-layer ``tanh``
   teacher whose width is known: the test of whether selection finds it.
-* :func:`load_file` — a user's ``.npz`` (arrays ``X``, ``y`` and optionally ``X_test``,
+* [`load_file`][bayesguide.datasets.load_file] — a user's ``.npz`` (arrays ``X``, ``y`` and optionally ``X_test``,
   ``y_test``) or ``.csv`` (a header row and a named target column).
-* :func:`load` — any of these by name or path, as in an experiment file's ``[data]``.
+* [`load`][bayesguide.datasets.load] — any of these by name or path, as in an experiment file's ``[data]``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["BUILTIN", "Dataset", "digits", "load", "load_file", "mnist1d", "teacher_student"]
+__all__ = ["BUILTIN", "Dataset", "NonIntegerLabelsError", "digits", "load", "load_file", "mnist1d",
+           "teacher_student"]
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,15 @@ def _check_values(a: np.ndarray, name: str, where: str, row: RowName, dtype: tor
         )
 
 
+class NonIntegerLabelsError(ValueError):
+    """Classification targets that are not whole numbers: real-valued targets read as class labels.
+
+    Raised by `load_file` with ``task="classification"``; the message names the value
+    and its row. Its own type lets a caller that knows where the task was set say how to
+    set it (the experiment runner suggests ``[data] task = "regression"``).
+    """
+
+
 def _labels(y: np.ndarray, name: str, where: str, row: RowName) -> np.ndarray:
     """Classification targets as int64 class labels; a non-integer value is named by its row."""
     if y.ndim != 1:
@@ -265,8 +275,8 @@ def _labels(y: np.ndarray, name: str, where: str, row: RowName) -> np.ndarray:
         bad = y != np.round(y)
         if bad.any():
             i = int(bad.argmax())
-            raise ValueError(f"{where}: classification targets must be integer class labels; "
-                             f"{name} is {float(y[i]):g} at {row(i)}")
+            raise NonIntegerLabelsError(f"{where}: classification targets must be integer class labels; "
+                                        f"{name} is {float(y[i]):g} at {row(i)}")
     return y.astype(np.int64)
 
 
@@ -403,6 +413,7 @@ def load_file(
 
 
 BUILTIN = ("digits", "mnist1d", "teacher")
+"""The built-in data sources (`[data] source`), generated or bundled: nothing is downloaded."""
 
 
 def load(source: str, task: str | None = None, target: str | None = None, test_fraction: float = 0.25,

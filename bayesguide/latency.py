@@ -1,6 +1,6 @@
 """Forward-pass latency of networks, measured with ``torch.utils.benchmark``.
 
-:func:`latency_ms` times each module on the same input with
+[`latency_ms`][bayesguide.latency.latency_ms] times each module on the same input with
 ``torch.utils.benchmark.Timer.blocked_autorange`` (which handles warm-up and chooses the
 number of runs per block), alternating the modules over ``rounds`` so that a change in
 machine load hits them all, and reports the median of the rounds. Foundation module: no

@@ -1,10 +1,11 @@
 """Observation models ``p(y | f(x; θ))`` for the network output ``f``.
 
 Each likelihood knows four things: how to check targets before any training
-(:meth:`Likelihood.prepare_targets`), its Pyro distribution for the model, the summed
+([`Likelihood.prepare_targets`][bayesguide.likelihoods.Likelihood.prepare_targets]), its Pyro distribution for the
+model, the summed
 log-likelihood of a batch written directly in torch (the lean path of
-:func:`bayesguide.fit_map`; tests check that the two agree), and the task metric every
-table reports (:meth:`Likelihood.metric`: accuracy or RMSE). Foundation module: it
+[`bayesguide.fit_map`][]; tests check that the two agree), and the task metric every
+table reports ([`Likelihood.metric`][bayesguide.likelihoods.Likelihood.metric]: accuracy or RMSE). Foundation module: it
 imports nothing else from bayesguide but the option base class.
 """
 
@@ -24,16 +25,16 @@ __all__ = ["Likelihood"]
 class Likelihood(Option):
     """Observation model of the network output."""
 
-    #: ``y ~ Categorical(logits=f(x))``; ``y`` holds class indices ``0 … C-1``.
     CATEGORICAL = "categorical", "class indices, softmax of the outputs (cross-entropy)"
-    #: ``y ~ Normal(f(x), σ)``; ``σ`` fixed (``noise=σ``) or learned (``noise=None``).
+    """``y ~ Categorical(logits=f(x))``; ``y`` holds class indices ``0 … C-1``."""
     GAUSSIAN = "gaussian", "real targets, Normal(output, σ) (squared error)"
-    #: ``y ~ Bernoulli(logits=f(x))``; ``y`` in ``{0, 1}``, one column per output.
+    """``y ~ Normal(f(x), σ)``; ``σ`` fixed (``noise=σ``) or learned (``noise=None``)."""
     BERNOULLI = "bernoulli", "0/1 targets, sigmoid of the outputs (binary cross-entropy)"
+    """``y ~ Bernoulli(logits=f(x))``; ``y`` in ``{0, 1}``, one column per output."""
 
     @property
     def metric_name(self) -> str:
-        """``"accuracy"`` (categorical, bernoulli) or ``"rmse"`` (gaussian): what :meth:`metric` returns."""
+        """``"accuracy"`` (categorical, bernoulli) or ``"rmse"`` (gaussian): what `metric` returns."""
         return "rmse" if self is Likelihood.GAUSSIAN else "accuracy"
 
     def metric(self, out: torch.Tensor, y: torch.Tensor) -> float:
@@ -53,6 +54,41 @@ class Likelihood(Option):
             if self is Likelihood.BERNOULLI:
                 return float(((out > 0).to(y.dtype) == y).double().mean())
             return float((out - y.reshape(out.shape)).pow(2).mean().sqrt())
+
+    def metric_sums(self, out: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        """The parts of `metric` on one batch, to be summed over batches: ``(total, count)``.
+
+        ``total`` is the number of correct predictions (accuracy) or the sum of squared
+        errors (RMSE), in float64; ``count`` the number of predictions.
+        [`metric_from_sums`][bayesguide.likelihoods.Likelihood.metric_from_sums] turns the sums
+        over all batches into the metric, so data that do not fit in memory are scored
+        batch by batch.
+
+        Examples
+        --------
+        >>> L = Likelihood.GAUSSIAN
+        >>> out, y = torch.tensor([[1.0], [2.0], [4.0]]), torch.tensor([[1.0], [1.0], [2.0]])
+        >>> parts = [L.metric_sums(out[:2], y[:2]), L.metric_sums(out[2:], y[2:])]
+        >>> rmse = L.metric_from_sums(sum(p[0] for p in parts), sum(p[1] for p in parts))
+        >>> round(rmse, 6), round(L.metric(out, y), 6)
+        (1.290994, 1.290994)
+        """
+        with torch.no_grad():
+            if self is Likelihood.CATEGORICAL:
+                hits = out.argmax(1) == y
+            elif self is Likelihood.BERNOULLI:
+                hits = (out > 0).to(y.dtype) == y
+            else:
+                err = (out - y.reshape(out.shape)).to(torch.float64)
+                return float(err.pow(2).sum()), err.numel()
+            return float(hits.sum()), hits.numel()
+
+    def metric_from_sums(self, total: float, count: int) -> float:
+        """`metric` from the sums of [`metric_sums`][bayesguide.likelihoods.Likelihood.metric_sums] over all batches."""
+        if count == 0:
+            raise ValueError("no predictions to score (count 0)")
+        mean = total / count
+        return math.sqrt(mean) if self is Likelihood.GAUSSIAN else mean
 
     def prepare_targets(self, y: torch.Tensor, out_dim: int, dtype: torch.dtype) -> torch.Tensor:
         """Validate ``y`` for this likelihood and an output of ``out_dim`` columns.

@@ -59,6 +59,7 @@ _PASS_LAYERS: tuple[type[nn.Module], ...] = (
     nn.LogSigmoid,
 )
 SUPPORTED_LAYERS: tuple[str, ...] = tuple(c.__name__ for c in _PARAM_LAYERS + _PASS_LAYERS)
+"""The ``torch.nn`` layer types a network may contain, by class name."""
 
 
 @dataclass(frozen=True)

@@ -3,22 +3,24 @@
 ``bayesguide demo``, ``bayesguide run``, the notebooks and ``benchmarks/compression.py``
 all run these steps through this module, so they cannot drift apart:
 
-1. :func:`fit_model` — the fit the prior asks for (the fitter registry,
-   :func:`bayesguide.infer.fitter_for`: ``fit_map``, ``fit_svi``, ``fit_l0`` or
+1. [`fit_model`][bayesguide.pipeline.fit_model] — the fit the prior asks for (the fitter registry,
+   [`bayesguide.infer.fitter_for`][]: ``fit_map``, ``fit_svi``, ``fit_l0`` or
    ``fit_relevance``);
-2. :func:`make_path` — nested candidates (:func:`bayesguide.pruning_path`, ranked by
+2. [`make_path`][bayesguide.pipeline.make_path] — nested candidates ([`bayesguide.pruning_path`][], ranked by
    the prior family's own unit score unless told otherwise);
-3. :func:`refine` — each candidate re-fitted to its own MAP
-   (:func:`bayesguide.pruning.fine_tune_fit`), attached with ``with_tuning``;
-4. :func:`~bayesguide.comparison.score_candidate` — its evidence (the estimator
+3. [`refine`][bayesguide.pipeline.refine] — each candidate re-fitted to its own MAP
+   ([`bayesguide.pruning.fine_tune_fit`][]), attached with ``with_tuning``;
+4. [`score_candidate`][bayesguide.comparison.score_candidate] — its evidence (the estimator
    registry) and metrics; a failure marks the candidate, never stops the rest;
-5. :func:`~bayesguide.comparison.assemble` — Occam prior, posterior probabilities,
+5. [`assemble`][bayesguide.comparison.assemble] — architecture prior, posterior probabilities,
    Bayes factors, LOO, flags.
 
-:func:`select_architecture` runs 2–5 with one :class:`Selection`, then bisects the path
-near the best candidate and runs 3–5 on the new points (:func:`score_candidates` runs 3–5
+[`select_architecture`][bayesguide.select_architecture] runs 2–5 with one [`Selection`][bayesguide.Selection], then
+bisects the path
+near the best candidate and runs 3–5 on the new points ([`score_candidates`][bayesguide.pipeline.score_candidates] runs
+3–5
 on candidates chosen by the caller). Long runs persist as
-they go through :class:`Hooks`: the runner (:mod:`bayesguide.runner`) saves each
+they go through [`Hooks`][bayesguide.pipeline.Hooks]: the runner ([`bayesguide.runner`][]) saves each
 candidate as soon as it is scored and restores finished ones on resume — it only
 persists; every computation happens here.
 
@@ -58,10 +60,10 @@ __all__ = ["Hooks", "Selection", "fit_model", "make_path", "refine", "score_cand
 
 def fit_model(model: GuidedModel, X: ArrayLike, y: ArrayLike, optim: OptimSettings | None = None, *,
               method: str = "map", **options: Any) -> FitResult:
-    """Fit ``model`` with the fitter its prior asks for (:func:`bayesguide.infer.fitter_for`).
+    """Fit ``model`` with the fitter its prior asks for ([`bayesguide.infer.fitter_for`][]).
 
     ``method`` is ``"map"`` (a point estimate) or ``"svi"`` (a variational posterior);
-    ``options`` are :class:`~bayesguide.OptimSettings` fields and the fitter's own
+    ``options`` are [`OptimSettings`][bayesguide.OptimSettings] fields and the fitter's own
     keywords (e.g. ``guide="lowrank"`` for SVI, ``device="cuda"`` for where the steps
     run; the fit comes back on the CPU).
     """
@@ -76,10 +78,17 @@ class Selection:
     ----------
     bisect
         Rounds of bisection near the best candidate after the path is scored
-        (:func:`select_architecture`; 0: none); each adds at most two candidates.
-    n_candidates, threshold, spacing, min_width
-        The pruning path (:func:`bayesguide.pruning_path`); ``threshold=None`` adds no
-        threshold point.
+        ([`select_architecture`][bayesguide.select_architecture]; 0: none); each adds at most two candidates.
+    n_candidates
+        Number of evenly spaced points of the pruning path
+        ([`bayesguide.pruning_path`][]).
+    threshold
+        The path's threshold point: the units scoring ``≤ threshold`` removed
+        (``None``: no threshold point).
+    spacing
+        How the path's points are spaced (see [`bayesguide.pruning_path`][]).
+    min_width
+        Units every layer keeps.
     start
         Where the path starts: ``"full"``, ``"threshold"`` (without the units whose
         score is ``≤ threshold``) or ``"auto"``: the fitter's choice
@@ -88,31 +97,53 @@ class Selection:
     score
         The unit score ranking the path; ``"auto"``: the prior family's own (``"norm"``,
         or the posterior scale for the horseshoe).
-    fine_tune, fine_tune_patience, fine_tune_schedule, fine_tune_lr, batch_size, seed
-        At most ``fine_tune`` MAP steps re-fitting each candidate from its pruned weights
-        (0: none), stopping earlier on a plateau (the smoothed objective fell by less
-        than :data:`~bayesguide.pruning.convergence.TOLERANCE` = 0.5 nats in
-        ``fine_tune_patience`` steps; ``None``: never), their learning-rate schedule
-        (``"constant"``; ``"anneal"`` and ``"cosine"`` settle the last steps but move less:
-        on notebook 04 they left the narrow candidates short of their fit and the pick
-        went from the teacher's 4 units to 6 and 12), learning rate, minibatch and seed.
-        Each re-fit is checked for convergence
-        (:func:`bayesguide.pruning.check_convergence`: the ``converged`` column, and a
-        flag naming the candidates that did not).
-    evidence, hessian, optimize_prior, evidence_options
-        The evidence estimator (a registered name), the Laplace curvature (``"auto"``:
-        full up to 20,000 parameters, else KFAC, one choice for the whole path), type-II
-        ML of the prior scale, and other options of the estimator.
-    occam, kappa
-        The Occam prior over architectures and its strength (``"auto"``: the prior
-        spans 1 nat over the candidates; see :mod:`bayesguide.comparison.occam`).
-    loo, loo_draws
-        PSIS-LOO columns from ``loo_draws`` posterior draws per candidate.
+    fine_tune
+        At most this many MAP steps re-fitting each candidate from its pruned weights
+        (0: none). Each re-fit is checked for convergence
+        (`bayesguide.pruning.check_convergence`: the ``converged`` column, and a flag
+        naming the candidates that did not). The default is a ceiling, not a budget
+        spent: with ``fine_tune_patience`` a re-fit stops once it has reached its mode.
+    fine_tune_patience
+        Stop a re-fit earlier on a plateau: the smoothed objective fell by less than
+        `TOLERANCE` = 0.5 nats in this many steps (``None``: never). The default (200,
+        with ``fine_tune = 3000``) re-fits each candidate to its own mode: on the
+        teacher–student benchmark (`benchmarks/teacher_student.py`) 500 fixed steps left
+        every candidate short of its mode and the narrow ones under-fitted, so the
+        evidence preferred wider networks than the teacher's.
+    fine_tune_schedule
+        The re-fits' learning-rate schedule (``"constant"``; ``"anneal"`` and
+        ``"cosine"`` settle the last steps but move less: on notebook 04 they left the
+        narrow candidates short of their fit and the pick went from the teacher's 4
+        units to 6 and 12).
+    fine_tune_lr
+        The re-fits' learning rate.
+    batch_size
+        The re-fits' minibatch size (``None``: full batch).
+    seed
+        The re-fits' seed.
+    evidence
+        The evidence estimator (a registered name).
+    hessian
+        The Laplace curvature (``"auto"``: full up to 20,000 parameters, else KFAC, one
+        choice for the whole path).
+    optimize_prior
+        Type-II maximum likelihood of the prior scale.
+    evidence_options
+        Other options of the estimator.
+    occam
+        The architecture prior, the prior over architectures (``[select] occam`` in an
+        experiment file; see [`bayesguide.comparison.occam`][]).
+    kappa
+        Its strength (``"auto"``: the prior spans 1 nat over the candidates).
+    loo
+        Add PSIS-LOO columns.
+    loo_draws
+        Posterior draws per candidate for PSIS-LOO.
     progress
         A progress bar over the candidates.
     device
         Where the fine-tuning steps and the evidence estimates run: ``"cpu"``,
-        ``"cuda"``, ``"cuda:1"`` or a :class:`torch.device` (``None``, default: where each
+        ``"cuda"``, ``"cuda:1"`` or a `torch.device` (``None``, default: where each
         candidate's network is — the CPU, where bayesguide's fits and candidates come
         back). Checked on construction (an unknown or unavailable device is a
         ``ValueError`` listing the available ones); the metrics, the convergence check
@@ -126,8 +157,8 @@ class Selection:
     start: str = "auto"
     score: str = "auto"
     bisect: int = 2
-    fine_tune: int = 500
-    fine_tune_patience: int | None = None
+    fine_tune: int = 3000
+    fine_tune_patience: int | None = 200
     fine_tune_schedule: str = "constant"
     fine_tune_lr: float = 1e-3
     batch_size: int | None = None
@@ -151,7 +182,7 @@ class Selection:
 
 @dataclass(frozen=True)
 class Hooks:
-    """How a run persists while :func:`select_architecture` works (both optional).
+    """How a run persists while [`select_architecture`][bayesguide.select_architecture] works (both optional).
 
     ``restore(candidate)`` returns ``(the refined candidate, its scored row)`` of a
     candidate finished in an earlier invocation, or ``None`` to compute it;
@@ -206,14 +237,18 @@ def select_architecture(
     ----------
     fit
         The fit of the full network (``fit_model``, or any fitter).
-    X, y
-        Its training data (checked by fingerprint).
+    X
+        Its training inputs (checked by fingerprint).
+    y
+        Its training targets (checked by fingerprint with ``X``).
     selection
-        The settings (default :class:`Selection` ()).
-    X_test, y_test
-        Held-out data for the ``test_metric`` column.
+        The settings (default [`Selection`][bayesguide.Selection] ()).
+    X_test
+        Held-out inputs for the ``test_metric`` column.
+    y_test
+        Held-out targets for the ``test_metric`` column.
     hooks
-        Persistence callbacks (:class:`Hooks`), for runs that save as they go.
+        Persistence callbacks ([`Hooks`][bayesguide.pipeline.Hooks]), for runs that save as they go.
 
     Returns
     -------
@@ -321,10 +356,10 @@ def score_candidates(
     y_test: ArrayLike | None = None,
     hooks: Hooks | None = None,
 ) -> Comparison:
-    """Re-fit (:func:`refine`) and score candidates of one fit, then assemble their comparison.
+    """Re-fit ([`refine`][bayesguide.pipeline.refine]) and score candidates of one fit, then assemble their comparison.
 
     The steps 3–5 of the pipeline for candidates chosen by the caller (e.g. every third
-    point of a path); :func:`select_architecture` runs them on the whole path.
+    point of a path); [`select_architecture`][bayesguide.select_architecture] runs them on the whole path.
     """
     sel = Selection() if selection is None else selection
     if not candidates:

@@ -1,17 +1,18 @@
 """PSIS-LOO predictive comparison of a fit or candidate, through ArviZ.
 
-``fit.to_inference_data(X, y)`` (:meth:`bayesguide.posterior.Fitted.to_inference_data`)
+``fit.to_inference_data(X, y)``
+([`bayesguide.posterior.Fitted.to_inference_data`][bayesguide.posterior.fitted.Fitted.to_inference_data])
 draws ``S`` weight vectors ``θ_s`` from an approximate posterior — the SVI guide
 ``q(θ)``, or the Laplace posterior ``N(θ*, H⁻¹)`` around the MAP weights — and stores
 them with the pointwise log-likelihood ``log p(y_i | x_i, θ_s)``, so that ArviZ's
-``loo``, ``compare`` and plots work on it. :func:`loo` is Pareto-smoothed
+``loo``, ``compare`` and plots work on it. [`loo`][bayesguide.predictive.loo] is Pareto-smoothed
 importance-sampling leave-one-out cross-validation on those draws:
 
-.. math::
-
-    \\widehat{\\mathrm{elpd}}_{\\mathrm{loo}} = \\sum_{i=1}^N \\log
-        \\frac{\\sum_s w_i^s\\, p(y_i \\mid θ_s)}{\\sum_s w_i^s},
-    \\qquad w_i^s ∝ 1 / p(y_i \\mid θ_s) \\text{ (Pareto-smoothed)},
+$$
+\\widehat{\\mathrm{elpd}}_{\\mathrm{loo}} = \\sum_{i=1}^N \\log
+    \\frac{\\sum_s w_i^s\\, p(y_i \\mid θ_s)}{\\sum_s w_i^s},
+\\qquad w_i^s ∝ 1 / p(y_i \\mid θ_s) \\text{ (Pareto-smoothed)},
+$$
 
 with the Pareto shape ``k_i`` of each example's weights as its diagnostic (``k > 0.7``:
 unreliable). The draws are independent, not MCMC, so the relative efficiency is 1.
@@ -19,16 +20,16 @@ unreliable). The draws are independent, not MCMC, so the relative efficiency is 
 **Approximate draws.** Laplace and SVI draws come from an approximation ``q(θ)``, not
 from the posterior. The importance ratio to the leave-one-out posterior is then
 
-.. math::
-
-    w_i^s ∝ \\frac{p(\\mathcal D, θ_s)}{q(θ_s)} \\frac{1}{p(y_i \\mid θ_s)}
+$$
+w_i^s ∝ \\frac{p(\\mathcal D, θ_s)}{q(θ_s)} \\frac{1}{p(y_i \\mid θ_s)}
+$$
 
 (Magnusson, Andersen, Jonasson & Vehtari, "Leave-one-out cross-validation for Bayesian
 model comparison in large data", AISTATS 2020). That correction is itself importance
 sampling, reliable only when ``q`` is close to the posterior: its own Pareto ``k`` (of
 ``p(D, θ_s) / q(θ_s)``) decides. With ``correct="auto"`` (default) the correction is
 applied when that ``k ≤ 0.7`` and the draws are otherwise treated as posterior draws;
-:class:`LooResult` says which (``corrected``, ``k_q``).
+[`LooResult`][bayesguide.predictive.LooResult] says which (``corrected``, ``k_q``).
 
 **Laplace draws go through the GLM predictive** by default (the network linearised at
 the MAP; Immer, Korzepa & Bauer, AISTATS 2021): the Laplace posterior is a Gaussian
@@ -36,7 +37,7 @@ posterior *of the linearised model*, and pushing its draws through the nonlinear
 network instead gives predictions far off the data (Pareto ``k > 0.7`` for every
 example of a small tanh regression).
 
-Layer: beside :mod:`bayesguide.marglik`, below :mod:`bayesguide.comparison`.
+Layer: beside [`bayesguide.marglik`][], below [`bayesguide.comparison`][].
 
 References: Vehtari, Gelman & Gabry, "Practical Bayesian model evaluation using
 leave-one-out cross-validation and WAIC", Statistics and Computing 27 (2017); Vehtari
@@ -58,8 +59,8 @@ from bayesguide.posterior import Fitted, PosteriorKind, to_inference_data
 
 __all__ = ["HIGH_K", "LooResult", "PosteriorKind", "loo", "loo_from_draws", "to_inference_data"]
 
-#: Pareto ``k`` above which an example's leave-one-out estimate is unreliable
 HIGH_K = 0.7
+"""Pareto ``k`` above which an example's leave-one-out estimate is unreliable."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,10 @@ class LooResult:
 
     Attributes
     ----------
-    elpd, se
-        ``elpd_loo`` and its standard error.
+    elpd
+        ``elpd_loo``, the expected log pointwise predictive density.
+    se
+        The standard error of ``elpd``.
     p_loo
         Effective number of parameters, ``lppd − elpd_loo``.
     pareto_k
@@ -113,7 +116,7 @@ def loo(source: Fitted, X: ArrayLike, y: ArrayLike, *, correct: bool | str = "au
 
     Draws the posterior with ``source.to_inference_data`` (``kwargs`` are passed on:
     ``draws``, ``hessian``, ``prior_scale``, ``predictive``, …) and computes PSIS-LOO on
-    them (:func:`loo_from_draws`), correcting for approximate draws per ``correct``
+    them ([`loo_from_draws`][bayesguide.predictive.loo_from_draws]), correcting for approximate draws per ``correct``
     (``"auto"``, ``True``, ``False``; see the module docstring).
 
     Warns
@@ -141,7 +144,7 @@ def loo_from_draws(idata: Any, *, correct: bool | str = "auto") -> LooResult:
     """PSIS-LOO from an ``InferenceData`` with a ``log_likelihood`` group (one chain of draws).
 
     With ``sample_stats.log_importance_ratio`` (``log p(D, θ_s) − log q(θ_s)``, written by
-    :meth:`~bayesguide.posterior.Fitted.to_inference_data`) the weights can be corrected
+    [`to_inference_data`][bayesguide.posterior.fitted.Fitted.to_inference_data]) the weights can be corrected
     for approximate draws; without it the draws are taken as posterior draws.
     """
     if correct not in (True, False, "auto"):

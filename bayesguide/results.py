@@ -23,6 +23,7 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "data": {"name", "task", "n_train", "n_test", "n_features", "n_outputs"},
       "fit": {"method", "fitter", "prior" (str of the prior), "steps", "wall_time_s", "stop_reason", "final_loss",
               "losses": [...], "loss_steps": [...],           # at most 500 points
+              "loss_terms": {"nll": [...], "penalty": [...]}, # MAP fits: the two parts of losses, same steps
               "unit_norms": {layer: [[...units] per record]}, "norm_steps": [...],
               "train_metric", "test_metric",
               "coefficients": {site: [...]}},                  # relevance fits only: the last estimate
@@ -41,17 +42,21 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "selection": {"kappa", "kappa_rule", "kappa_interval": [lo, hi], "evidence_best",
                     "hessian", "hessian_reason", ...},          # how the comparison decided
       "posterior_file": "posterior.nc",                      # SVI runs only
-      "timings": {"total_s": ...}                             # every invocation's time, summed
+      "timings": {"total_s": ...},                            # every invocation's time, summed
+      "environment": {"versions": {"bayesguide", "torch", "pyro", "numpy", "python"},
+                      "threads",                              # torch's intra-op threads during the run
+                      "platform", "machine", "cpu_count"}     # the invocation that wrote the file last
     }
 
 ``config_hash`` and ``data_fingerprint`` (a hash of the prepared training tensors,
-:func:`bayesguide.model.data_fingerprint`) are the run's identity: a run directory is
+[`bayesguide.model.data_fingerprint`][]) are the run's identity: a run directory is
 only resumed by the same experiment on the same data. Files written before
 ``data_fingerprint`` existed are read with it ``None``.
 
-The document is built and read through typed records — :class:`RunResults` holding a
-:class:`DataRecord`, a :class:`FitRecord`, :class:`CandidateRecord` s and a
-:class:`Recommendation` — whose ``to_json()`` / ``from_json()`` round-trip it exactly;
+The document is built and read through typed records — [`RunResults`][bayesguide.results.RunResults] holding a
+[`DataRecord`][bayesguide.results.DataRecord], a [`FitRecord`][bayesguide.results.FitRecord],
+[`CandidateRecord`][bayesguide.results.CandidateRecord] s and a
+[`Recommendation`][bayesguide.results.Recommendation] — whose ``to_json()`` / ``from_json()`` round-trip it exactly;
 a candidate's columns beyond the fixed ones (LOO, variational diagnostics) travel in
 ``CandidateRecord.columns``. Foundation module: it imports nothing from bayesguide but
 the atomic writer.
@@ -60,7 +65,10 @@ the atomic writer.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
+import os
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +81,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CandidateRecord",
     "DataRecord",
+    "EnvironmentRecord",
     "FitRecord",
     "Recommendation",
     "RunResults",
@@ -83,6 +92,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+"""The version of the `results.json` layout this code writes (and the newest it reads)."""
 
 _REQUIRED = ("schema_version", "status", "config", "data", "fit", "candidates", "best", "flags")
 
@@ -130,11 +140,15 @@ class FitRecord:
     test_metric: float | None = None
     fitter: str | None = None
     coefficients: dict[str, list[float]] | None = None
+    loss_terms: dict[str, list[float | None]] | None = None
+    """The data term (``"nll"``) and the penalty (``"penalty"``) at ``loss_steps``; absent in older files."""
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         if self.coefficients is None:
             out.pop("coefficients")
+        if self.loss_terms is None:
+            out.pop("loss_terms")
         if self.fitter is None:
             out.pop("fitter")
         return out
@@ -144,9 +158,9 @@ class FitRecord:
         return cls(**_fields(cls, data))
 
 
-#: the fixed keys of a candidate entry (everything else is a column of :attr:`CandidateRecord.columns`)
 _CANDIDATE_KEYS = ("name", "widths", "kept", "n_params", "flops", "log_evidence", "log_prior", "log_posterior",
                    "posterior_prob", "log_bayes_factor", "status", "metrics")
+"""The fixed keys of a candidate entry (everything else is a column of `CandidateRecord.columns`)."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +200,7 @@ class CandidateRecord:
         )
 
     def row(self) -> dict[str, Any]:
-        """The comparison-table row again (what :func:`bayesguide.comparison.assemble` reads)."""
+        """The comparison-table row again (what [`bayesguide.comparison.assemble`][] reads)."""
         nan = float("nan")
         out: dict[str, Any] = {"name": self.name, "widths": list(self.widths), "n_params": self.n_params,
                                "flops": self.flops, "status": self.status,
@@ -231,6 +245,64 @@ class Recommendation:
         return cls(**_fields(cls, data))
 
 
+_VERSIONED = {"bayesguide": "bayesguide", "torch": "torch", "pyro": "pyro-ppl", "numpy": "numpy"}
+"""The distributions whose versions a run records: the name in ``results.json`` → the distribution's name."""
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class EnvironmentRecord:
+    """The ``environment`` section: what computed the run — versions, threads and machine.
+
+    Written by every invocation (a resumed run records the one that wrote the file last),
+    so that a timing or a last-digit difference can be traced to the software and the
+    machine that produced it.
+    """
+
+    versions: dict[str, str | None]
+    """``bayesguide``, ``torch``, ``pyro``, ``numpy`` (installed distributions) and ``python``."""
+    threads: int
+    """Torch's intra-op threads during the run (``torch.get_num_threads()``)."""
+    platform: str
+    """``platform.platform()``, e.g. ``Linux-6.8.0-x86_64-with-glibc2.39``."""
+    machine: str
+    """``platform.machine()``, e.g. ``x86_64``."""
+    cpu_count: int | None
+    """``os.cpu_count()``: the machine's logical cores (not what this process may use)."""
+
+    @classmethod
+    def current(cls, threads: int) -> EnvironmentRecord:
+        """This process's environment.
+
+        Parameters
+        ----------
+        threads
+            torch's intra-op thread count during the run (the caller reads it from torch).
+
+        Returns
+        -------
+        EnvironmentRecord
+            The versions of the installed distributions (``None`` for one not installed),
+            Python's version, ``threads`` and the machine.
+        """
+        versions = {name: _version(dist) for name, dist in _VERSIONED.items()}
+        versions["python"] = platform.python_version()
+        return cls(versions, int(threads), platform.platform(), platform.machine(), os.cpu_count())
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EnvironmentRecord:
+        return cls(**_fields(cls, data))
+
+
 @dataclass(frozen=True)
 class RunResults:
     """The whole ``results.json`` document (see the module docstring for its schema)."""
@@ -249,8 +321,10 @@ class RunResults:
     posterior_file: str | None = None
     schema_version: int = SCHEMA_VERSION
     data_fingerprint: str | None = None
-    #: the comparison's settings as used (the κ taken and why, the curvature and why, …)
     selection: dict[str, Any] = field(default_factory=dict)
+    """The comparison's settings as used (the κ taken and why, the curvature and why, …)."""
+    environment: EnvironmentRecord | None = None
+    """The software and machine of the invocation that wrote the document last (``None``: not recorded)."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document (plain types; NaN and inf as ``null``)."""
@@ -270,12 +344,14 @@ class RunResults:
             out["posterior_file"] = self.posterior_file
         if self.selection:
             out["selection"] = dict(self.selection)
+        if self.environment is not None:
+            out["environment"] = self.environment.to_json()
         result: dict[str, Any] = jsonable(out)
         return result
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunResults:
-        """The records of a document :meth:`to_json` (or an older run) wrote."""
+        """The records of a document [`to_json`][bayesguide.results.RunResults.to_json] (or an older run) wrote."""
         return cls(
             status=data["status"], config=dict(data["config"]), data=DataRecord.from_json(data["data"]),
             fit=None if data.get("fit") is None else FitRecord.from_json(data["fit"]), metric=data.get("metric", ""),
@@ -286,6 +362,7 @@ class RunResults:
             config_hash=data.get("config_hash"), posterior_file=data.get("posterior_file"),
             schema_version=int(data.get("schema_version", SCHEMA_VERSION)),
             data_fingerprint=data.get("data_fingerprint"), selection=dict(data.get("selection") or {}),
+            environment=None if not data.get("environment") else EnvironmentRecord.from_json(data["environment"]),
         )
 
     def save(self, run_dir: str | Path) -> Path:
@@ -294,7 +371,7 @@ class RunResults:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunResults:
-        """Read and check ``run_dir/results.json`` (see :func:`load_results`)."""
+        """Read and check ``run_dir/results.json`` (see [`load_results`][bayesguide.results.load_results])."""
         return cls.from_json(load_results(run_dir))
 
 

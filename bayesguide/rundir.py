@@ -1,12 +1,13 @@
 """The run directory's housekeeping: its lock, its identity, and reading back what it holds.
 
-A run directory belongs to one run at a time — :class:`RunLock`, the lock file
+A run directory belongs to one run at a time — [`RunLock`][bayesguide.rundir.RunLock], the lock file
 ``.bayesguide.lock`` holding the PID, created with ``O_CREAT | O_EXCL`` (a lock whose
 process no longer exists is taken over) — and to one experiment on one data set:
-:func:`previous_results` refuses a directory holding another experiment's results or
+[`previous_results`][bayesguide.rundir.previous_results] refuses a directory holding another experiment's results or
 results on other training data, and hands back the results to resume. A run that
-failed before any result (:func:`is_empty`) is replaced (:func:`clear_run`).
-:func:`restored_fit` loads a saved fit back, turning any failure (a damaged or crafted
+failed before any result ([`is_empty`][bayesguide.rundir.is_empty]) is replaced
+([`clear_run`][bayesguide.rundir.clear_run]).
+[`restored_fit`][bayesguide.rundir.restored_fit] loads a saved fit back, turning any failure (a damaged or crafted
 file) into one message naming the directory.
 """
 
@@ -32,14 +33,14 @@ __all__ = [
     "previous_results", "restored_fit",
 ]
 
-#: the lock file a running process holds in its run directory (its PID)
 LOCK_FILE = ".bayesguide.lock"
+"""The lock file a running process holds in its run directory (its PID)."""
 
-#: what a run directory holds besides the lock: replaced when a run that failed before any result is rerun
 _RUN_FILES = ("results.json", "fit", "candidates", "posterior.nc", "report.html", "report.md")
+"""What a run directory holds besides the lock: replaced when a run that failed before any result is rerun."""
 
-#: the run directories whose lock this process holds (a lock with our own PID is ours only if listed)
 _HELD: set[Path] = set()
+"""The run directories whose lock this process holds (a lock with our own PID is ours only if listed)."""
 
 class RunDirectoryError(ValueError):
     """The output directory holds another experiment's results, or results that cannot be resumed."""
@@ -98,7 +99,7 @@ class RunLock:
         deadline = time.monotonic() + 2.0
         for _ in range(1000):  # each pass ends in the lock, a refusal, or another process's move
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # umask applies
             except FileExistsError:
                 try:
                     pid = self._holder()

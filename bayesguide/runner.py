@@ -1,20 +1,20 @@
 """Running an experiment into a run directory, incrementally and resumably.
 
 ``run_experiment(exp)`` builds the data, the network and the prior from the experiment
-(:mod:`bayesguide.experiment`), runs the pipeline (:mod:`bayesguide.pipeline`: fit →
+([`bayesguide.experiment`][]), runs the pipeline ([`bayesguide.pipeline`][]: fit →
 path → fine-tune → score → assemble) and *only persists*: the fit is saved
 (``FitResult.save``) as soon as it is done, every candidate as soon as it is scored,
-and ``results.json`` (:class:`~bayesguide.results.RunResults`) is rewritten atomically
+and ``results.json`` ([`RunResults`][bayesguide.results.RunResults]) is rewritten atomically
 after every step. A crash or Ctrl-C keeps every finished candidate; running the same
 experiment into the same directory again resumes where it stopped — the fit and the
 finished candidates are loaded, not recomputed; a complete run is returned as it is —
 and a different experiment in that directory is refused, so nothing is overwritten by
 mistake. At the end: the
-recommended architecture with its measured latency (:mod:`bayesguide.latency`), the
+recommended architecture with its measured latency ([`bayesguide.latency`][]), the
 best candidate's posterior for ArviZ (SVI fits) and the reports.
 
-A run's identity is its configuration (:func:`config_hash`) *and* its training data
-(:func:`bayesguide.model.data_fingerprint` of the prepared tensors, saved as
+A run's identity is its configuration ([`config_hash`][bayesguide.runner.config_hash]) *and* its training data
+([`bayesguide.model.data_fingerprint`][] of the prepared tensors, saved as
 ``data_fingerprint``): resuming after the data file changed is refused, naming the file,
 instead of scoring the remaining candidates on other data. A run that failed before any
 result (no fit, no candidate) holds nothing to resume and is replaced by the next run
@@ -24,6 +24,10 @@ of every invocation, including the one that was interrupted.
 While it runs, a process holds the lock file ``.bayesguide.lock`` (its PID) in the run
 directory; a second ``bayesguide run`` into the same directory is refused naming that
 PID, and a lock left by a process that no longer exists is taken over.
+
+``threads=`` sets torch's intra-op threads for the run (restored after); whatever ran
+it, ``results.json`` records the thread count, the versions and the machine
+(``environment``: `bayesguide.results.EnvironmentRecord`).
 """
 
 from __future__ import annotations
@@ -36,15 +40,16 @@ import pickle
 import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bayesguide.architecture import save_module
+from bayesguide.atomic import write_atomic
 from bayesguide.comparison import metric, plan_hessian
-from bayesguide.datasets import Dataset
+from bayesguide.datasets import Dataset, NonIntegerLabelsError
 from bayesguide.datasets import load as load_data
 from bayesguide.experiment import Experiment, ExperimentError, check_task
 from bayesguide.infer import FitResult
@@ -54,7 +59,7 @@ from bayesguide.pipeline import Hooks, fit_model, select_architecture
 from bayesguide.pruning import Candidate, tuning_model, with_tuning
 from bayesguide.report import write_report
 from bayesguide.report.convert import candidate_records, fit_record, recommendation
-from bayesguide.results import CandidateRecord, DataRecord, RunResults
+from bayesguide.results import CandidateRecord, DataRecord, EnvironmentRecord, RunResults
 from bayesguide.rundir import (
     LOCK_FILE,
     RunDirectoryError,
@@ -66,11 +71,12 @@ from bayesguide.rundir import (
     restored_fit,
 )
 
-__all__ = ["LOCK_FILE", "DataError", "RunDirectoryError", "RunLockedError", "config_hash", "run_experiment"]
+__all__ = ["LOCK_FILE", "DataError", "RunDirectoryError", "RunLockedError", "config_hash", "run_experiment",
+           "torch_threads"]
 
-#: how reading a data source can fail on bad data (the message names the source)
 _DATA_ERRORS = (ValueError, TypeError, KeyError, IndexError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
                 pickle.UnpicklingError)
+"""How reading a data source can fail on bad data (the message names the source)."""
 
 
 class DataError(ValueError):
@@ -85,7 +91,7 @@ def config_hash(exp: Experiment) -> str:
 
 
 def _load_data(exp: Experiment) -> Dataset:
-    """The ``[data]`` source; a file that cannot be read is a :class:`DataError` naming it."""
+    """The ``[data]`` source; a file that cannot be read is a [`DataError`][bayesguide.runner.DataError] naming it."""
     source = exp.data.source
     custom = source.endswith((".npz", ".csv"))
     try:
@@ -95,7 +101,32 @@ def _load_data(exp: Experiment) -> Dataset:
         message = " ".join(str(err).split()) or type(err).__name__
         if source not in message:
             message = f"{source}: {type(err).__name__}: {message}"
+        if isinstance(err, NonIntegerLabelsError):  # real-valued targets under the default task
+            message += (f'; [data] task = "{exp.data.task}": for real-valued targets set '
+                        f'task = "regression" in the [data] table')
         raise DataError(message) from err
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for the duration, restored after.
+
+    Parameters
+    ----------
+    n
+        The thread count (at least 1); ``None`` leaves torch's setting alone.
+    """
+    if n is None:
+        yield
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {n!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _Run:
@@ -133,8 +164,26 @@ class _Run:
         self.update(candidates=(*self.results.candidates, record))
 
 
-def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run ``exp`` into ``exp.output.dir`` and return the results document (see :mod:`bayesguide.results`).
+def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str], None] = print,
+                   threads: int | None = None) -> dict[str, Any]:
+    """Run ``exp`` into ``exp.output.dir`` and return the results document (see [`bayesguide.results`][]).
+
+    Parameters
+    ----------
+    exp
+        The validated experiment.
+    progress
+        Progress bars for the fit and the candidates.
+    log
+        Where the one-line progress messages go.
+    threads
+        torch's intra-op threads for the run (restored after); ``None`` leaves torch's
+        setting. ``results.json`` records the count used either way.
+
+    Returns
+    -------
+    dict
+        The ``results.json`` document.
 
     Raises
     ------
@@ -145,7 +194,15 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
         If another live process is running into the same directory.
     DataError
         If the ``[data]`` source cannot be read or is not usable data.
+    ValueError
+        If ``threads`` is not a positive integer or ``None``.
     """
+    with torch_threads(threads):
+        return _run(exp, progress, log)
+
+
+def _run(exp: Experiment, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    """[`run_experiment`][bayesguide.runner.run_experiment] under its thread count."""
     start = time.perf_counter()
     out = Path(exp.output.dir)
     chash = config_hash(exp)
@@ -164,6 +221,7 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
     except (ValueError, TypeError) as err:
         raise DataError(f"{exp.data.source}: {err}") from err
     fingerprint = data_fingerprint(X, y)
+    environment = EnvironmentRecord.current(torch.get_num_threads())
 
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
@@ -184,10 +242,10 @@ def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str
             return document
         elif previous is not None:
             log(f"resuming the run in {out} ({previous.status})")
-            previous = dataclasses.replace(previous, data_fingerprint=fingerprint)
+            previous = dataclasses.replace(previous, data_fingerprint=fingerprint, environment=environment)
         run = _Run(out, previous or RunResults(
             status="running", config=exp.to_dict(), config_hash=chash, metric=model.likelihood.metric_name,
-            fit=None, data_fingerprint=fingerprint,
+            fit=None, data_fingerprint=fingerprint, environment=environment,
             data=DataRecord(name=data.name, task=data.task, n_train=int(X.shape[0]), n_test=int(test[0].shape[0]),
                             n_features=data.n_features, n_outputs=data.n_outputs),
         ), start)
@@ -243,7 +301,7 @@ def _complete(exp: Experiment, run: _Run, model: GuidedModel, X: torch.Tensor, y
             f"posterior probability {row['posterior_prob']:.3f} (evidence alone {row['evidence_prob']:.3f})")
         if best.variational:  # the best candidate's approximate posterior (the sliced SVI guide) for ArviZ
             idata = best.to_inference_data(X, y, posterior="guide", draws=200, seed=exp.fit.seed)
-            idata.to_netcdf(str(out / "posterior.nc"))
+            write_atomic(out / "posterior.nc", lambda tmp: idata.to_netcdf(tmp))
             changes["posterior_file"] = "posterior.nc"
     run.update(status="complete", **changes)
     document = run.results.to_json()

@@ -106,6 +106,28 @@ def test_guidance_occam_prior_matches_hand_sum() -> None:
     np.testing.assert_allclose(custom, -widths - logsumexp(-widths), rtol=1e-12)
 
 
+def test_compare_passes_its_progress_setting_to_the_estimator() -> None:
+    """``progress=False`` silences the estimator's own bars too (the curvature's "GGN (full)")."""
+    fit, X, y = _small_fit()
+    path = bg.pruning_path(fit, X, y, n_candidates=2)
+    real = get_estimator("laplace").estimate
+    seen: list[bool] = []
+
+    def recording(cand, X, y, *, hessian="full", optimize_prior=False, progress=True):  # type: ignore[no-untyped-def]
+        seen.append(progress)
+        return real(cand, X, y, hessian=hessian, optimize_prior=optimize_prior, progress=progress)
+
+    register_estimator(EvidenceEstimator("recording", recording, "records its progress option"))
+    try:
+        bg.compare(path, X, y, evidence="recording", progress=False)
+        assert seen and not any(seen)
+        seen.clear()
+        bg.compare(path, X, y, evidence="recording", progress=False, evidence_options={"progress": True})
+        assert seen and all(seen)  # an explicit option wins
+    finally:
+        unregister_estimator("recording")
+
+
 def test_failed_candidate_is_marked_and_excluded() -> None:
     fit, X, y = _small_fit()
     path = bg.pruning_path(fit, X, y, n_candidates=3)
@@ -152,7 +174,7 @@ def test_errors() -> None:
     other, _, _ = _small_fit(seed=1)
     with pytest.raises(ValueError, match="fitted to different data"):
         bg.compare([path[0], bg.prune(other, keep=2)], X, y)
-    choices = "unknown Occam prior 'simple'; choose one of: guidance, params, flops, uniform"
+    choices = "unknown architecture prior 'simple'; choose one of: guidance, params, flops, uniform"
     with pytest.raises(ValueError, match=choices):
         bg.compare(path, X, y, occam="simple")
     with pytest.raises(ValueError, match="kappa must be"):

@@ -58,4 +58,4 @@ def test_the_flag_fires_when_the_selection_is_forced_away_from_the_data(
     assert gap == pytest.approx(t.loc[top, "elpd_loo"] - t.loc[cmp.best.name, "elpd_loo"], abs=0.05)
     assert gap > DISAGREE_SE * float(flag[0].split(" ± ")[1].split(" nats")[0])
     assert t.loc[cmp.best.name, "stacking_weight"] < 0.01  # stacking gives the pick no weight either
-    assert any(f.startswith("the Occam prior overturns the evidence") for f in cmp.flags)
+    assert any(f.startswith("the architecture prior overturns the evidence") for f in cmp.flags)

@@ -103,8 +103,8 @@ def test_the_default_prior_only_breaks_ties_and_reports_the_evidence_alone() -> 
     # ahead by 0.3r, a near tie: the prior breaks it toward the smaller network, and says so
     tie = assemble(_with_evidence(rows, [-100.0, -100.0 - 0.3 * r, -200.0]), cands)
     assert tie.best is cands[1]
-    assert tie.flags[0].startswith(f"the Occam prior overturns the evidence: the evidence prefers {cands[0].name} "
-                                   f"by {0.3 * r:.2f} nats")
+    assert tie.flags[0].startswith(f"the architecture prior overturns the evidence: the evidence prefers "
+                                   f"{cands[0].name} by {0.3 * r:.2f} nats")
 
 
 def test_a_strong_given_kappa_is_flagged_when_it_overrules_the_evidence() -> None:
@@ -112,7 +112,7 @@ def test_a_strong_given_kappa_is_flagged_when_it_overrules_the_evidence() -> Non
     cmp = assemble(_with_evidence(rows, [-100.0, -104.0, -110.0]), cands, kappa=10.0)
     assert cmp.best is cands[2]  # κ = 10 per unit of guidance: the smallest network at any evidence
     assert cmp.table["posterior_prob"].iloc[2] > 0.99 and cmp.table["evidence_prob"].iloc[2] < 1e-4
-    assert any(f.startswith("the Occam prior overturns the evidence") for f in cmp.flags)
+    assert any(f.startswith("the architecture prior overturns the evidence") for f in cmp.flags)
     np.testing.assert_allclose(cmp.table["log_prior"], occam_log_prior(cands, kappa=10.0), rtol=1e-12)
 
 
@@ -135,7 +135,7 @@ def test_compare_defaults_to_auto_and_records_it() -> None:
     X = torch.randn(60, 3, generator=g, dtype=torch.float64)
     y = torch.tanh(X[:, 0]) + 0.1 * torch.randn(60, generator=g, dtype=torch.float64)
     cmp = bg.compare(cands, X, y, progress=False)
-    assert cmp.settings["kappa_rule"] == "auto: the Occam prior spans 1 nat over the candidates"
+    assert cmp.settings["kappa_rule"] == "auto: the architecture prior spans 1 nat over the candidates"
     assert cmp.table["log_prior"].max() - cmp.table["log_prior"].min() == pytest.approx(1.0, abs=1e-12)
     post = cmp.table["log_evidence"].to_numpy() + cmp.table["log_prior"].to_numpy()
     np.testing.assert_allclose(cmp.table["posterior_prob"], np.exp(post - logsumexp(post)), rtol=1e-10)

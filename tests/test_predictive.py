@@ -49,11 +49,12 @@ def _linear(
 def test_groups_names_and_shapes() -> None:
     fit, X, y = _classifier()
     idata = to_inference_data(fit, X, y, draws=7)
-    assert set(idata.groups()) == {"posterior", "log_likelihood", "observed_data", "sample_stats"}
-    assert list(idata.posterior.data_vars) == ["0.units", "2.units"]
-    assert idata.posterior["0.units"].dims == ("chain", "draw", "unit_0", "weight_0")
-    assert idata.posterior["0.units"].shape == (1, 7, 6, 4)
-    assert idata.posterior["2.units"].shape == (1, 7, 3, 7)
+    assert set(idata.groups()) == {"posterior", "posterior_predictive", "log_likelihood", "observed_data",
+                                   "sample_stats"}
+    assert list(idata.posterior.data_vars) == ["0_units", "2_units"]
+    assert idata.posterior["0_units"].dims == ("chain", "draw", "unit_0", "weight_0")
+    assert idata.posterior["0_units"].shape == (1, 7, 6, 4)
+    assert idata.posterior["2_units"].shape == (1, 7, 3, 7)
     assert idata.log_likelihood["obs"].dims == ("chain", "draw", "example")
     assert idata.log_likelihood["obs"].shape == (1, 7, 23)
     np.testing.assert_array_equal(idata.observed_data["obs"].values, y.numpy())
@@ -70,7 +71,7 @@ def test_log_likelihood_equals_a_naive_loop_and_ignores_blocking() -> None:
     ll = idata.log_likelihood["obs"].values[0]
     # naive: one draw, one example at a time, log-softmax by hand
     for s in range(9):
-        W1, W2 = (torch.as_tensor(idata.posterior[name].values[0, s]) for name in ["0.units", "2.units"])
+        W1, W2 = (torch.as_tensor(idata.posterior[name].values[0, s]) for name in ["0_units", "2_units"])
         for i in range(23):
             h = torch.tanh(W1[:, :3] @ X[i] + W1[:, 3])
             logits = W2[:, :6] @ h + W2[:, 6]
@@ -80,7 +81,7 @@ def test_log_likelihood_equals_a_naive_loop_and_ignores_blocking() -> None:
         blocked = to_inference_data(fit, X, y, draws=9, hessian="full", seed=5, chunk_size=chunk,
                                     predictive="network")
         np.testing.assert_allclose(blocked.log_likelihood["obs"].values[0], ll, rtol=1e-13, atol=1e-13)
-    values = {k: torch.as_tensor(idata.posterior[k].values[0]) for k in ["0.units", "2.units"]}
+    values = {k: torch.as_tensor(idata.posterior[k.replace(".", "_")].values[0]) for k in ["0.units", "2.units"]}
     Xp, yp = fit.model.prepare_data(X, y)
     one = log_likelihood_draws(fit.model, fit.module, values, Xp, yp, chunk_size=4, draw_chunk=1)
     np.testing.assert_allclose(one.numpy(), ll, rtol=1e-13, atol=1e-13)
@@ -102,7 +103,7 @@ def test_the_glm_predictive_equals_the_explicitly_linearised_network() -> None:
         f0 = logits(theta, X[i])
         for s in range(6):
             draw = torch.cat([torch.as_tensor(idata.posterior[k].values[0, s]).reshape(-1)
-                              for k in ["0.units", "2.units"]])
+                              for k in ["0_units", "2_units"]])
             f = f0 + J @ (draw - theta)
             expected = float(f[y[i]] - torch.logsumexp(f, 0))
             assert ll[s, i] == pytest.approx(expected, rel=1e-10, abs=1e-10)
@@ -163,22 +164,22 @@ def test_guide_draws_with_learned_noise() -> None:
     assert fit.noise is not None
     np.testing.assert_array_equal(idata.posterior["noise"].values, np.full((1, 11), fit.noise))
     values, _ = guide_draws(fit.guide, model, 11, torch.Generator().manual_seed(3))
-    np.testing.assert_array_equal(idata.posterior["0.units"].values[0], values["0.units"].numpy())
+    np.testing.assert_array_equal(idata.posterior["0_units"].values[0], values["0.units"].numpy())
     # Gaussian log-likelihood by scipy, with the learned σ
     w = values["0.units"].numpy()[:, 0]
     mu = X.numpy() @ w[:, :2].T + w[:, 2]
     expected = scipy.stats.norm(mu.T, fit.noise).logpdf(y.numpy())
     np.testing.assert_allclose(idata.log_likelihood["obs"].values[0], expected, rtol=1e-10)
     other = to_inference_data(fit, X, y, draws=11, seed=4)
-    assert not np.array_equal(other.posterior["0.units"].values, idata.posterior["0.units"].values)
+    assert not np.array_equal(other.posterior["0_units"].values, idata.posterior["0_units"].values)
 
 
 def test_candidate_source_uses_the_pruned_network() -> None:
     fit, X, y = _classifier(steps=5)
     cand = bg.prune(fit, keep=2)
     idata = to_inference_data(cand, X, y, draws=4)
-    assert idata.posterior["0.units"].shape == (1, 4, 2, 4)
-    assert idata.posterior["2.units"].shape == (1, 4, 3, 3)
+    assert idata.posterior["0_units"].shape == (1, 4, 2, 4)
+    assert idata.posterior["2_units"].shape == (1, 4, 3, 3)
     assert idata.posterior.attrs["source"] == f"candidate {cand.name}"
     with pytest.raises(ValueError, match=r"not the data this fit was trained on \(candidate w2\)"):
         to_inference_data(cand, X[:-1], y[:-1], draws=4)

@@ -57,3 +57,21 @@ def test_nan_becomes_null_and_back() -> None:
     assert CandidateRecord.from_json(record.to_json()) == record
     with pytest.raises(KeyError):
         CandidateRecord.from_row({"widths": [1]}, {})
+
+
+def test_the_environment_round_trips_and_older_files_have_none() -> None:
+    import os
+    import platform
+
+    from bayesguide.results import DataRecord, EnvironmentRecord
+
+    env = EnvironmentRecord.current(threads=3)
+    assert env.threads == 3 and env.cpu_count == os.cpu_count() and env.platform == platform.platform()
+    assert env.versions["python"] == platform.python_version()
+    assert set(env.versions) == {"bayesguide", "torch", "pyro", "numpy", "python"}
+    old = RunResults(status="running", config={}, data=DataRecord(name="d", task="regression", n_train=3),
+                     fit=None, metric="rmse")
+    assert "environment" not in old.to_json()  # a file written before the key existed reads back the same
+    assert RunResults.from_json(old.to_json()) == old
+    new = RunResults.from_json({**old.to_json(), "environment": env.to_json()})
+    assert new.environment == env and new.to_json()["environment"]["threads"] == 3

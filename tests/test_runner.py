@@ -246,3 +246,30 @@ def test_a_failing_candidate_does_not_stop_the_run(tmp_path: Path, monkeypatch: 
     assert all(s == "ok" for w, s in statuses.items() if w != failed[0])
     assert results["best"] != bad["name"]
     assert any("excluded" in f for f in results["flags"])
+
+
+@pytest.mark.parametrize("method", ["map", "svi"])
+def test_every_file_of_a_run_directory_gets_the_umasks_permissions(tmp_path: Path, method: str) -> None:
+    import os
+    import stat
+
+    path = _experiment(tmp_path)
+    text = path.read_text().replace("[fit]\n", f'[fit]\nmethod = "{method}"\n')
+    if method == "svi":  # candidates keep their sliced guide (no MAP fine-tuning): posterior.nc is written
+        text = text.replace("fine_tune = 10", "fine_tune = 0")
+    path.write_text(text)
+    before = os.umask(0o027)
+    try:
+        assert main(["run", str(path), "--quiet"]) == 0
+        reference = tmp_path / "plain"
+        reference.write_text("")  # an ordinary file under the same umask
+    finally:
+        os.umask(before)
+    out = tmp_path / "run"
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {"results.json", "report.html", "report.md", "weights.pt"} <= {p.name for p in files}
+    assert (method == "svi") == (out / "posterior.nc").is_file()
+    assert {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in files} == {
+        p.relative_to(out).as_posix(): stat.S_IMODE(reference.stat().st_mode) for p in files}
+    assert stat.S_IMODE(reference.stat().st_mode) == 0o640
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_dir()} <= {0o750}

@@ -1,16 +1,17 @@
-"""Comparison of candidate architectures: evidence, Occam prior, posterior probabilities.
+"""Comparison of candidate architectures: evidence, architecture prior, posterior probabilities.
 
-* :mod:`~bayesguide.comparison.occam` — the Occam priors over architectures (a registry);
-* :mod:`~bayesguide.comparison.rows` — one candidate's row: evidence through the
+* [`occam`][bayesguide.comparison.occam] — the architecture priors (``occam``): priors over architectures (a registry);
+* [`rows`][bayesguide.comparison.rows] — one candidate's row: evidence through the
   estimator registry, metrics;
-* :mod:`~bayesguide.comparison.table` — :func:`compare` and :func:`assemble`: the Occam
+* [`table`][bayesguide.comparison.table] — [`compare`][bayesguide.compare] and
+[`assemble`][bayesguide.comparison.table.assemble]: the architecture
   prior, normalised posterior probabilities, Bayes factors, flags;
-* :mod:`~bayesguide.comparison.sensitivity` — evidence-only probabilities, the κ
+* [`sensitivity`][bayesguide.comparison.sensitivity] — evidence-only probabilities, the κ
   interval of the pick, the flags when the prior decides;
-* :mod:`~bayesguide.comparison.loo` — PSIS-LOO columns and stacking weights;
-* :mod:`~bayesguide.comparison.result` — :class:`Comparison`, what the reports read.
+* [`loo`][bayesguide.comparison.loo] — PSIS-LOO columns and stacking weights;
+* [`result`][bayesguide.comparison.result] — [`Comparison`][bayesguide.Comparison], what the reports read.
 
-Layer: above :mod:`bayesguide.marglik` and :mod:`bayesguide.predictive`, below the
+Layer: above [`bayesguide.marglik`][] and [`bayesguide.predictive`][], below the
 reports and the pipeline.
 """
 

@@ -1,31 +1,36 @@
-"""Occam priors over architectures, normalised over a candidate set, and their registry.
+"""Architecture priors (``occam``): priors over architectures, normalised over a candidate set, and their registry.
+
+"Architecture prior" is the prior p(M) over candidate architectures (the ``occam=``
+option, ``[select] occam`` in experiment files); it is not the Laplace *Occam factor*
+(the ``(P/2) log 2π − ½ log det H`` term inside each candidate's evidence).
 
 The guidance coefficients say how expensive each unit is a priori; the same
 coefficients give the prior over architectures:
 
-.. math::
-
-    \\log p(M) = -κ \\sum_{(l, j) \\in M} g_{l,j} - \\log Z,
-    \\qquad Z = \\sum_{M' \\in \\mathcal C} \\exp\\Big(-κ \\sum_{(l,j) \\in M'} g_{l,j}\\Big),
+$$
+\\log p(M) = -κ \\sum_{(l, j) \\in M} g_{l,j} - \\log Z,
+\\qquad Z = \\sum_{M' \\in \\mathcal C} \\exp\\Big(-κ \\sum_{(l,j) \\in M'} g_{l,j}\\Big),
+$$
 
 so architectures that keep a-priori expensive units (the tail under ``linear``
 guidance) are penalised, and "simpler" means what the guidance says it means (Rafid &
 Sandu, arXiv 2305.18448, read as a prior over models).
 
 **The strength κ.** The default ``kappa="auto"`` sets κ so that the prior's range over
-the candidates compared is :data:`AUTO_RANGE` = 1 nat:
+the candidates compared is `AUTO_RANGE` = 1 nat:
 ``κ = 1 / (max_k cost(M_k) − min_k cost(M_k))``. The Laplace evidence already carries
 the Occam factor of each architecture (MacKay 1992); the prior over architectures
 only has to break ties, and 1 nat is the evidence's own resolution — a log Bayes factor
 below 1 is "not worth more than a bare mention" (Kass & Raftery 1995), and the Laplace
 approximation itself is no more accurate than that. So with the default the prior can
 only decide between candidates the data cannot tell apart; a choice it makes against
-the evidence is flagged (:mod:`bayesguide.comparison.sensitivity`). A number sets κ in
+the evidence is flagged ([`bayesguide.comparison.sensitivity`][]). A number sets κ in
 nats per unit of cost: ``κ = 1`` with ``linear()`` guidance makes a full 128-unit layer
 cost 64.5 nats against an empty one — enough to overrule any data set of a few
 thousand examples.
 
-Registered Occam priors (:func:`register_occam`; ``[select] occam`` in experiment
+Registered architecture priors ([`register_occam`][bayesguide.comparison.occam.register_occam]; ``[select] occam`` in
+experiment
 files): ``guidance`` (``Σ g`` over the kept units), ``params`` (the parameter count),
 ``flops`` (FLOPs per example), ``uniform`` (0). Contract of one: a *cost*
 ``cost(candidate) -> float`` with ``log p(M) ∝ −κ · cost``. A callable passed as
@@ -51,39 +56,39 @@ __all__ = [
     "register_occam", "resolve_kappa", "unregister_occam",
 ]
 
-#: the prior's range over the candidates, in nats, that ``kappa="auto"`` sets
 AUTO_RANGE = 1.0
+"""The prior's range over the candidates, in nats, that ``kappa="auto"`` sets."""
 
 
 @dataclass(frozen=True)
 class OccamPrior:
-    """One registered Occam prior: ``log p(M) = −κ · cost(M) − log Z``."""
+    """One registered architecture prior (``occam``): ``log p(M) = −κ · cost(M) − log Z``."""
 
     name: str
     cost: Callable[[Candidate], float]
     summary: str
 
 
-_OCCAM: Registry[OccamPrior] = Registry("Occam prior")
+_OCCAM: Registry[OccamPrior] = Registry("architecture prior")
 
 
 def register_occam(prior: OccamPrior) -> OccamPrior:
-    """Add an Occam prior (its name must be new); return it."""
+    """Add an architecture prior (its name must be new); return it."""
     return _OCCAM.register(prior.name, prior)
 
 
 def unregister_occam(name: str) -> None:
-    """Remove a registered Occam prior (for tests that register a toy one)."""
+    """Remove a registered architecture prior (for tests that register a toy one)."""
     _OCCAM.unregister(name)
 
 
 def occam_priors() -> list[OccamPrior]:
-    """The registered Occam priors, in registration order."""
+    """The registered architecture priors (``occam``), in registration order."""
     return _OCCAM.values()
 
 
 def get_occam(name: str) -> OccamPrior:
-    """The Occam prior registered as ``name``; the error lists the choices."""
+    """The architecture prior registered as ``name``; the error lists the choices."""
     return _OCCAM.get(name)
 
 
@@ -119,7 +124,7 @@ def occam_costs(candidates: Sequence[Candidate], occam: str | Callable[[Candidat
         prior = get_occam(occam)
         costs = np.array([float(prior.cost(c)) for c in candidates])
     if not np.isfinite(costs).all():
-        raise ValueError("the Occam prior gave a non-finite value")
+        raise ValueError("the architecture prior (occam) gave a non-finite value")
     return np.asarray(costs, dtype=np.float64)
 
 
@@ -133,9 +138,9 @@ def resolve_kappa(kappa: float | str, costs: np.ndarray,
     Examples
     --------
     >>> resolve_kappa("auto", np.array([0.0, 2.0, 4.0]))
-    (0.25, 'auto: the Occam prior spans 1 nat over the candidates')
+    (0.25, 'auto: the architecture prior spans 1 nat over the candidates')
     >>> resolve_kappa(2.0, np.array([0.0, 4.0]))
-    (2.0, 'as given: the Occam prior spans 8 nats over the candidates')
+    (2.0, 'as given: the architecture prior spans 8 nats over the candidates')
     """
     if isinstance(kappa, str):
         if kappa != "auto":
@@ -147,9 +152,9 @@ def resolve_kappa(kappa: float | str, costs: np.ndarray,
         return 1.0, f"a callable log prior (κ not applied): it spans {span:.3g} nats over the candidates"
     if kappa == "auto":
         value = AUTO_RANGE / span if span > 0 else 0.0
-        return value, f"auto: the Occam prior spans {AUTO_RANGE:g} nat over the candidates"
+        return value, f"auto: the architecture prior spans {AUTO_RANGE:g} nat over the candidates"
     value = float(kappa)
-    return value, f"as given: the Occam prior spans {value * span:.3g} nats over the candidates"
+    return value, f"as given: the architecture prior spans {value * span:.3g} nats over the candidates"
 
 
 def occam_log_prior(

@@ -1,6 +1,6 @@
 """One candidate's row of the comparison: its evidence (through the estimator registry) and metrics.
 
-:func:`score_candidate` never raises for a failing estimate: the row gets
+[`score_candidate`][bayesguide.comparison.rows.score_candidate] never raises for a failing estimate: the row gets
 ``log_evidence = NaN`` and a ``status`` that says why, so one candidate never stops the
 rest. The evidence options given are passed to the estimator only if it takes them
 (``hessian`` and ``optimize_prior`` mean something to ``"laplace"``, ``particles`` to
@@ -24,12 +24,12 @@ __all__ = [
     "check_candidates", "curvature_cost", "metric", "plan_hessian", "resolve_hessian", "score_candidate",
 ]
 
-#: the largest network ``hessian="auto"`` scores with the full GGN
 FULL_MAX_PARAMS = 20_000
+"""The largest network ``hessian="auto"`` scores with the full GGN."""
 
 
 def metric(fitted: Fitted, X: torch.Tensor, y: torch.Tensor) -> float:
-    """The task metric (accuracy or RMSE, :meth:`~bayesguide.likelihoods.Likelihood.metric`) on prepared data."""
+    """The task metric (accuracy or RMSE, [`metric`][bayesguide.likelihoods.Likelihood.metric]) on prepared data."""
     with torch.no_grad():
         out = fitted.module.eval()(X)
     return fitted.model.likelihood.metric(out, y)
@@ -67,8 +67,8 @@ def check_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
     return cands
 
 
-#: what ``hessian="auto"`` may spend on the full GGN: peak memory (bytes) and multiply-adds
 FULL_MEMORY_BUDGET = 4 * 2**30
+"""What ``hessian="auto"`` may spend on the full GGN: peak memory (bytes) and multiply-adds."""
 FULL_FLOP_BUDGET = 2e12
 
 
@@ -87,7 +87,7 @@ def curvature_cost(structure: str, n_params: int, n_data: int, n_outputs: int) -
 
 def resolve_hessian(hessian: str, candidates: Sequence[Candidate], X: torch.Tensor) -> tuple[str, str]:
     """The curvature a comparison of ``candidates`` on prepared inputs ``X`` uses, and why
-    (:func:`plan_hessian` for the largest candidate)."""
+    ([`plan_hessian`][bayesguide.comparison.rows.plan_hessian] for the largest candidate)."""
     with torch.no_grad():
         n_outputs = int(candidates[0].module.eval()(X[:1]).shape[-1])
     return plan_hessian(hessian, max(c.n_params for c in candidates), int(X.shape[0]), n_outputs)
@@ -137,7 +137,7 @@ def score_candidate(
     evidence: str = "laplace",
     **options: Any,
 ) -> dict[str, Any]:
-    """One candidate's table row (without the Occam prior and the normalised columns).
+    """One candidate's table row (without the architecture prior and the normalised columns).
 
     ``X, y`` are prepared tensors; ``options`` are evidence options, passed on to the
     estimator when it takes them (e.g. ``hessian="full"``, ``optimize_prior=True``,

@@ -1,18 +1,19 @@
-"""How much the Occam prior decides: evidence-only probabilities, the κ range of the pick, flags.
+"""How much the architecture prior decides: evidence-only probabilities, the κ range of the pick, flags.
 
-With log evidence ``a_k`` and Occam cost ``c_k`` per candidate, the posterior at
+With log evidence ``a_k`` and architecture-prior cost ``c_k`` per candidate, the posterior at
 strength κ is ``p_κ(M_k | D) ∝ exp(a_k − κ c_k)``; at κ = 0 it is the evidence alone.
 The pick ``argmax_k (a_k − κ c_k)`` is piecewise constant in κ: candidate ``b`` stays
 the pick exactly for
 
-.. math::
-
-    \\max\\Big(0, \\max_{c_k > c_b} \\frac{a_k - a_b}{c_k - c_b}\\Big) \\le κ
-    \\le \\min_{c_k < c_b} \\frac{a_b - a_k}{c_b - c_k},
+$$
+\\max\\Big(0, \\max_{c_k > c_b} \\frac{a_k - a_b}{c_k - c_b}\\Big) \\le κ
+\\le \\min_{c_k < c_b} \\frac{a_b - a_k}{c_b - c_k},
+$$
 
 so the κ interval of the pick, and every pick over a range of κ, are exact (no grid).
 
-Flags (:func:`prior_flags`): the prior *overturns* the evidence when the pick at the κ
+Flags ([`prior_flags`][bayesguide.comparison.sensitivity.prior_flags]): the prior *overturns* the evidence when the pick
+at the κ
 used is not the evidence's own pick; and the pick is *sensitive* when it changes for
 some κ in the documented default range ``0 ≤ κ ≤ DEFAULT_RANGE · κ_auto`` — a prior
 spanning up to 3 nats over the candidates ("positive" evidence on Kass & Raftery's
@@ -29,8 +30,8 @@ from scipy.special import logsumexp
 
 __all__ = ["DEFAULT_RANGE", "kappa_interval", "picks_over", "prior_flags", "probabilities"]
 
-#: the default range of κ checked for a change of pick, in multiples of ``kappa="auto"``'s κ
 DEFAULT_RANGE = 3.0
+"""The default range of κ checked for a change of pick, in multiples of ``kappa="auto"``'s κ."""
 
 
 def _valid(log_evidence: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
@@ -109,7 +110,7 @@ def picks_over(log_evidence: np.ndarray, costs: np.ndarray, kappa_max: float,
 
 def prior_flags(names: Sequence[str], log_evidence: np.ndarray, costs: np.ndarray, kappa: float,
                 kappa_auto: float, ok: np.ndarray | None = None) -> list[str]:
-    """Flags when the Occam prior decides what the evidence does not (see the module docstring)."""
+    """Flags when the architecture prior decides what the evidence does not (see the module docstring)."""
     a, c = np.asarray(log_evidence, dtype=np.float64), np.asarray(costs, dtype=np.float64)
     valid = _valid(a, ok)
     if valid.sum() < 2:
@@ -119,7 +120,7 @@ def prior_flags(names: Sequence[str], log_evidence: np.ndarray, costs: np.ndarra
     evidence_pick = picks_over(a, c, 0.0, valid)[0][1]
     lo, hi = kappa_interval(a, c, pick, valid)
     if pick != evidence_pick:
-        return [f"the Occam prior overturns the evidence: the evidence prefers {names[evidence_pick]} by "
+        return [f"the architecture prior overturns the evidence: the evidence prefers {names[evidence_pick]} by "
                 f"{a[evidence_pick] - a[pick]:.2f} nats (log Bayes factor) over {names[pick]}, which the prior "
                 f"at κ = {kappa:.3g} picks; {names[pick]} is the pick only for κ in [{lo:.3g}, {hi:.3g}]"]
     kappa_max = max(kappa, DEFAULT_RANGE * kappa_auto)

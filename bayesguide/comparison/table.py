@@ -1,21 +1,22 @@
 """``bg.compare``: posterior probabilities of candidate architectures.
 
 For candidates ``M_1 … M_K`` (usually a pruning path), with evidence ``p(D | M_k)``
-(:func:`bayesguide.evidence`) and an Occam prior ``p(M_k)``
-(:mod:`bayesguide.comparison.occam`),
+([`bayesguide.evidence`][]) and an architecture prior ``p(M_k)``
+([`bayesguide.comparison.occam`][]),
 
-.. math::
-
-    p(M_k \\mid D) = \\frac{p(D \\mid M_k)\\, p(M_k)}{\\sum_{k'} p(D \\mid M_{k'})\\, p(M_{k'})},
-    \\qquad \\log \\mathrm{BF}_k = \\log p(D \\mid M_k) - \\log p(D \\mid M_{\\text{best}}).
+$$
+p(M_k \\mid D) = \\frac{p(D \\mid M_k)\\, p(M_k)}{\\sum_{k'} p(D \\mid M_{k'})\\, p(M_{k'})},
+\\qquad \\log \\mathrm{BF}_k = \\log p(D \\mid M_k) - \\log p(D \\mid M_{\\text{best}}).
+$$
 
 A candidate whose evidence fails or is not finite is *marked and excluded* (probability
 ``NaN``, never ranked first); the others are still compared. Optionally, predictive
-comparison by PSIS-LOO (:mod:`bayesguide.comparison.loo`).
+comparison by PSIS-LOO ([`bayesguide.comparison.loo`][]).
 
-:func:`compare` scores every candidate (:func:`~bayesguide.comparison.rows.score_candidate`)
-and then :func:`assemble` s the table; a run that saves each candidate as soon as it is
-scored calls the two itself (:mod:`bayesguide.pipeline`).
+[`compare`][bayesguide.compare] scores every candidate ([`score_candidate`][bayesguide.comparison.rows.score_candidate])
+and then [`assemble`][bayesguide.comparison.table.assemble] s the table; a run that saves each candidate as soon as it
+is
+scored calls the two itself ([`bayesguide.pipeline`][]).
 """
 
 from __future__ import annotations
@@ -60,28 +61,28 @@ def compare(
     evidence_options: dict[str, Any] | None = None,
     device: DeviceLike = None,
 ) -> Comparison:
-    """Score candidate architectures by evidence and Occam prior (and optionally LOO).
+    """Score candidate architectures by evidence and architecture prior (and optionally LOO).
 
     Parameters
     ----------
     candidates
-        :class:`~bayesguide.Candidate` s fitted to ``X, y`` (e.g. ``bg.pruning_path``;
+        [`Candidate`][bayesguide.Candidate] s fitted to ``X, y`` (e.g. ``bg.pruning_path``;
         with ``fine_tune > 0`` each candidate is scored at its own re-fitted MAP).
     X, y
         The training data (checked against the candidates' fit).
     evidence
         A registered evidence estimator: ``"laplace"`` (default), or a variational
         estimate ``"elbo"`` / ``"iwae"`` for candidates that carry a posterior guide (see
-        :func:`bayesguide.evidence`).
+        [`bayesguide.evidence`][]).
     occam, kappa
-        The Occam prior (a name registered in :mod:`bayesguide.comparison.occam`, or a
+        The architecture prior (``occam``: a name registered in [`bayesguide.comparison.occam`][], or a
         callable unnormalised log prior) and its strength: ``"auto"`` (default) makes
         the prior span 1 nat over the candidates, so it only breaks the evidence's ties;
-        a number is κ in nats per unit of cost (see :mod:`bayesguide.comparison.occam`).
+        a number is κ in nats per unit of cost (see [`bayesguide.comparison.occam`][]).
     hessian
         Laplace curvature: ``"full"``, ``"kron"``, ``"diag"``, or ``"auto"`` — full when
         the largest candidate has at most 20,000 parameters and its GGN fits the memory and
-        time budgets, else kron (:func:`~bayesguide.comparison.rows.plan_hessian`; the
+        time budgets, else kron ([`plan_hessian`][bayesguide.comparison.rows.plan_hessian]; the
         comparison's ``settings["hessian_reason"]`` says why).
     optimize_prior
         Type-II maximum likelihood of each candidate's prior scale (and learned noise);
@@ -97,7 +98,7 @@ def compare(
         ``"elbo"``); ``hessian`` and ``optimize_prior`` are passed on when it takes them.
     device
         Where the evidence estimates run (``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a
-        :class:`torch.device`; default: where each candidate's network is, the CPU for
+        `torch.device`; default: where each candidate's network is, the CPU for
         candidates cut by bayesguide), passed to estimators that take ``device`` (every
         built-in one). The metrics, the convergence check and the PSIS-LOO draws run on
         the CPU; every number of the table is a CPU number. An unknown or unavailable
@@ -129,6 +130,8 @@ def compare(
     options = {"hessian": hessian, "optimize_prior": optimize_prior, **(evidence_options or {})}
     if device is not None:
         options["device"] = device
+    if "progress" in estimator.options:  # the estimator's own bars (the curvature's) follow compare's
+        options.setdefault("progress", progress)
     unknown = sorted(set(evidence_options or {}) - set(estimator.options))
     if unknown:
         raise ValueError(f"evidence method {evidence!r} has no option {unknown[0]!r}; it takes: "
@@ -153,7 +156,8 @@ def convergence_flags(table: pd.DataFrame, best: str | None) -> list[str]:
         return []
     where = "including the pick, " if best in names else ""
     return [f"fine-tuning did not converge for {', '.join(names)} ({where}the objective was still falling): "
-            f"their evidence is not at a mode and they are ranked on it anyway; raise fine_tune"]
+            f"their evidence is not at a mode and they are ranked on it anyway; raise the fine-tuning steps "
+            f"([select] fine_tune in an experiment file, fine_tune= in Python)"]
 
 
 def assemble(
@@ -168,16 +172,16 @@ def assemble(
     loo_draws: int = 200,
     settings: dict[str, Any] | None = None,
 ) -> Comparison:
-    """Occam prior, normalised posterior, Bayes factors and flags from scored rows.
+    """Architecture prior, normalised posterior, Bayes factors and flags from scored rows.
 
     Besides the posterior (``posterior_prob``) the table holds ``evidence_prob``, the
     probabilities under a uniform prior, and ``occam_cost``; ``settings`` records the κ
     used (``kappa``), the rule that set it (``kappa_rule``), the κ interval over which
     the pick stands (``kappa_interval``) and the evidence's own pick (``evidence_best``).
     A flag says when the prior overturns the evidence's pick, or when the pick changes
-    within the default range of κ (:mod:`bayesguide.comparison.sensitivity`), and
+    within the default range of κ ([`bayesguide.comparison.sensitivity`][]), and
     another names the re-fitted candidates whose fine-tuning did not converge
-    (:func:`convergence_flags`).
+    (`convergence_flags`).
     """
     cands = check_candidates(candidates)
     table = pd.DataFrame([dict(r) for r in rows])
@@ -207,7 +211,12 @@ def assemble(
     if loo:
         if X is None or y is None:
             raise ValueError("loo=True needs X and y")
-        flags += add_loo(table, cands, X, y, loo_draws, best, hessian=str((settings or {}).get("hessian", "diag")))
+        added = add_loo(table, cands, X, y, loo_draws, best, hessian=str((settings or {}).get("hessian", "diag")))
+        flags += added.flags
     all_settings = {"occam": str(occam), **selection, "loo": loo,
                     "metric": cands[0].model.likelihood.metric_name, **(settings or {})}
+    if loo:
+        all_settings["loo_draws"] = loo_draws
+        return Comparison(table=table, candidates=tuple(cands), best=best, flags=tuple(flags),
+                          settings=all_settings, loo_table=added.table, idata=added.idata)
     return Comparison(table=table, candidates=tuple(cands), best=best, flags=tuple(flags), settings=all_settings)

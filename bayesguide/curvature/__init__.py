@@ -1,15 +1,16 @@
 """Curvature backends: the generalized Gauss–Newton matrix of a network's NLL.
 
-``full`` (:class:`~bayesguide.curvature.ggn.FullGGN`), ``diag``
-(:class:`~bayesguide.curvature.ggn.DiagGGN`), ``kron`` (KFAC,
-:class:`~bayesguide.curvature.kron.KronGGN`) and ``ekfac`` (eigenvalue-corrected KFAC,
-:class:`~bayesguide.curvature.ekfac.EkfacGGN`) behind one interface,
-:class:`~bayesguide.curvature.base.Curvature`; :func:`make_curvature` picks one by name.
-The Laplace evidence (:mod:`bayesguide.marglik.laplace`) and the Laplace posterior
-(:mod:`bayesguide.posterior.laplace`) use them; :mod:`~bayesguide.curvature.effective` turns
+``full`` ([`FullGGN`][bayesguide.curvature.ggn.FullGGN]), ``diag``
+([`DiagGGN`][bayesguide.curvature.ggn.DiagGGN]), ``kron`` (KFAC,
+[`KronGGN`][bayesguide.curvature.kron.KronGGN]) and ``ekfac`` (eigenvalue-corrected KFAC,
+[`EkfacGGN`][bayesguide.curvature.ekfac.EkfacGGN]) behind one interface,
+[`Curvature`][bayesguide.curvature.base.Curvature]; [`make_curvature`][bayesguide.curvature.registry.make_curvature]
+picks one by name.
+The Laplace evidence ([`bayesguide.marglik.laplace`][]) and the Laplace posterior
+([`bayesguide.posterior.laplace`][]) use them; [`effective`][bayesguide.curvature.effective] turns
 them into effective numbers of parameters per unit (evidence-driven fitting).
 
-Layer: above :mod:`bayesguide.model`, below :mod:`bayesguide.posterior`.
+Layer: above [`bayesguide.model`][], below [`bayesguide.posterior`][].
 """
 
 from __future__ import annotations

@@ -5,20 +5,36 @@ sites' unit matrices flattened in site order), the generalized Gauss–Newton ma
 the summed negative log-likelihood at ``σ = 1``,
 
 ``G₁ = Σ_i J_iᵀ Λ_i J_i``, ``J_i`` the Jacobian of the output for example ``i`` and
-``Λ_i = M_i M_iᵀ`` the Hessian of the NLL in the output (:func:`hessian_sqrt`),
+``Λ_i = M_i M_iᵀ`` the Hessian of the NLL in the output ([`hessian_sqrt`][bayesguide.curvature.base.hessian_sqrt]),
 
 exactly (``full``), its diagonal (``diag``) or layer-wise Kronecker factors (``kron``),
 and answers the three questions the Laplace evidence and posterior ask, for a diagonal
 Gaussian prior precision ``c · D`` and a noise ``σ``:
 
-* :meth:`Curvature.scaled_eigenvalues` — the eigenvalues ``e_k`` of
+* [`Curvature.scaled_eigenvalues`][bayesguide.curvature.base.Curvature.scaled_eigenvalues] — the eigenvalues ``e_k`` of
   ``D^{-1/2} G₁ D^{-1/2}`` (what type-II maximum likelihood of ``c`` needs);
-* :meth:`Curvature.logdet` — ``log det(G₁ / σ² + c D)``;
-* :meth:`Curvature.precision` — ``G₁ / σ² + c D`` itself, for sampling the Laplace
+* [`Curvature.logdet`][bayesguide.curvature.base.Curvature.logdet] — ``log det(G₁ / σ² + c D)``;
+* [`Curvature.precision`][bayesguide.curvature.base.Curvature.precision] — ``G₁ / σ² + c D`` itself, for sampling the
+Laplace
   posterior (full and diagonal only).
 
 Each backend is one class in its own module, registered by name in
-:mod:`~bayesguide.curvature.registry`.
+[`registry`][bayesguide.curvature.registry].
+
+**Data.** ``X`` is a tensor of prepared inputs or, for data that do not fit in memory, a
+[`BatchStream`][bayesguide.model.batches.BatchStream] (a validated data loader): every
+backend accumulates its curvature over chunks of examples
+([`input_chunks`][bayesguide.curvature.base.input_chunks]), so both give the same
+matrices up to the order of the float64 sums.
+
+**Memory.** The full GGN is a dense ``P × P`` float64 matrix, and computing it and its
+log determinant holds ``DENSE_COPIES`` such matrices at once (the accumulator, its
+symmetrised copy, the precision, the Cholesky factor, …). Before allocating any,
+``hessian="full"`` refuses when they would exceed a memory budget
+([`check_dense_memory`][bayesguide.curvature.base.check_dense_memory]): by default half
+of the memory available now (on Linux, ``os.sysconf("SC_PAGE_SIZE") *
+os.sysconf("SC_AVPHYS_PAGES")``, [`default_memory_budget`][bayesguide.curvature.base.default_memory_budget]),
+or ``memory_budget`` bytes where a caller passes it (``bg.evidence(..., memory_budget=...)``).
 
 **Devices.** The network passes run where ``module``'s parameters are; the inputs ``X``
 may be anywhere (e.g. on the CPU while the network is on a GPU): each chunk of examples
@@ -29,6 +45,7 @@ linear algebra runs.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import ClassVar
@@ -40,22 +57,104 @@ from tqdm.auto import tqdm
 from bayesguide._options import Option
 from bayesguide.likelihoods import Likelihood
 from bayesguide.model import GuidedModel
+from bayesguide.model.batches import BatchStream
 from bayesguide.model.device import module_device, to_device
 
-__all__ = ["Curvature", "HessianStructure", "chunks", "flat_weights", "hessian_sqrt", "outputs"]
+__all__ = [
+    "DENSE_COPIES", "MEMORY_FRACTION", "Curvature", "HessianStructure", "Inputs", "check_dense_memory", "chunks",
+    "default_memory_budget", "flat_weights", "hessian_sqrt", "input_chunks", "outputs",
+]
+
+Inputs = torch.Tensor | BatchStream
+"""What the curvature reads: prepared inputs, or a validated data loader (only its inputs are used)."""
+
+DENSE_COPIES = 5
+"""How many ``P × P`` float64 matrices the full GGN holds at its peak (accumulator, symmetrised copy,
+precision, its diagonal term and the Cholesky factor)."""
+
+MEMORY_FRACTION = 0.5
+"""The fraction of the available memory the dense curvature may use by default."""
+
+
+def default_memory_budget() -> int | None:
+    """``MEMORY_FRACTION`` of the memory available now, in bytes; ``None`` where it cannot be read.
+
+    On Linux (and other systems with ``sysconf``) the available memory is
+    ``os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")`` — free physical pages,
+    not counting reclaimable caches, so the budget errs on the safe side.
+    """
+    try:
+        pages, size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    if pages <= 0 or size <= 0:
+        return None
+    return int(MEMORY_FRACTION * pages * size)
+
+
+def check_dense_memory(P: int, memory_budget: float | None = None) -> None:
+    """Refuse a dense ``P × P`` float64 curvature that would not fit in ``memory_budget`` bytes.
+
+    Parameters
+    ----------
+    P
+        The number of parameters.
+    memory_budget
+        Bytes the dense matrices may take; ``None``:
+        [`default_memory_budget`][bayesguide.curvature.base.default_memory_budget] (no check
+        where the available memory cannot be read).
+
+    Raises
+    ------
+    ValueError
+        Naming ``P``, the bytes needed (``DENSE_COPIES · 8 P²``) and the budget, and
+        suggesting ``hessian="kron"`` — before anything is allocated.
+
+    Examples
+    --------
+    >>> check_dense_memory(100, memory_budget=1e9)
+    >>> check_dense_memory(10_000, memory_budget=1e9)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: hessian='full' needs 5 dense 10000×10000 float64 matrices for P=10000 parameters: 4000000000 bytes ...
+    """
+    budget = default_memory_budget() if memory_budget is None else memory_budget
+    need = DENSE_COPIES * 8 * P * P
+    if budget is not None and need > budget:
+        raise ValueError(
+            f"hessian='full' needs {DENSE_COPIES} dense {P}×{P} float64 matrices for P={P} parameters: {need} bytes "
+            f"({need / 1e9:.3g} GB), more than the memory budget of {int(budget)} bytes ({budget / 1e9:.3g} GB); "
+            f"use hessian='kron' (or 'diag'), prune the network first, or raise memory_budget"
+        )
+
+
+def input_chunks(X: Inputs, size: int, progress: bool, what: str, device: torch.device) -> Iterator[torch.Tensor]:
+    """The inputs ``X`` in chunks of at most ``size`` examples, each moved to ``device``.
+
+    A tensor is cut into consecutive chunks ([`chunks`][bayesguide.curvature.base.chunks]);
+    a [`BatchStream`][bayesguide.model.batches.BatchStream] is read in one pass, each batch cut
+    likewise — so the examples come in the same order either way.
+    """
+    if isinstance(X, torch.Tensor):
+        for start in chunks(X.shape[0], size, progress, what):
+            yield to_device(X[start : start + size], device)
+        return
+    for xb, _ in tqdm(X, desc=what, disable=not progress, delay=2.0, leave=False):
+        for start in range(0, xb.shape[0], size):
+            yield to_device(xb[start : start + size], device)
 
 
 class HessianStructure(Option):
     """Curvature approximations for the Laplace evidence."""
 
-    #: the full ``P × P`` GGN (exact; for networks up to ~20k parameters)
     FULL = "full", "full GGN, P×P"
-    #: the diagonal of the GGN
+    """The full ``P × P`` GGN (exact; for networks up to ~20k parameters)."""
     DIAG = "diag", "diagonal of the GGN"
-    #: layer-wise Kronecker-factored GGN (KFAC) for Linear/Conv2d, diagonal for BatchNorm
+    """The diagonal of the GGN."""
     KRON = "kron", "block-diagonal KFAC GGN, G_l ⊗ A_l per layer (diagonal for BatchNorm)"
-    #: KFAC's eigenbasis with the exact curvature along it (George et al. 2018)
+    """Layer-wise Kronecker-factored GGN (KFAC) for Linear/Conv2d, diagonal for BatchNorm."""
     EKFAC = "ekfac", "eigenvalue-corrected KFAC: KFAC's eigenbasis, per-example curvature along it"
+    """KFAC's eigenbasis with the exact curvature along it (George et al. 2018)."""
 
 
 def hessian_sqrt(likelihood: Likelihood, out: torch.Tensor) -> torch.Tensor:
@@ -104,9 +203,10 @@ def chunks(n: int, size: int, progress: bool, what: str) -> Iterator[int]:
 class Curvature(ABC):
     """The GGN ``G₁`` (at ``σ = 1``) of one network in one structure; see the module docstring.
 
-    Subclasses set ``structure`` (their :class:`HessianStructure` name) and
-    ``cheap_eigenvalues`` (whether :meth:`scaled_eigenvalues` costs no more than the
-    curvature itself), and implement :meth:`compute` and the three queries.
+    Subclasses set ``structure`` (their [`HessianStructure`][bayesguide.curvature.base.HessianStructure] name) and
+    ``cheap_eigenvalues`` (whether [`scaled_eigenvalues`][bayesguide.curvature.base.Curvature.scaled_eigenvalues] costs
+    no more than the
+    curvature itself), and implement [`compute`][bayesguide.curvature.base.Curvature.compute] and the three queries.
     """
 
     structure: ClassVar[HessianStructure]
@@ -114,12 +214,14 @@ class Curvature(ABC):
 
     @classmethod
     @abstractmethod
-    def compute(cls, model: GuidedModel, module: nn.Module, X: torch.Tensor, *,
-                max_params: int | None = None, progress: bool = False) -> Curvature:
-        """The curvature of ``model`` at ``module``'s weights on prepared inputs ``X``.
+    def compute(cls, model: GuidedModel, module: nn.Module, X: Inputs, *,
+                max_params: int | None = None, progress: bool = False,
+                memory_budget: float | None = None) -> Curvature:
+        """The curvature of ``model`` at ``module``'s weights on prepared inputs ``X`` (or a stream of batches).
 
         ``module`` is in eval mode (``BatchNorm`` uses its running statistics).
-        ``max_params`` bounds the size of a dense backend (``ValueError`` beyond it);
+        ``max_params`` bounds the size of a dense backend (``ValueError`` beyond it), and
+        so does ``memory_budget`` ([`check_dense_memory`][bayesguide.curvature.base.check_dense_memory]);
         ``progress`` shows a bar over the chunks of examples once the computation has
         taken more than two seconds.
         """

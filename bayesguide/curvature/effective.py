@@ -4,9 +4,9 @@ For a Gaussian prior of precision ``α_j`` on the ``p`` weights of unit ``j`` an
 posterior precision ``H = G / σ² + A`` (``A`` the prior precisions), MacKay's
 well-determined parameters of the unit are
 
-.. math::
-
-    γ_j = p - α_j \\operatorname{tr}\\big[(H^{-1})_{jj}\\big] \\in [0, p],
+$$
+γ_j = p - α_j \\operatorname{tr}\\big[(H^{-1})_{jj}\\big] \\in [0, p],
+$$
 
 the quantity type-II maximum likelihood of ``α_j`` balances against ``α_j ‖θ_j‖²``
 (MacKay 1992; Tipping 2001 for one precision per group). Two curvatures:
@@ -15,7 +15,7 @@ the quantity type-II maximum likelihood of ``α_j`` balances against ``α_j ‖�
 * ``"kron"``: per site ``H = G ⊗ A_in / σ² + D_α ⊗ I``; with ``\\tilde G = D_α^{-1/2} G
   D_α^{-1/2} = Q Λ Qᵀ`` and the eigenvalues ``μ_b`` of ``A_in``,
   ``α_j tr[(H⁻¹)_{jj}] = Σ_a Q_{ja}² Σ_b 1 / (1 + λ_a μ_b / σ²)`` exactly — the same
-  eigendecomposition the KFAC log determinant uses (:mod:`bayesguide.curvature.kron`).
+  eigendecomposition the KFAC log determinant uses ([`bayesguide.curvature.kron`][]).
 
 Sites with a diagonal block (``BatchNorm``, grouped convolutions) use the diagonal formula.
 """
@@ -33,9 +33,9 @@ __all__ = ["effective_parameters_diag", "effective_parameters_kron", "site_block
 
 def site_blocks(model: GuidedModel, module: nn.Module, X: torch.Tensor, hessian: str = "kron",
                 chunk_size: int = 2048) -> list[KronBlock]:
-    """The curvature of every site (at ``σ = 1``, site order) for :func:`effective_parameters_kron`.
+    """The curvature of every site (at ``σ = 1``, site order) for `effective_parameters_kron`.
 
-    ``"kron"``: the KFAC blocks of :func:`~bayesguide.curvature.kron.kron_factors`;
+    ``"kron"``: the KFAC blocks of [`kron_factors`][bayesguide.curvature.kron.kron_factors];
     ``"diag"``: the exact GGN diagonal, one ``KronBlock(diag=...)`` per site. ``module``
     should be in eval mode.
     """
@@ -67,7 +67,8 @@ def effective_parameters_diag(diag: torch.Tensor, alpha: torch.Tensor, sigma2: f
 def effective_parameters_kron(block: KronBlock, alpha: torch.Tensor, sigma2: float = 1.0) -> torch.Tensor:
     """``γ_j`` of one site from its KFAC block (at ``σ = 1``) and unit precisions ``(n,)``.
 
-    A block with a diagonal (``block.diag``) uses :func:`effective_parameters_diag`.
+    A block with a diagonal (``block.diag``) uses
+    [`effective_parameters_diag`][bayesguide.curvature.effective.effective_parameters_diag].
     """
     alpha = alpha.to(torch.float64)
     if block.diag is not None:

@@ -1,6 +1,6 @@
 """Eigenvalue-corrected KFAC (``hessian="ekfac"``): KFAC's eigenbasis, the exact curvature along it.
 
-KFAC (:mod:`bayesguide.curvature.kron`) replaces a layer's GGN block by ``G_l ⊗ A_l``,
+KFAC ([`bayesguide.curvature.kron`][]) replaces a layer's GGN block by ``G_l ⊗ A_l``,
 whose eigenvalues are the products ``λ_a μ_b`` of the factors' eigenvalues. That product
 assumes the backpropagated vectors and the layer inputs are independent across
 examples; when they are not, the eigenvalues are biased, and the Laplace evidence with
@@ -12,12 +12,12 @@ per-example gradients — the best diagonal in that basis (it minimises the Frob
 distance to the exact block among matrices diagonal in the basis).
 
 With the per-unit prior precisions ``D_u`` of the guided prior the basis is taken in
-the prior-whitened coordinates, as :mod:`~bayesguide.curvature.kron` does for the log
+the prior-whitened coordinates, as [`kron`][bayesguide.curvature.kron] does for the log
 determinant: ``\\tilde G = D_u^{-1/2} G_l D_u^{-1/2} = Q Λ Qᵀ``, ``A_l = U M Uᵀ``, and
 
-.. math::
-
-    s_{ab} = \\sum_i \\sum_c \\Big( q_aᵀ D_u^{-1/2} \\sum_t g_{ict}\\, ã_{it}ᵀ u_b \\Big)^2 ,
+$$
+s_{ab} = \\sum_i \\sum_c \\Big( q_aᵀ D_u^{-1/2} \\sum_t g_{ict}\\, ã_{it}ᵀ u_b \\Big)^2 ,
+$$
 
 the exact whitened block's diagonal in the basis ``Q ⊗ U`` (tested against the dense
 GGN). Then ``log det(G_ekfac / σ² + c D) = Σ log(c d) + Σ_{ab} log(1 + s_{ab} / (σ² c))``
@@ -34,7 +34,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from bayesguide.curvature.base import Curvature, HessianStructure
+from bayesguide.curvature.base import Curvature, HessianStructure, Inputs
 from bayesguide.curvature.kron import KronBlock, backprop_columns, kron_factors, layer_patches, output_rows
 from bayesguide.model import GuidedModel
 from bayesguide.model.device import module_device
@@ -43,7 +43,7 @@ __all__ = ["EkfacGGN", "ekfac_scales"]
 
 
 def ekfac_scales(
-    model: GuidedModel, module: nn.Module, X: torch.Tensor, blocks: list[KronBlock], d: torch.Tensor,
+    model: GuidedModel, module: nn.Module, X: Inputs, blocks: list[KronBlock], d: torch.Tensor,
     chunk_size: int = 2048,
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]:
     """Per site ``(Q, U, S)``: the whitened KFAC eigenbases and the curvature ``S`` (``n × p``) along them.
@@ -98,13 +98,14 @@ class EkfacGGN(Curvature):
     structure: ClassVar[HessianStructure] = HessianStructure.EKFAC
     cheap_eigenvalues: ClassVar[bool] = False
 
-    def __init__(self, model: GuidedModel, module: nn.Module, X: torch.Tensor, blocks: list[KronBlock]) -> None:
+    def __init__(self, model: GuidedModel, module: nn.Module, X: Inputs, blocks: list[KronBlock]) -> None:
         self.model, self.module, self.X, self.blocks = model, module, X, blocks
         self._eigen: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
-    def compute(cls, model: GuidedModel, module: nn.Module, X: torch.Tensor, *,
-                max_params: int | None = None, progress: bool = False) -> EkfacGGN:
+    def compute(cls, model: GuidedModel, module: nn.Module, X: Inputs, *,
+                max_params: int | None = None, progress: bool = False,
+                memory_budget: float | None = None) -> EkfacGGN:
         return cls(model, module, X, kron_factors(model, module, X, progress=progress))
 
     def scaled_eigenvalues(self, d: torch.Tensor) -> torch.Tensor:

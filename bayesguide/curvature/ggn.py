@@ -1,11 +1,11 @@
 """The exact GGN by per-example Jacobians (``hessian="full"``), and the ``"diag"`` backend.
 
-:func:`ggn` with ``diagonal=True`` is the Jacobian-based reference of the diagonal; the
+[`ggn`][bayesguide.curvature.ggn.ggn] with ``diagonal=True`` is the Jacobian-based reference of the diagonal; the
 ``"diag"`` backend computes the same numbers from the KFAC passes
-(:func:`~bayesguide.curvature.kron.ggn_diagonal`), at the cost of ``"kron"``.
+([`ggn_diagonal`][bayesguide.curvature.kron.ggn_diagonal]), at the cost of ``"kron"``.
 
 ``G₁ = Σ_i J̃_iᵀ J̃_i`` with ``J̃_i = M_iᵀ J_i`` and ``M_i M_iᵀ = Λ_i``
-(:func:`~bayesguide.curvature.base.hessian_sqrt`), accumulated in float64 in chunks of
+([`hessian_sqrt`][bayesguide.curvature.base.hessian_sqrt]), accumulated in float64 in chunks of
 examples. Per-example Jacobians come from ``vmap(jacrev)`` over single examples (``C``
 backward passes per example; a ``jacrev`` over the batch would backpropagate every
 output through the whole batch), and the full matrix from a symmetric rank-k update
@@ -23,7 +23,15 @@ import scipy.linalg.blas
 import torch
 from torch import nn
 
-from bayesguide.curvature.base import Curvature, HessianStructure, chunks, flat_weights, hessian_sqrt
+from bayesguide.curvature.base import (
+    Curvature,
+    HessianStructure,
+    Inputs,
+    check_dense_memory,
+    flat_weights,
+    hessian_sqrt,
+    input_chunks,
+)
 from bayesguide.curvature.kron import ggn_diagonal
 from bayesguide.model import GuidedModel
 from bayesguide.model.device import CPU, module_device, to_device
@@ -33,10 +41,14 @@ __all__ = ["DiagGGN", "FullGGN", "ggn"]
 
 
 def ggn(
-    model: GuidedModel, module: nn.Module, theta: torch.Tensor, X: torch.Tensor, *, diagonal: bool,
+    model: GuidedModel, module: nn.Module, theta: torch.Tensor, X: Inputs, *, diagonal: bool,
     chunk_elements: int = 2**24, progress: bool = False,
 ) -> torch.Tensor:
-    """The GGN at ``σ = 1``: ``(P, P)``, or its diagonal ``(P,)`` when ``diagonal``."""
+    """The GGN at ``σ = 1``: ``(P, P)``, or its diagonal ``(P,)`` when ``diagonal``.
+
+    ``X``: prepared inputs, or a [`BatchStream`][bayesguide.model.batches.BatchStream]
+    (read once to find the output size, then once for the GGN).
+    """
     chain = model.chain(module)
     sizes = [s.n_units * s.group_size for s in model.sites]
 
@@ -51,15 +63,15 @@ def ggn(
     device = module_device(module)
     theta = theta.to(device)
     P = theta.numel()
+    first = X[:1] if isinstance(X, torch.Tensor) else next(iter(X))[0][:1]
     with torch.no_grad():
-        n_out = forward(theta, to_device(X[:1], device)).shape[1]
+        n_out = forward(theta, to_device(first, device)).shape[1]
     chunk = max(1, chunk_elements // (n_out * P))
     on_cpu = device == CPU
     upper = None if diagonal or not on_cpu else np.zeros((P, P), dtype=np.float64, order="F")
     full = None if diagonal or on_cpu else torch.zeros(P, P, dtype=torch.float64, device=device)
     diag = torch.zeros(P, dtype=torch.float64, device=device)
-    for start in chunks(X.shape[0], chunk, progress, "GGN (full)" if not diagonal else "GGN (diag)"):
-        xb = to_device(X[start : start + chunk], device)
+    for xb in input_chunks(X, chunk, progress, "GGN (full)" if not diagonal else "GGN (diag)", device):
         J = jacobians(theta, xb).to(torch.float64)  # (B, C, P)
         with torch.no_grad():
             M = hessian_sqrt(model.likelihood, forward(theta, xb).to(torch.float64))
@@ -79,7 +91,7 @@ def ggn(
 
 
 class FullGGN(Curvature):
-    """The exact ``P × P`` GGN (for networks up to ``max_params`` parameters)."""
+    """The exact ``P × P`` GGN (up to ``max_params`` parameters, within the memory budget)."""
 
     structure: ClassVar[HessianStructure] = HessianStructure.FULL
     cheap_eigenvalues: ClassVar[bool] = False
@@ -88,8 +100,9 @@ class FullGGN(Curvature):
         self.G = G
 
     @classmethod
-    def compute(cls, model: GuidedModel, module: nn.Module, X: torch.Tensor, *,
-                max_params: int | None = None, progress: bool = False) -> FullGGN:
+    def compute(cls, model: GuidedModel, module: nn.Module, X: Inputs, *,
+                max_params: int | None = None, progress: bool = False,
+                memory_budget: float | None = None) -> FullGGN:
         theta = flat_weights(model, module)
         P = theta.numel()
         if max_params is not None and P > max_params:
@@ -97,6 +110,7 @@ class FullGGN(Curvature):
                 f"hessian='full' needs a {P}×{P} matrix ({P} parameters > max_params={max_params}); "
                 f"use hessian='kron' or 'diag', or prune the network first"
             )
+        check_dense_memory(P, memory_budget)
         return cls(ggn(model, module, theta, X, diagonal=False, progress=progress))
 
     def scaled_eigenvalues(self, d: torch.Tensor) -> torch.Tensor:
@@ -114,7 +128,7 @@ class FullGGN(Curvature):
 
 
 class DiagGGN(Curvature):
-    """The diagonal of the exact GGN, from the KFAC passes (:func:`~bayesguide.curvature.kron.ggn_diagonal`)."""
+    """The diagonal of the exact GGN, from the KFAC passes (`ggn_diagonal`)."""
 
     structure: ClassVar[HessianStructure] = HessianStructure.DIAG
 
@@ -122,8 +136,9 @@ class DiagGGN(Curvature):
         self.diag = diag
 
     @classmethod
-    def compute(cls, model: GuidedModel, module: nn.Module, X: torch.Tensor, *,
-                max_params: int | None = None, progress: bool = False) -> DiagGGN:
+    def compute(cls, model: GuidedModel, module: nn.Module, X: Inputs, *,
+                max_params: int | None = None, progress: bool = False,
+                memory_budget: float | None = None) -> DiagGGN:
         return cls(ggn_diagonal(model, module, X, progress=progress))
 
     def scaled_eigenvalues(self, d: torch.Tensor) -> torch.Tensor:

@@ -12,10 +12,10 @@ the site order ``θ[j·p + k]`` (row-major over unit ``j`` and column ``k``) its
 vectorisation is ``g ⊗ ã``, so the exact block is ``Σ_i Σ_c (g_{ic} g_{ic}ᵀ) ⊗ (ã_i
 ã_iᵀ)``, which KFAC factorises (Martens & Grosse 2015) as
 
-.. math::
-
-    G_l ⊗ A_l, \\qquad A_l = \\frac1{NT} \\sum_{i,t} ã_{it} ã_{it}ᵀ, \\qquad
-    G_l = \\sum_{i,t,c} g_{ict} g_{ict}ᵀ,
+$$
+G_l ⊗ A_l, \\qquad A_l = \\frac1{NT} \\sum_{i,t} ã_{it} ã_{it}ᵀ, \\qquad
+G_l = \\sum_{i,t,c} g_{ict} g_{ict}ᵀ,
+$$
 
 with ``T = 1`` for ``Linear`` on ``(N, in)`` inputs. ``Conv2d`` (``groups = 1``,
 numeric padding) uses the *KFAC-expand* variant (Grosse & Martens 2016; Eschenhagen et
@@ -35,15 +35,15 @@ exact *diagonal* of their GGN block instead (per-example gradients of the layer)
 The prior precision of a site is ``c · (D_u ⊗ I_p)`` with ``D_u = diag(2 λ g_j)``
 constant across the columns of a unit, so the precision of a KFAC block is exactly
 
-.. math::
-
-    H_l = G_l ⊗ A_l + c\\,D_u ⊗ I = (D_u^{1/2} ⊗ I)\\,\\big(\\tilde G_l ⊗ A_l + c\\,I\\big)\\,
-          (D_u^{1/2} ⊗ I), \\qquad \\tilde G_l = D_u^{-1/2} G_l D_u^{-1/2},
+$$
+H_l = G_l ⊗ A_l + c\\,D_u ⊗ I = (D_u^{1/2} ⊗ I)\\,\\big(\\tilde G_l ⊗ A_l + c\\,I\\big)\\,
+      (D_u^{1/2} ⊗ I), \\qquad \\tilde G_l = D_u^{-1/2} G_l D_u^{-1/2},
+$$
 
 and ``log det H_l = p Σ_j log(c d_j) + Σ_{a,b} log(1 + λ_a(\\tilde G_l) λ_b(A_l) / c)``:
 no approximation of the prior in the eigenbasis is needed, even with per-unit
 precisions. The products ``e = λ(\\tilde G_l) λ(A_l)`` play the role of the scaled GGN
-eigenvalues in :mod:`bayesguide.marglik.laplace`, so type-II maximum likelihood of ``c``
+eigenvalues in [`bayesguide.marglik.laplace`][], so type-II maximum likelihood of ``c``
 costs ``O(P)`` per objective evaluation.
 
 References: Martens & Grosse, "Optimizing neural networks with Kronecker-factored
@@ -65,9 +65,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bayesguide.curvature.base import Curvature, HessianStructure, chunks, hessian_sqrt
+from bayesguide.curvature.base import Curvature, HessianStructure, Inputs, hessian_sqrt, input_chunks
 from bayesguide.model import GuidedModel
-from bayesguide.model.device import module_device, to_device
+from bayesguide.model.device import module_device
 from bayesguide.network import Layer, Site, functional_forward
 
 __all__ = [
@@ -140,7 +140,7 @@ def _diag_block(
 
 
 def backprop_columns(
-    model: GuidedModel, module: nn.Module, X: torch.Tensor, chunk_size: int = 2048, progress: bool = False
+    model: GuidedModel, module: nn.Module, X: Inputs, chunk_size: int = 2048, progress: bool = False
 ) -> Iterator[tuple[torch.Tensor, list[torch.Tensor], list[list[torch.Tensor]]]]:
     """The passes every structured curvature needs, chunk by chunk.
 
@@ -148,12 +148,13 @@ def backprop_columns(
     chunk, ``inputs[k]`` the input of site ``k``'s layer, ``grads[c][k]`` the
     backpropagated square-root column ``g_{ic} = (∂f/∂o)ᵀ m_{ic}`` at that layer's output
     (see the module docstring) — all on ``module``'s device, each chunk of ``X`` moved there.
+    ``X`` may be a [`BatchStream`][bayesguide.model.batches.BatchStream]: one pass over it,
+    each batch cut into chunks ([`input_chunks`][bayesguide.curvature.base.input_chunks]).
     """
     chain = model.chain(module)
     by_layer = {s.layer.name: s for s in model.sites}
     device = module_device(module)
-    for start in chunks(X.shape[0], chunk_size, progress, "curvature"):
-        xb = to_device(X[start : start + chunk_size], device)
+    for xb in input_chunks(X, chunk_size, progress, "curvature", device):
         with torch.enable_grad():
             x = xb.detach().requires_grad_(True)
             inputs: list[torch.Tensor] = []
@@ -181,17 +182,20 @@ def _layers(model: GuidedModel, module: nn.Module) -> list[Layer]:
 
 
 def kron_factors(
-    model: GuidedModel, module: nn.Module, X: torch.Tensor, chunk_size: int = 2048, progress: bool = False
+    model: GuidedModel, module: nn.Module, X: Inputs, chunk_size: int = 2048, progress: bool = False
 ) -> list[KronBlock]:
     """KFAC factors (or exact diagonals) of the GGN at ``σ = 1``, one block per site.
 
     Parameters
     ----------
-    model, module
-        The model and the weights (``module`` is put in eval mode by the caller;
-        ``BatchNorm`` uses its running statistics).
+    model
+        The model: its likelihood and its prunable sites.
+    module
+        The network holding the weights (put in eval mode by the caller; ``BatchNorm``
+        uses its running statistics).
     X
-        Prepared inputs, ``N`` examples; processed in chunks of ``chunk_size``.
+        Prepared inputs, ``N`` examples, or a [`BatchStream`][bayesguide.model.batches.BatchStream]
+        over them; processed in chunks of ``chunk_size``.
 
     Returns
     -------
@@ -201,12 +205,13 @@ def kron_factors(
     """
     layers = _layers(model, module)
     params = dict(module.named_parameters())
-    N = X.shape[0]
+    N = 0  # counted over the chunks: a stream's length is known only once it is read
     A: dict[str, torch.Tensor] = {}
     G: dict[str, torch.Tensor] = {}
     D: dict[str, torch.Tensor] = {}
     T: dict[str, int] = {}
-    for _, inputs, grads in backprop_columns(model, module, X, chunk_size, progress):
+    for xb, inputs, grads in backprop_columns(model, module, X, chunk_size, progress):
+        N += xb.shape[0]
         for k, (site, layer) in enumerate(zip(model.sites, layers)):
             m = layer.module
             name = site.name
@@ -238,7 +243,7 @@ def _exact_diag(site: Site, layer: Layer, params: Mapping[str, torch.Tensor], x:
     return total
 
 
-def ggn_diagonal(model: GuidedModel, module: nn.Module, X: torch.Tensor, chunk_size: int = 2048,
+def ggn_diagonal(model: GuidedModel, module: nn.Module, X: Inputs, chunk_size: int = 2048,
                  progress: bool = False) -> torch.Tensor:
     """The exact diagonal of the GGN at ``σ = 1`` (``P`` entries, site order), from the KFAC passes.
 
@@ -248,7 +253,8 @@ def ggn_diagonal(model: GuidedModel, module: nn.Module, X: torch.Tensor, chunk_s
     (unfolded) inputs of the same passes that build the KFAC factors; for a ``Linear``
     layer (one position, ``T = 1``) this is ``(g²)ᵀ (ã²)``, one matrix product. Other sites
     (``BatchNorm``, grouped or string-padded convolutions) use per-example vector-Jacobian
-    products. The cost is that of :func:`kron_factors`, not of ``P`` Jacobian columns.
+    products. The cost is that of [`kron_factors`][bayesguide.curvature.kron.kron_factors], not of ``P`` Jacobian
+    columns.
     """
     layers = _layers(model, module)
     params = dict(module.named_parameters())
@@ -304,7 +310,8 @@ class KronGGN(Curvature):
     """KFAC blocks ``G_l ⊗ A_l`` per ``Linear`` / ``Conv2d`` site, exact diagonals elsewhere.
 
     ``log det(G_kfac / σ² + c D) = Σ log(c d) + Σ log(1 + e / (σ² c))`` exactly, with
-    ``e`` from :func:`kron_scaled_eigenvalues` (see the module docstring). It has no dense
+    ``e`` from [`kron_scaled_eigenvalues`][bayesguide.curvature.kron.kron_scaled_eigenvalues] (see the module
+    docstring). It has no dense
     precision, so the Laplace posterior refuses it.
     """
 
@@ -315,8 +322,9 @@ class KronGGN(Curvature):
         self._eigen: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
-    def compute(cls, model: GuidedModel, module: nn.Module, X: torch.Tensor, *,
-                max_params: int | None = None, progress: bool = False) -> KronGGN:
+    def compute(cls, model: GuidedModel, module: nn.Module, X: Inputs, *,
+                max_params: int | None = None, progress: bool = False,
+                memory_budget: float | None = None) -> KronGGN:
         return cls(kron_factors(model, module, X, progress=progress))
 
     def scaled_eigenvalues(self, d: torch.Tensor) -> torch.Tensor:

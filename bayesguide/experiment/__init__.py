@@ -4,6 +4,7 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
 
     [data]
     source = "digits"          # digits | mnist1d | teacher | path/to/file.npz | path/to/file.csv
+                               #   (a relative path is read from the experiment file's folder)
     task = "classification"    # classification | regression (built-ins know their own)
     target = ""                # the target column of a .csv file
     test_fraction = 0.25       # held out when the source has no test split
@@ -38,7 +39,8 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     n_candidates = 8           # points of the pruning path
     threshold = 0.001          # also the candidate without units scoring below this (0: none)
     bisect = 2                 # rounds adding path points next to the best candidate (0: none)
-    fine_tune = 500            # MAP steps re-fitting each candidate, each checked for convergence (0: none)
+    fine_tune = 3000           # at most this many MAP steps re-fitting each candidate, checked for convergence
+    patience = 200             # ... stopping once a re-fit gains < 0.5 nats in this many steps (0: never)
     hessian = "auto"           # auto | full | kron | ekfac | diag
     optimize_prior = true      # type-II ML of each candidate's prior scale
     loo = false                # PSIS-LOO columns (slower)
@@ -50,13 +52,13 @@ An unknown table or key, or a value of the wrong type or outside its choices, is
 error naming the table, the key and the accepted values — raised before any work.
 Every number must be finite (TOML's ``nan`` and ``inf`` are refused) and sizes are
 bounded: a hidden width at most 1,000,000 and at most 1,000 hidden layers; ``steps``,
-``fine_tune`` and ``batch_size`` at most 1,000,000,000; ``n_candidates`` at most the
+``fine_tune``, ``patience`` and ``batch_size`` at most 1,000,000,000; ``n_candidates`` at most the
 number of distinct points a pruning path of ``[network] hidden`` can have, the sum of
 the hidden widths + 1. ``[output] dir`` must name a directory (not ``""``).
 ``[fit] device`` must be ``""``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` and available on
 the machine that loads the file (``"cuda"`` without CUDA is refused then, not when the
 run gets there); it sets ``device=`` of the fit, of the candidates' fine-tuning and of
-their evidence (:mod:`bayesguide.model.device`: data moved per batch, results on the
+their evidence ([`bayesguide.model.device`][]: data moved per batch, results on the
 CPU), and is left out of ``Experiment.to_dict()`` when ``""``, so it does not change
 the identity of existing runs. The
 choices come from the registries — prior families (``kind`` and their own keys),
@@ -84,17 +86,18 @@ experiment-file choice without any change here.
   path starts at the units the evidence left alive.
 
 These rules are not written here: each prior family declares which fitter trains it for
-each ``[fit] method`` and each fitter what it needs (:mod:`bayesguide.priors.registry`,
-:mod:`bayesguide.infer.registry`); a combination outside them is an error naming the
+each ``[fit] method`` and each fitter what it needs ([`bayesguide.priors.registry`][],
+[`bayesguide.infer.registry`][]); a combination outside them is an error naming the
 keys and what to use instead. A family's own keys (``alpha``, ``tau0``,
 ``l0_weight_decay``) may be omitted or left at their defaults for any kind; set to
 another value for a kind that does not use them they are an error, not silently ignored.
-How candidates are re-fitted and scored: :mod:`bayesguide.pipeline`.
+How candidates are re-fitted and scored: [`bayesguide.pipeline`][].
 """
 
 from __future__ import annotations
 
-from bayesguide.experiment.rules import Experiment, check_task, load_experiment
+from bayesguide.experiment.keys import keys_help
+from bayesguide.experiment.rules import Experiment, check_task, load_experiment, resolve_source
 from bayesguide.experiment.tables import (
     ACTIVATIONS,
     DataConfig,
@@ -117,5 +120,7 @@ __all__ = [
     "PriorConfig",
     "SelectConfig",
     "check_task",
+    "keys_help",
     "load_experiment",
+    "resolve_source",
 ]

@@ -1,6 +1,7 @@
 """An experiment: the validated tables, the rules across them, and loading a file.
 
-:class:`Experiment` holds the six tables (:mod:`bayesguide.experiment.tables`) and turns
+[`Experiment`][bayesguide.experiment.rules.Experiment] holds the six tables ([`bayesguide.experiment.tables`][]) and
+turns
 them into what a run needs — the prior, the fitter and its settings, the selection of
 the pipeline. The rules that involve several tables (which fitter trains the prior for
 ``[fit] method``, what that fitter allows, which evidence a point estimate can have,
@@ -10,6 +11,7 @@ what the data's task allows) are read from the prior family and the fitter regis
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Experiment", "check_method", "check_sizes", "check_task", "load_experiment"]
+__all__ = ["Experiment", "check_method", "check_sizes", "check_task", "load_experiment", "resolve_source"]
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,11 @@ class Experiment:
         return {k: getattr(self.fit, k) for k in self.fitter().options}
 
     def selection(self, progress: bool = True) -> Selection:
-        """The ``[select]`` table as a :class:`~bayesguide.pipeline.Selection` (with ``[fit] device``)."""
+        """The ``[select]`` table as a [`Selection`][bayesguide.pipeline.Selection] (with ``[fit] device``)."""
         s = self.select
         return Selection(
             n_candidates=s.n_candidates, threshold=s.threshold or None, bisect=s.bisect, fine_tune=s.fine_tune,
+            fine_tune_patience=s.patience or None,
             fine_tune_lr=self.fit.lr, seed=self.fit.seed, evidence=s.evidence, hessian=s.hessian,
             optimize_prior=s.optimize_prior, occam=s.occam, kappa=s.kappa, loo=s.loo, progress=progress,
             device=self.fit.device or None,
@@ -200,8 +203,63 @@ def check_task(exp: Experiment, task: str) -> None:
         )
 
 
+def resolve_source(tables: Mapping[str, Any], folder: Path | None) -> dict[str, Any]:
+    """The tables with a relative ``[data] source`` file made absolute against ``folder``.
+
+    An experiment (or sweep) file names its data relative to where the file is, not to
+    where the command runs: ``source = "data.csv"`` beside ``exp.toml`` is read from
+    there whatever the working directory. A leading ``~`` is the home folder. Built-in
+    names, absolute paths and a missing ``folder`` leave the tables as they are.
+
+    Parameters
+    ----------
+    tables
+        The parsed document (``{"data": {...}, ...}``); not changed.
+    folder
+        The file's folder (``None``: the tables did not come from a file).
+
+    Returns
+    -------
+    dict
+        A shallow copy of ``tables``, its ``[data] source`` an absolute path where it was
+        a relative ``.npz`` / ``.csv`` path.
+
+    Examples
+    --------
+    >>> resolve_source({"data": {"source": "d.csv", "target": "y"}}, Path("/runs"))["data"]
+    {'source': '/runs/d.csv', 'target': 'y'}
+    >>> resolve_source({"data": {"source": "digits"}}, Path("/runs"))["data"]
+    {'source': 'digits'}
+    """
+    out = dict(tables)
+    data = out.get("data")
+    source = data.get("source") if isinstance(data, Mapping) else None
+    if folder is None or not isinstance(source, str) or not source.endswith((".npz", ".csv")):
+        return out
+    path = Path(source).expanduser()
+    if path.is_absolute():
+        if str(path) != source:  # "~/data.csv"
+            out["data"] = {**data, "source": str(path)}  # type: ignore[dict-item]
+        return out
+    out["data"] = {**data, "source": str((folder / path).resolve())}  # type: ignore[dict-item]
+    return out
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file.
+
+    A relative ``[data] source`` path is read relative to the file's folder
+    (`resolve_source`), so ``bayesguide run other/dir/exp.toml`` finds the data beside it.
+
+    Parameters
+    ----------
+    path
+        The TOML file.
+
+    Returns
+    -------
+    Experiment
+        The validated experiment.
 
     Raises
     ------
@@ -234,4 +292,4 @@ def load_experiment(path: str | Path) -> Experiment:
     except RecursionError:  # tomllib parses nested arrays and inline tables recursively
         raise ExperimentError(f"{path} is not a usable experiment file: its arrays or tables are nested "
                               f"too deeply to read") from None
-    return Experiment.from_dict(raw)
+    return Experiment.from_dict(resolve_source(raw, path.parent.resolve()))

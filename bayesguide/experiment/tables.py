@@ -3,9 +3,10 @@
 Every key has a type, a default and, for some, a fixed set of choices — read from the
 registries at validation time (prior kinds and their own keys, evidence estimators,
 Occam priors), so a registered family or estimator is accepted without a change here.
-:func:`parse_table` and :func:`parse_prior_table` check one table's keys and values
+`parse_table` and [`parse_prior_table`][bayesguide.experiment.tables.parse_prior_table] check one table's keys and
+values
 (types, choices, finite numbers, signs, size limits); the rules that involve several
-tables are :mod:`bayesguide.experiment.rules`.
+tables are [`bayesguide.experiment.rules`][].
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ class ExperimentError(ValueError):
     """An invalid experiment file; the message names the table, the key and the choices."""
 
 
-#: the ``[network] activation`` choices
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU,
 }
+"""The ``[network] activation`` choices."""
 
 
 def choices() -> dict[tuple[str, str], tuple[str, ...]]:
@@ -64,19 +65,21 @@ def choices() -> dict[tuple[str, str], tuple[str, ...]]:
 
 POSITIVE = {("prior", "strength"), ("fit", "steps"), ("fit", "lr"), ("select", "n_candidates")}
 
-#: the largest accepted value of the size keys: beyond these a run cannot finish (or allocate) anyway
 LIMITS = {("fit", "steps"): 10**9, ("fit", "batch_size"): 10**9, ("select", "fine_tune"): 10**9,
-          ("select", "bisect"): 100}
+          ("select", "patience"): 10**9, ("select", "bisect"): 100}
+"""The largest accepted value of the size keys: beyond these a run cannot finish (or allocate) anyway."""
 
-#: keys that take ``"auto"`` or a number (validated as a number with this default)
 AUTO_OR_NUMBER = {("select", "kappa"): 1.0}
+"""Keys that take ``"auto"`` or a number (validated as a number with this default)."""
 
-#: the largest hidden width and the most hidden layers ``[network] hidden`` may list
 MAX_WIDTH, MAX_LAYERS = 10**6, 1000
+"""The largest hidden width and the most hidden layers ``[network] hidden`` may list."""
 
 
 @dataclass(frozen=True)
 class DataConfig:
+    """The `[data]` table: where the data come from and what task they pose."""
+
     source: str = "digits"
     task: str = "classification"
     target: str = ""
@@ -108,8 +111,8 @@ class PriorConfig:
     kind: str = "group"
     strength: float = 1.0
     guidance: str = "linear"
-    #: the family's own keys (``alpha``, ``tau0``, ``l0_weight_decay``, …), defaults filled in
     options: dict[str, float] = field(default_factory=dict)
+    """The family's own keys (``alpha``, ``tau0``, ``l0_weight_decay``, …), defaults filled in."""
 
     @property
     def family(self) -> PriorFamily:
@@ -125,6 +128,8 @@ class PriorConfig:
 
 @dataclass(frozen=True)
 class FitConfig:
+    """The `[fit]` table: the fitter and its optimisation settings."""
+
     method: str = "map"
     steps: int = 1500
     lr: float = 0.003
@@ -132,12 +137,12 @@ class FitConfig:
     batch_size: int = 0
     schedule: str = "constant"
     guide: str = "normal"
-    #: where the fit, the fine-tuning and the evidence run: "" (the CPU), "cpu", "cuda" or "cuda:N"
     device: str = ""
+    """Where the fit, the fine-tuning and the evidence run: "" (the CPU), "cpu", "cuda" or "cuda:N"."""
 
 
-#: the forms ``[fit] device`` accepts (besides "", the default: the CPU)
 DEVICE_FORM = re.compile(r"cpu|cuda(:\d+)?")
+"""The forms ``[fit] device`` accepts (besides "", the default: the CPU)."""
 
 
 def parse_device(value: str) -> str:
@@ -163,13 +168,16 @@ def parse_device(value: str) -> str:
 
 @dataclass(frozen=True)
 class SelectConfig:
+    """The `[select]` table: the pruning path, the re-fits and how candidates are scored."""
+
     evidence: str = "laplace"
     occam: str = "guidance"
     kappa: float | str = "auto"
     n_candidates: int = 8
     threshold: float = 0.001
     bisect: int = 2
-    fine_tune: int = 500
+    fine_tune: int = 3000
+    patience: int = 200
     hessian: str = "auto"
     optimize_prior: bool = True
     loo: bool = False
@@ -177,6 +185,8 @@ class SelectConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
+    """The `[output]` table: the run directory."""
+
     dir: str = "bayesguide-run"
 
     def __post_init__(self) -> None:

@@ -3,11 +3,11 @@
 A *guidance profile* is a small callable, ``profile(n_units) -> (n_units,)`` float64
 coefficients ``g_j ≥ 0``; the coefficient multiplies the prior's strength for that
 unit's weight group, so a large ``g_j`` is a unit that is a-priori expensive and dies
-first. :mod:`~bayesguide.guidance.profiles` holds the fixed profiles (``linear``,
+first. [`profiles`][bayesguide.guidance.profiles] holds the fixed profiles (``linear``,
 ``geometric``, ``uniform``, ``partial``, ``custom``) and the helpers that resolve a
-profile to a layer's coefficients; :mod:`~bayesguide.guidance.relevance` holds the
-settings of the data-adaptive relevance guidance, :mod:`~bayesguide.guidance.marglik` those
-of evidence-driven guidance, and :mod:`~bayesguide.guidance.names` the built-ins by name.
+profile to a layer's coefficients; [`relevance`][bayesguide.guidance.relevance] holds the
+settings of the data-adaptive relevance guidance, [`marglik`][bayesguide.guidance.marglik] those
+of evidence-driven guidance, and [`names`][bayesguide.guidance.names] the built-ins by name.
 
 First layer of the data flow: it imports nothing from the rest of bayesguide.
 

@@ -13,19 +13,20 @@ The guidance profile does not disappear: it is a **hyperprior** on the precision
 so that at equal evidence a unit the guidance calls expensive (large ``g_j``) gets the
 larger precision and dies first. ``ν`` (``confidence``) is how much: with ``ν = 0`` the
 update is MacKay's ARD, and the guidance only sets the starting precisions. The MAP-II
-fixed point (:mod:`bayesguide.infer.marglik`) is
+fixed point ([`bayesguide.infer.marglik`][]) is
 
-.. math::
-
-    α_j \\leftarrow \\frac{γ_j + 2 ν g_j}{\\lVert θ_j \\rVert^2}, \\qquad
-    γ_j = p_j - α_j \\operatorname{tr}\\big[(H^{-1})_{jj}\\big],
+$$
+α_j \\leftarrow \\frac{γ_j + 2 ν g_j}{\\lVert θ_j \\rVert^2}, \\qquad
+γ_j = p_j - α_j \\operatorname{tr}\\big[(H^{-1})_{jj}\\big],
+$$
 
 with ``γ_j`` the unit's effective number of well-determined parameters
-(:mod:`bayesguide.curvature.effective`, from the KFAC or the diagonal GGN).
+([`bayesguide.curvature.effective`][], from the KFAC or the diagonal GGN).
 
-This module holds only the settings: :class:`MarginalLikelihood` is an adaptive guidance
+This module holds only the settings: [`MarginalLikelihood`][bayesguide.guidance.marglik.MarginalLikelihood] is an
+adaptive guidance
 profile (it gives the starting coefficients, ``base(n)``) naming the fitter that
-re-estimates it, ``fitter = "marglik"`` (:func:`bayesguide.fit_marglik`).
+re-estimates it, ``fitter = "marglik"`` ([`bayesguide.fit_marglik`][]).
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ class MarginalLikelihood:
     iterations: int = 3
     max_precision: float = 1e8
 
-    #: the registered fitter that re-estimates these coefficients during training
     fitter: ClassVar[str] = "marglik"
+    """The registered fitter that re-estimates these coefficients during training."""
 
     def __call__(self, n_units: int) -> torch.Tensor:
         return self.base(n_units)
@@ -96,15 +97,17 @@ def marglik(
 ) -> MarginalLikelihood:
     """Evidence-driven guidance (Immer et al. 2021; MacKay's ARD per unit), see the module docstring.
 
-    Use it with :class:`~bayesguide.GuidedNormal` (a Gaussian prior whose precisions
-    ``2 λ g_j`` are learned); :func:`bayesguide.fit_marglik` trains it.
+    Use it with [`GuidedNormal`][bayesguide.GuidedNormal] (a Gaussian prior whose precisions
+    ``2 λ g_j`` are learned); [`bayesguide.fit_marglik`][] trains it.
 
     Parameters
     ----------
     base
         The guidance of the hyperprior; default ``linear()``.
-    every, burn_in
-        MAP steps between type-II updates, and before the first (each an int >= 1).
+    every
+        MAP steps between two type-II updates (an int >= 1).
+    burn_in
+        MAP steps before the first type-II update (an int >= 1).
     confidence
         ``ν``, a finite number >= 0.
     hessian

@@ -1,7 +1,7 @@
 """The built-in guidance profiles by name, for experiment files and the CLI.
 
-One table: a new built-in profile is its module plus one line in :func:`get` and one
-member of :class:`ProfileName`.
+One table: a new built-in profile is its module plus one line in [`get`][bayesguide.guidance.names.get] and one
+member of [`ProfileName`][bayesguide.guidance.names.ProfileName].
 """
 
 from __future__ import annotations

@@ -6,22 +6,22 @@ A *guidance profile* is a small callable with one contract:
     finite and non-negative.
 
 The coefficient ``g_j`` of unit ``j`` multiplies the prior's strength ``λ`` for that
-unit's weight group (see :mod:`bayesguide.priors`), so a large ``g_j`` means a unit that
+unit's weight group (see [`bayesguide.priors`][]), so a large ``g_j`` means a unit that
 is a-priori expensive and dies first. ``g_j = 0`` is an improper flat prior: the unit is
 protected (free) under MAP training.
 
-Profiles implemented here, after the sources in ``DESIGN.md``:
+Profiles implemented here, each after the paper cited with it:
 
-* :func:`linear` — ``g_j`` grows linearly with the unit index, so the tail of every
+* [`linear`][bayesguide.guidance.profiles.linear] — ``g_j`` grows linearly with the unit index, so the tail of every
   layer dies first and survivors form a prefix (Guided Regularization, Rafid & Sandu,
   arXiv 2305.18448).
-* :func:`geometric` — geometric growth, a sharper ordering.
-* :func:`uniform` — ``g_j = 1``: plain L1 / L2 / group-lasso regularization.
-* :func:`partial` — 0 on a protected set of units, 1 elsewhere (Partial
+* [`geometric`][bayesguide.guidance.profiles.geometric] — geometric growth, a sharper ordering.
+* [`uniform`][bayesguide.guidance.profiles.uniform] — ``g_j = 1``: plain L1 / L2 / group-lasso regularization.
+* [`partial`][bayesguide.guidance.profiles.partial] — 0 on a protected set of units, 1 elsewhere (Partial
   Regularization, E & Gao, arXiv 2009.01395; their code protects the last ⌊n/β⌋ units
   of each layer, β = 8).
-* :func:`custom` — any tensor or callable.
-* :func:`~bayesguide.guidance.relevance.relevance` — data-adaptive coefficients from
+* [`custom`][bayesguide.guidance.profiles.custom] — any tensor or callable.
+* [`relevance`][bayesguide.guidance.relevance.relevance] — data-adaptive coefficients from
   loss sensitivity, re-estimated during training (Bonetta et al., arXiv 2204.04977).
 
 A prior takes either one profile for all prunable layers or a mapping from layer name
@@ -137,7 +137,7 @@ def geometric(growth: float = 100.0) -> Profile:
     """Coefficients rising geometrically from ``1 / growth`` to 1.
 
     ``g_j = growth ** (j / (n - 1) - 1)``: consecutive units differ by a constant
-    factor, so the ordering is sharper at the tail than :func:`linear`'s.
+    factor, so the ordering is sharper at the tail than [`linear`][bayesguide.guidance.profiles.linear]'s.
 
     Examples
     --------
@@ -208,7 +208,7 @@ def partial(
     with β = 8, which is the default here (``fraction = 1/8``, ``position="last"``).
 
     A coefficient of 0 is an improper flat prior: fine for MAP training, but evidence
-    computations need a proper prior for those units (see :mod:`bayesguide.priors`).
+    computations need a proper prior for those units (see [`bayesguide.priors`][]).
 
     Parameters
     ----------
@@ -322,7 +322,7 @@ def coefficients_for_layer(guidance: GuidanceSpec, layer: str, n_units: int) -> 
 def adaptive_fitter(guidance: GuidanceSpec) -> str | None:
     """The fitter an *adaptive* profile names (its ``fitter`` attribute), or ``None``.
 
-    Adaptive profiles (:func:`~bayesguide.guidance.relevance.relevance`) are re-estimated
+    Adaptive profiles ([`relevance`][bayesguide.guidance.relevance.relevance]) are re-estimated
     during training by the fitter they name; a mapping of profiles is adaptive when one
     of its profiles is (two different adaptive fitters are refused).
 

@@ -12,12 +12,12 @@ with ``s_j`` the unit's loss sensitivity (``"gradient"``: ``‖∂L/∂θ_j‖�
 ``Σ |w ∂L/∂w|`` over the unit's group) and ``scale`` the layer's largest ``s``
 (``"max"``), a quantile (``"quantile"``) or the mean (``"mean"``).
 
-This module holds only the *settings*: :class:`Relevance` is a guidance profile (it
+This module holds only the *settings*: [`Relevance`][bayesguide.guidance.relevance.Relevance] is a guidance profile (it
 gives the starting coefficients) that names the fitter which re-estimates it during
-training, ``fitter = "relevance"`` (:func:`bayesguide.fit_relevance`, in
-:mod:`bayesguide.infer.relevance`, where the sensitivity is computed). A profile with a
+training, ``fitter = "relevance"`` ([`bayesguide.fit_relevance`][], in
+[`bayesguide.infer.relevance`][], where the sensitivity is computed). A profile with a
 ``fitter`` attribute is *adaptive*: the experiment runner and
-:func:`bayesguide.infer.fitter_for` pick that fitter for it.
+[`bayesguide.infer.fitter_for`][] pick that fitter for it.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ class Scale(Option):
 class Relevance:
     """Settings of the relevance guidance; as a profile it gives the starting coefficients.
 
-    ``profile(n) = initial · 1``: the coefficients a :class:`~bayesguide.GuidedModel`
-    starts with. :func:`bayesguide.fit_relevance` replaces them by the estimate
+    ``profile(n) = initial · 1``: the coefficients a [`GuidedModel`][bayesguide.GuidedModel]
+    starts with. [`bayesguide.fit_relevance`][] replaces them by the estimate
     ``ReLU(1 − s / scale)`` before the first step and every ``every`` steps.
     """
 
@@ -63,8 +63,8 @@ class Relevance:
     sensitivity: Sensitivity = Sensitivity.GRADIENT
     initial: float = 1.0
 
-    #: the registered fitter that re-estimates these coefficients during training
     fitter: ClassVar[str] = "relevance"
+    """The registered fitter that re-estimates these coefficients during training."""
 
     def __call__(self, n_units: int) -> torch.Tensor:
         if isinstance(n_units, bool) or not isinstance(n_units, int) or n_units < 1:
@@ -87,9 +87,9 @@ def relevance(
     """Relevance-driven (empirical-Bayes) guidance of Bonetta et al., arXiv 2204.04977.
 
     ``g_j = ReLU(1 − s_j / scale)`` with ``s_j`` the unit's loss sensitivity,
-    re-estimated every ``every`` steps of :func:`bayesguide.fit_relevance`; see
-    :mod:`bayesguide.infer.relevance` for the math and the Bayesian reading. Use it with
-    :class:`~bayesguide.GuidedNormal` (guided L2 = the paper's selective weight decay).
+    re-estimated every ``every`` steps of [`bayesguide.fit_relevance`][]; see
+    [`bayesguide.infer.relevance`][] for the math and the Bayesian reading. Use it with
+    [`GuidedNormal`][bayesguide.GuidedNormal] (guided L2 = the paper's selective weight decay).
 
     Parameters
     ----------

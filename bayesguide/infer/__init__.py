@@ -1,14 +1,14 @@
 """Inference: fitters that turn a ``GuidedModel`` and data into a ``FitResult``.
 
-One fitter per module, all running the same Adam loop (:mod:`~bayesguide.infer.loop`)
-under one :class:`OptimSettings`: :func:`fit_map` (MAP = guided regularization),
-:func:`fit_svi` (a variational posterior), :func:`fit_l0` (hard-concrete L0 gates) and
-:func:`fit_relevance` (relevance guidance re-estimated during training) and
-:func:`fit_marglik` (prior precisions learned from the Laplace evidence during training). The fitter
-registry (:mod:`~bayesguide.infer.registry`) says which fitter trains which prior
-(:func:`fitter_for`) and continues any fit (:func:`resume_fit`).
+One fitter per module, all running the same Adam loop ([`loop`][bayesguide.infer.loop])
+under one [`OptimSettings`][bayesguide.OptimSettings]: [`fit_map`][bayesguide.fit_map] (MAP = guided regularization),
+[`fit_svi`][bayesguide.fit_svi] (a variational posterior), [`fit_l0`][bayesguide.fit_l0] (hard-concrete L0 gates) and
+[`fit_relevance`][bayesguide.fit_relevance] (relevance guidance re-estimated during training) and
+[`fit_marglik`][bayesguide.fit_marglik] (prior precisions learned from the Laplace evidence during training). The fitter
+registry ([`registry`][bayesguide.infer.registry]) says which fitter trains which prior
+([`fitter_for`][bayesguide.infer.registry.fitter_for]) and continues any fit ([`resume_fit`][bayesguide.resume_fit]).
 
-Layer: above :mod:`bayesguide.posterior`, below :mod:`bayesguide.pruning`.
+Layer: above [`bayesguide.posterior`][], below [`bayesguide.pruning`][].
 """
 
 from __future__ import annotations

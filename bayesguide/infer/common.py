@@ -16,7 +16,7 @@ __all__ = ["check_continuation", "check_init", "check_model", "make_diagnose"]
 
 
 def check_model(model: GuidedModel) -> None:
-    """A ``TypeError`` unless ``model`` is a :class:`~bayesguide.GuidedModel`."""
+    """A ``TypeError`` unless ``model`` is a [`GuidedModel`][bayesguide.GuidedModel]."""
     if not isinstance(model, GuidedModel):
         raise TypeError(f"expected a bg.GuidedModel, got {type(model).__name__}")
 

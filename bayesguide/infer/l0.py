@@ -1,6 +1,6 @@
 """``fit_l0``: weights and hard-concrete L0 gates trained jointly (Louizos, Welling & Kingma 2018).
 
-The prior and the gate distribution are in :mod:`bayesguide.priors.l0`. The objective,
+The prior and the gate distribution are in [`bayesguide.priors.l0`][]. The objective,
 
 ``−(N/B) Σ_batch log p(y | x, θ ⊙ z) + λ Σ_j g_j σ(log α_j − β log(−γ/ζ)) + w Σ ‖θ‖₂²``,
 
@@ -8,8 +8,8 @@ is minimised with Adam over the weights and every gate's ``log α``, with one
 hard-concrete draw ``z`` per unit and step (shared by the batch's examples). Afterwards
 each prunable unit's row (weights and bias) is multiplied by its deterministic gate
 ``ẑ_j = min(1, max(0, σ(log α_j)(ζ − γ) + γ))``, so closed units have exactly-zero rows
-and ``bg.prune(fit, threshold=...)`` removes them; the gates are an :class:`L0Gates`
-in ``fit.extras["l0"]`` (:func:`l0_gates`).
+and ``bg.prune(fit, threshold=...)`` removes them; the gates are an [`L0Gates`][bayesguide.L0Gates]
+in ``fit.extras["l0"]`` ([`l0_gates`][bayesguide.l0_gates]).
 
 Examples
 --------
@@ -52,13 +52,13 @@ from bayesguide.priors.l0 import (
 
 __all__ = ["L0Gates", "fit_l0", "l0_gates"]
 
-#: the defaults of ``fit_l0``
 DEFAULTS = OptimSettings(steps=2000, lr=1e-2)
+"""The defaults of ``fit_l0``."""
 
 
 @dataclass(frozen=True)
 class L0Gates:
-    """The gates of an :func:`fit_l0` fit (``fit.extras["l0"]``).
+    """The gates of an [`fit_l0`][bayesguide.fit_l0] fit (``fit.extras["l0"]``).
 
     Attributes
     ----------
@@ -72,8 +72,10 @@ class L0Gates:
         ``Σ_j P(z_j ≠ 0)`` over all prunable units (unweighted), at ``steps``.
     steps
         The steps at which ``expected_l0`` was recorded (``fit.norm_steps``).
-    temperature, stretch
-        ``β`` and ``(γ, ζ)``.
+    temperature
+        The gates' temperature ``β``.
+    stretch
+        The stretch interval ``(γ, ζ)`` of the hard-concrete distribution.
     """
 
     log_alpha: dict[str, np.ndarray]
@@ -101,7 +103,7 @@ class L0Gates:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> L0Gates:
-        """The gates :meth:`to_json` wrote."""
+        """The gates [`to_json`][bayesguide.infer.l0.L0Gates.to_json] wrote."""
         def arrays(d: Mapping[str, Any]) -> dict[str, np.ndarray]:
             return {k: np.asarray(v, dtype=np.float64) for k, v in d.items()}
 
@@ -116,8 +118,8 @@ class L0Gates:
     def __str__(self) -> str:
         lines = [f"L0Gates(β={self.temperature:g}, stretch={self.stretch}, "
                  f"final expected L0 {float(self.expected_l0[-1]):.4g})"]
-        for k, v in self.gates.items():
-            lines.append(f"  layer {k}: {int((v > 0).sum())}/{v.size} gates open")
+        for i, (k, v) in enumerate(self.gates.items(), start=1):  # counted as a reader counts them
+            lines.append(f"  hidden layer {i} (module {k}): {int((v > 0).sum())}/{v.size} gates open")
         return "\n".join(lines)
 
 
@@ -125,7 +127,7 @@ register_extra("l0", L0Gates.from_json)
 
 
 def l0_gates(fit: FitResult) -> L0Gates:
-    """The :class:`L0Gates` of a :func:`fit_l0` result."""
+    """The [`L0Gates`][bayesguide.L0Gates] of a [`fit_l0`][bayesguide.fit_l0] result."""
     gates = fit.extras.get("l0")
     if not isinstance(gates, L0Gates):
         raise ValueError("this fit has no L0 gates: it was not made by bg.fit_l0")
@@ -185,18 +187,20 @@ def fit_l0(
 ) -> FitResult:
     """Train weights and hard-concrete gates jointly, then fold the gates in.
 
-    See :mod:`bayesguide.infer.l0` for the objective and :mod:`bayesguide.priors.l0` for
+    See [`bayesguide.infer.l0`][] for the objective and [`bayesguide.priors.l0`][] for
     the gates.
 
     Parameters
     ----------
     model
-        A :class:`~bayesguide.GuidedModel` whose prior is :class:`~bayesguide.HardConcreteGates`
+        A [`GuidedModel`][bayesguide.GuidedModel] whose prior is [`HardConcreteGates`][bayesguide.HardConcreteGates]
         (its ``plain_prior`` is not used: the optional weight decay covers all sites).
-    X, y
-        Training data, validated before any training.
+    X
+        Training inputs (an array or tensor), validated before any training.
+    y
+        Training targets, validated with ``X`` before any training.
     optim
-        The optimisation settings (:class:`~bayesguide.OptimSettings`); default
+        The optimisation settings ([`OptimSettings`][bayesguide.OptimSettings]); default
         ``steps=2000``, ``lr=1e-2`` (shared by the weights and ``log α``).
     init
         A previous ``fit_l0`` fit of the same model to continue — its folded gates are
@@ -204,8 +208,8 @@ def fit_l0(
         restart from zero weights with their ``log α`` carried on — or another fit to
         warm-start the weights from.
     **options
-        Fields of :class:`~bayesguide.OptimSettings` overriding ``optim``, including
-        ``device``: where the steps run, as in :func:`~bayesguide.fit_map` (default:
+        Fields of [`OptimSettings`][bayesguide.OptimSettings] overriding ``optim``, including
+        ``device``: where the steps run, as in [`fit_map`][bayesguide.fit_map] (default:
         where ``model.net``'s parameters are; the gates are drawn from that device's
         random generator).
 
@@ -213,8 +217,8 @@ def fit_l0(
     -------
     FitResult
         ``method="map"``, ``fitter="l0"``, ``module`` the gated network, ``guide`` a
-        :class:`~bayesguide.DeltaGuide` on it, ``unit_norms`` the norms of the
-        deterministically gated unit groups, ``extras["l0"]`` an :class:`L0Gates`; on
+        [`DeltaGuide`][bayesguide.DeltaGuide] on it, ``unit_norms`` the norms of the
+        deterministically gated unit groups, ``extras["l0"]`` an [`L0Gates`][bayesguide.L0Gates]; on
         the CPU.
 
     References

@@ -1,11 +1,16 @@
 """The optimisation loop every fitter runs: batches, schedule, progress, guards.
 
 ``optimize`` minimises ``objective(idx)`` (``idx`` the minibatch indices, ``None`` for
-the full batch) with Adam under one :class:`~bayesguide.infer.settings.OptimSettings`.
+the full batch) — or, for data read from a loader, ``objective(batch)`` with ``batch`` the
+next item of ``batches()`` (see `optimize`) — with Adam under one
+[`OptimSettings`][bayesguide.infer.settings.OptimSettings].
 It records the loss every step and, every ``record_every`` steps, a snapshot from
-``record()`` (the unit norms). It stops early when the smoothed loss has not improved
+``record()`` (the unit norms). An objective may also return the terms its loss is the
+sum of, as ``(loss, {"nll": ..., "penalty": ...})``: each term is then recorded every
+step too (`LoopOutput.terms`), and the progress bar shows the terms instead of the
+total. It stops early when the smoothed loss has not improved
 by a relative ``min_delta`` for ``patience`` steps, and stops with
-:class:`NonFiniteLossError` as soon as the loss is NaN or infinite, naming the step and
+[`NonFiniteLossError`][bayesguide.NonFiniteLossError] as soon as the loss is NaN or infinite, naming the step and
 — through ``diagnose`` — the offending site.
 """
 
@@ -14,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +29,16 @@ from tqdm.auto import tqdm
 
 from bayesguide.infer.settings import OptimSettings, Schedule
 
-__all__ = ["LoopOutput", "NonFiniteLossError", "lr_factor", "optimize"]
+__all__ = ["LoopOutput", "NonFiniteLossError", "Objective", "StreamObjective", "lr_factor", "optimize"]
+
+Objective = Callable[[torch.Tensor | None], torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]]
+"""
+What an objective returns: the loss, or the loss and named terms (recorded detached, e.g.
+``{"nll": data term, "penalty": regulariser}``).
+"""
+
+StreamObjective = Callable[[Any], torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]]
+"""An objective of data read from a loader: it takes the batch itself (whatever ``batches()`` yields)."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -33,6 +47,29 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass(frozen=True)
 class LoopOutput:
+    """What `optimize` returns.
+
+    Attributes
+    ----------
+    losses
+        The loss at every step taken.
+    records
+        The snapshots of ``record()``, one per recorded step.
+    record_steps
+        The absolute step numbers of ``records``.
+    stop_reason
+        ``"completed"`` or why the loop stopped early.
+    optimizer_state
+        Adam's state, to continue from.
+    wall_time
+        Seconds spent in the loop.
+    extra
+        Anything a fitter adds.
+    terms
+        The named terms of the loss at every step (each as long as ``losses``), when
+        the objective returns them; empty otherwise.
+    """
+
     losses: np.ndarray
     records: list[dict[str, torch.Tensor]]
     record_steps: np.ndarray
@@ -40,6 +77,7 @@ class LoopOutput:
     optimizer_state: dict[str, Any]
     wall_time: float
     extra: dict[str, Any] = field(default_factory=dict)
+    terms: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def lr_factor(schedule: Schedule, step: int, total: int) -> float:
@@ -53,18 +91,19 @@ def lr_factor(schedule: Schedule, step: int, total: int) -> float:
 
 
 def optimize(
-    objective: Callable[[torch.Tensor | None], torch.Tensor],
+    objective: Objective | StreamObjective,
     parameters: list[torch.nn.Parameter],
     n_data: int,
     settings: OptimSettings,
     *,
     label: str = "fit",
     record: Callable[[], dict[str, torch.Tensor]],
-    diagnose: Callable[[torch.Tensor | None], str],
+    diagnose: Callable[[Any], str],
     optimizer_state: dict[str, Any] | None = None,
     step_offset: int = 0,
     callback: Callable[[int], None] | None = None,
     device: torch.device | None = None,
+    batches: Callable[[], Iterator[Any]] | None = None,
 ) -> LoopOutput:
     """Minimise ``objective`` over ``parameters``; see the module docstring.
 
@@ -72,6 +111,11 @@ def optimize(
     (``loss.item()``, needed for the history and the non-finite guard), steps Adam and
     copies a snapshot into a buffer allocated once, so that no small long-lived tensors
     accumulate between the large per-step temporaries.
+
+    ``objective`` returns the loss, or ``(loss, terms)`` with ``terms`` a mapping of
+    named scalar tensors (the same names at every step) that are recorded per step,
+    without a device synchronisation, into `LoopOutput.terms`; the progress bar then
+    shows them (every 50 steps) instead of the loss.
 
     ``label`` names the progress bar. ``callback``, if given, is called after every
     optimizer step (after the snapshot)
@@ -82,7 +126,14 @@ def optimize(
     drawn on the CPU, so it is the same on every device; with a ``seed``, the random
     state of ``device`` (dropout, SVI draws on a GPU) is seeded too and restored
     afterwards, like the CPU's. The objective moves each batch to the device itself
-    (:func:`bayesguide.model.device.take_batch`).
+    ([`bayesguide.model.device.take_batch`][]).
+
+    ``batches``, for data that are not held in memory, makes one pass (an epoch) over
+    the data: at every step the loop takes the next batch and hands it to ``objective``
+    (and ``diagnose``) instead of indices; when a pass ends it starts the next one with
+    ``batches()`` (inside the seeded random state, so a shuffling ``DataLoader`` draws the
+    same orders for the same ``seed``). ``n_data`` and ``settings.batch_size`` are then
+    not used for batching; a pass that yields nothing is a ``ValueError``.
     """
     optimizer = torch.optim.Adam(parameters, lr=settings.lr)
     if optimizer_state is not None:
@@ -93,8 +144,12 @@ def optimize(
             group["lr"] = settings.lr
     steps, lr, schedule, patience = settings.steps, settings.lr, settings.schedule, settings.patience
     every = settings.record_every or max(1, steps // 100)
-    batch = None if settings.full_batch(n_data) else settings.batch_size
+    batch = None if batches is not None or settings.full_batch(n_data) else settings.batch_size
+    stream: Iterator[Any] | None = None
     losses = np.empty(steps)
+    # per-step terms of the loss, when the objective returns them: one (steps,) buffer per
+    # name on the parameters' device, filled without reading the values back
+    term_store: dict[str, torch.Tensor] = {}
     record_steps: list[int] = []
     # snapshots: one (capacity, *shape) buffer per key, filled row by row; a snapshot
     # whose keys or shapes change falls back to a list
@@ -125,6 +180,23 @@ def optimize(
         generator.manual_seed(settings.seed + step_offset)
     perm, cursor = torch.randperm(n_data, generator=generator) if batch else None, 0
 
+    def new_pass() -> tuple[Iterator[Any], Any]:
+        """A new pass over ``batches`` and its first batch; seeded, in an RNG state of its own.
+
+        A ``DataLoader`` draws from the global RNG when a pass starts (its base seed, a
+        shuffling sampler's seed): with a ``seed`` those draws come from a forked state
+        seeded from ``generator``, so that the shuffles are reproducible and the fit's own
+        random stream (dropout, SVI draws) is the one it has on tensors.
+        """
+        assert batches is not None
+        if settings.seed is None:
+            it = batches()
+            return it, next(it, None)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            it = batches()
+            return it, next(it, None)
+
     cuda = [] if device is None or device.type != "cuda" else [
         device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=cuda, enabled=settings.seed is not None):
@@ -137,18 +209,29 @@ def optimize(
         done = 0
         try:
             for step in range(steps):
-                idx = None
+                idx: Any = None
                 if batch is not None:
                     assert perm is not None
                     if cursor + batch > n_data:
                         perm, cursor = torch.randperm(n_data, generator=generator), 0
                     idx = perm[cursor : cursor + batch]
                     cursor += batch
+                elif batches is not None:
+                    idx = None if stream is None else next(stream, None)
+                    if idx is None:  # the first step, or the end of a pass: the next epoch
+                        stream, idx = new_pass()
+                        if idx is None:
+                            raise ValueError("the data loader yielded no batch: a pass over it is empty")
                 if schedule is not Schedule.CONSTANT:
                     for group in optimizer.param_groups:
                         group["lr"] = lr * lr_factor(schedule, step, steps)
                 optimizer.zero_grad(set_to_none=True)
-                loss = objective(idx)
+                out = objective(idx)
+                terms: dict[str, torch.Tensor] | None = None
+                if isinstance(out, torch.Tensor):
+                    loss = out
+                else:
+                    loss, terms = out
                 value = loss.item()
                 if not math.isfinite(value):
                     raise NonFiniteLossError(
@@ -157,6 +240,13 @@ def optimize(
                 loss.backward()
                 optimizer.step()
                 losses[step] = value
+                if terms:
+                    for name, term in terms.items():
+                        buf = term_store.get(name)
+                        if buf is None:
+                            buf = term_store[name] = torch.full(
+                                (steps,), math.nan, dtype=torch.float64, device=term.device)
+                        buf[step] = term.detach()
                 done = step + 1
                 if step % every == 0 or step == steps - 1:
                     snapshot(step)
@@ -164,7 +254,8 @@ def optimize(
                     callback(step_offset + step)
                 if show:
                     if step % 50 == 0:
-                        bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+                        shown = {k: v.item() for k, v in terms.items()} if terms else {"loss": value}
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
                     bar.update(1)
                 if patience is not None:
                     smooth = value if math.isnan(smooth) else 0.9 * smooth + 0.1 * value
@@ -193,4 +284,5 @@ def optimize(
         stop_reason=stop_reason,
         optimizer_state=optimizer.state_dict(),
         wall_time=wall,
+        terms={k: v[:done].cpu().numpy() for k, v in term_store.items()},
     )

@@ -1,19 +1,19 @@
 """``fit_map``: maximum a posteriori training, i.e. guided regularization.
 
-The MAP objective is the negative log joint of :class:`~bayesguide.GuidedModel`,
+The MAP objective is the negative log joint of [`GuidedModel`][bayesguide.GuidedModel],
 
-.. math::
-
-    L(θ) = -\\frac{N}{B} \\sum_{i \\in \\text{batch}} \\log p(y_i \\mid x_i, θ)
-           + \\sum_{\\text{sites}} \\text{penalty}(Θ_s) - \\sum_{\\text{sites}} \\log c_s,
+$$
+L(θ) = -\\frac{N}{B} \\sum_{i \\in \\text{batch}} \\log p(y_i \\mid x_i, θ)
+       + \\sum_{\\text{sites}} \\text{penalty}(Θ_s) - \\sum_{\\text{sites}} \\log c_s,
+$$
 
 "summed NLL + guided L1 / L2 / group penalty + a constant" — exactly what Pyro's
 ``Trace_ELBO`` computes for the model and a point-mass guide (``AutoDelta``).
 
 Two engines compute it. ``"fast"`` (default) evaluates the network's own forward and
-the penalties directly in torch (:meth:`~bayesguide.GuidedModel.neg_log_prior_blocks`);
+the penalties directly in torch ([`neg_log_prior_blocks`][bayesguide.model.guided.GuidedModel.neg_log_prior_blocks]);
 ``"pyro"`` runs ``Trace_ELBO().differentiable_loss`` on the Pyro model and the
-:class:`~bayesguide.DeltaGuide`. The test suite checks that both give the same loss and
+[`DeltaGuide`][bayesguide.DeltaGuide]. The test suite checks that both give the same loss and
 gradients; ``benchmarks/map_overhead.py`` measures the fast engine against a
 hand-written training loop.
 """
@@ -21,41 +21,43 @@ hand-written training loop.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from pyro.infer import Trace_ELBO
+from torch.utils.data import DataLoader
 from typing_extensions import Unpack
 
 from bayesguide._options import Option
 from bayesguide.infer.common import check_continuation, check_init, check_model, make_diagnose
-from bayesguide.infer.loop import optimize
+from bayesguide.infer.loop import Objective, optimize
 from bayesguide.infer.result import FitResult, build_result, fit_on
 from bayesguide.infer.settings import OptimOptions, OptimSettings
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
+from bayesguide.model.batches import Batches, BatchStream, as_batches
 from bayesguide.model.device import place_data, resolve_device, take_batch
 from bayesguide.posterior import DeltaGuide, Guide
 
-__all__ = ["Engine", "fit_map", "map_steps", "pyro_objective"]
+__all__ = ["Engine", "check_stream", "fit_map", "map_steps", "map_stream_steps", "prior_terms", "pyro_objective"]
 
-#: the defaults of ``fit_map``
 DEFAULTS = OptimSettings(steps=2000, lr=1e-3)
+"""The defaults of ``fit_map``."""
 
 
 class Engine(Option):
     """How the objective is evaluated."""
 
-    #: the log joint written directly in torch (proven equal to Pyro's by the tests)
     FAST = "fast", "lean torch objective, same value as Pyro's"
-    #: ``pyro.infer.Trace_ELBO`` on the Pyro model and guide
+    """The log joint written directly in torch (proven equal to Pyro's by the tests)."""
     PYRO = "pyro", "Pyro's Trace_ELBO"
+    """``pyro.infer.Trace_ELBO`` on the Pyro model and guide."""
 
 
 def fit_map(
     model: GuidedModel,
-    X: ArrayLike,
-    y: ArrayLike,
+    X: ArrayLike | Batches | DataLoader[Any],
+    y: ArrayLike | None = None,
     optim: OptimSettings | None = None,
     *,
     engine: str | Engine = "fast",
@@ -68,31 +70,41 @@ def fit_map(
     Parameters
     ----------
     model
-        The :class:`~bayesguide.GuidedModel`; its network is copied, never changed.
-    X, y
-        Training data (arrays or tensors), validated before any training.
+        The [`GuidedModel`][bayesguide.GuidedModel]; its network is copied, never changed.
+    X
+        Training inputs (an array or tensor), validated before any training; or, for
+        data that do not fit in memory, a data loader of ``(X, y)`` batches: a
+        ``torch.utils.data.DataLoader`` over a sized dataset, or
+        [`Batches`][bayesguide.model.batches.Batches] (any re-iterable of batches with its
+        number of examples ``n``). Each step then reads the loader's next batch (a new pass
+        starts when one ends) and scales its log-likelihood by ``n / B``, so the objective
+        is the same as on tensors; the batch size is the loader's (``batch_size`` is
+        refused), the first batch is checked before any step and every batch as it is
+        read (see [`bayesguide.model.batches`][]).
+    y
+        Training targets, validated with ``X`` before any training; omitted when ``X`` is
+        a data loader.
     optim
-        The optimisation settings (:class:`~bayesguide.OptimSettings`); default
+        The optimisation settings ([`OptimSettings`][bayesguide.OptimSettings]); default
         ``steps=2000``, ``lr=1e-3``, full batch, constant learning rate, ``seed=0``.
     engine
-        ``"fast"`` (default) or ``"pyro"``; both minimise the same objective.
+        ``"fast"`` (default) or ``"pyro"``; both minimise the same objective. A data
+        loader needs ``"fast"``.
     init
         A previous MAP fit of the same model to continue (optimiser state and histories
         carry over; ``bg.resume_fit(fit, X, y, steps)`` does this for any fitter), or
         another fit of it (an SVI fit's posterior mean) to warm-start from.
     callback
         Called after every optimizer step with the absolute step number (counting the
-        steps of ``init`` when continuing); see :func:`bayesguide.infer.loop.optimize`.
+        steps of ``init`` when continuing); see [`bayesguide.infer.loop.optimize`][].
     **options
-        Fields of :class:`~bayesguide.OptimSettings` overriding ``optim``: ``steps``,
+        Fields of [`OptimSettings`][bayesguide.OptimSettings] overriding ``optim``: ``steps``,
         ``lr``, ``batch_size``, ``schedule``, ``patience``, ``min_delta``, ``seed``,
-        ``progress``, ``record_every``, ``device``.
-    device
-        (keyword, an :class:`~bayesguide.OptimSettings` field) Where the steps run:
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a :class:`torch.device`; default ``None``:
-        where ``model.net``'s parameters are. A copy of the network is moved there; the
-        data stay where they are (the full batch is moved once, a minibatch at every
-        step); an unknown or unavailable device is a ``ValueError`` before any step.
+        ``progress``, ``record_every``, ``device``. ``device`` is where the steps run:
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a `torch.device`; default ``None``: where
+        ``model.net``'s parameters are. A copy of the network is moved there; the data
+        stay where they are (the full batch is moved once, a minibatch at every step);
+        an unknown or unavailable device is a ``ValueError`` before any step.
 
     Returns
     -------
@@ -114,8 +126,28 @@ def fit_map(
     settings = OptimSettings.resolve(optim, DEFAULTS, "fit_map", dict(options))
     engine = Engine.resolve(engine, "engine")
     check_init(init, model)
+    source = as_batches(X, y)
+    if source is not None:
+        stream = check_stream(model, source, settings, engine, "fit_map")
+        return fit_on(map_stream_steps(model, stream, settings, init=init, callback=callback))
     Xt, yt = model.prepare_data(X, y)
     return fit_on(map_steps(model, Xt, yt, settings, engine=engine, init=init, callback=callback))
+
+
+def check_stream(model: GuidedModel, source: Batches, settings: OptimSettings, engine: Engine,
+                 fitter: str) -> BatchStream:
+    """``source`` checked for a fit (its first batch read), or a ``ValueError`` naming what a loader fit cannot do."""
+    if engine is not Engine.FAST:
+        raise ValueError(
+            f"{fitter} reads a data loader only with engine='fast': engine={engine.value!r} subsamples in-memory "
+            f"tensors by index"
+        )
+    if settings.batch_size is not None:
+        raise ValueError(
+            f"batch_size={settings.batch_size} cannot be used with a data loader: the batches are the loader's "
+            f"(set batch_size on the DataLoader)"
+        )
+    return BatchStream(source, model.net, model.likelihood, model.dtype)
 
 
 def map_steps(
@@ -131,34 +163,26 @@ def map_steps(
     extras: dict[str, Any] | None = None,
     fingerprint: str | None = None,
 ) -> FitResult:
-    """MAP steps on prepared data: the body of :func:`fit_map`, shared with ``fit_relevance``.
+    """MAP steps on prepared data: the body of [`fit_map`][bayesguide.fit_map], shared with ``fit_relevance``.
 
     ``init`` is continued (guide, optimiser state, histories) when it was made by the
     same ``fitter``; otherwise its network is a warm start. The steps run on
     ``settings.device`` (default: ``model.net``'s), and the result stays there (the
-    public fitters bring it back to the CPU, :func:`~bayesguide.infer.result.fit_on`).
+    public fitters bring it back to the CPU, [`fit_on`][bayesguide.infer.result.fit_on]).
     ``fingerprint`` is the data's, when the caller has it already.
     """
     engine = Engine.resolve(engine, "engine")
     device = resolve_device(settings.device, model.net)
     fingerprint = data_fingerprint(Xt, yt) if fingerprint is None else fingerprint
     check_continuation(init, fitter, fingerprint)
-    if init is not None and init.fitter == fitter:
-        guide = copy.deepcopy(init.guide)
-        assert isinstance(guide, DeltaGuide)
-        module, state, offset = guide.module, init.optimizer_state, init.steps
-    else:
-        module = copy.deepcopy(init.module if init is not None else model.net)
-        guide = DeltaGuide(model, module)
-        state, offset = None, 0
-    guide.to(device)  # and its module, the network
-    module.train()
+    guide, module, state, offset = _start(model, init, fitter, device)
 
     X, y = place_data(Xt, yt, device, settings.full_batch(Xt.shape[0]))
+    objective: Objective
     if engine is Engine.FAST:
-        objective = _fast_objective(model, guide, X, y)
+        objective = _fast_objective_terms(model, guide, X, y)
     else:
-        objective = pyro_objective(model, guide, module, X, y)
+        objective = _with_terms(model, module, pyro_objective(model, guide, module, X, y))
     out = optimize(
         objective, list(guide.parameters()), Xt.shape[0], settings, label="MAP",
         record=lambda: model.unit_norms(module), diagnose=make_diagnose(model, guide, module, X, y),
@@ -171,39 +195,174 @@ def map_steps(
     )
 
 
+def map_stream_steps(
+    model: GuidedModel,
+    stream: BatchStream,
+    settings: OptimSettings,
+    *,
+    init: FitResult | None = None,
+    callback: Callable[[int], None] | None = None,
+) -> FitResult:
+    """MAP steps on batches read from a loader: [`map_steps`][bayesguide.infer.map.map_steps] for a `BatchStream`.
+
+    Each step reads the next batch (moved to the device) and scales its log-likelihood
+    by ``n / B``; the fit records ``n_data = stream.n`` and the loader's fingerprint.
+    """
+    device = resolve_device(settings.device, model.net)
+    check_continuation(init, "map", stream.fingerprint)
+    guide, module, state, offset = _start(model, init, "map", device)
+    terms = _terms(model, guide)
+    n = stream.n
+
+    def batch_on(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+
+    def objective(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        xb, yb = batch_on(batch)
+        return terms(xb, yb, None if xb.shape[0] == n else n / xb.shape[0])
+
+    def diagnose(batch: tuple[torch.Tensor, torch.Tensor]) -> str:
+        return make_diagnose(model, guide, module, *batch_on(batch))(None)
+
+    out = optimize(
+        objective, list(guide.parameters()), n, settings, label="MAP",
+        record=lambda: model.unit_norms(module), diagnose=diagnose,
+        optimizer_state=state, step_offset=offset, callback=callback, device=device, batches=stream.__iter__,
+    )
+    return build_result(
+        method="map", fitter="map", model=model, module=module, guide=guide, out=out,
+        settings=settings.as_dict() | {"engine": Engine.FAST.value, "data": "loader"}, n_data=n,
+        fingerprint=stream.fingerprint, init=init,
+    )
+
+
+def _start(model: GuidedModel, init: FitResult | None, fitter: str,
+           device: torch.device) -> tuple[DeltaGuide, torch.nn.Module, dict[str, Any] | None, int]:
+    """The guide, network, optimiser state and step offset a MAP fit starts from (on ``device``, in train mode)."""
+    if init is not None and init.fitter == fitter:
+        guide = copy.deepcopy(init.guide)
+        assert isinstance(guide, DeltaGuide)
+        module, state, offset = guide.module, init.optimizer_state, init.steps
+    else:
+        module = copy.deepcopy(init.module if init is not None else model.net)
+        guide = DeltaGuide(model, module)
+        state, offset = None, 0
+    guide.to(device)  # and its module, the network
+    module.train()
+    return guide, module, state, offset
+
+
+def prior_terms(model: GuidedModel, params: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prior's penalty and log normaliser at the network's parameters.
+
+    Parameters
+    ----------
+    model
+        The model (no hierarchical priors).
+    params
+        The network's named parameters (``dict(module.named_parameters())``).
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(penalty, log_normaliser)``. The penalty is the regulariser
+        ``Σ_sites Σ_j rate_j s(θ_j)``, the prior's negative log-density without its
+        constants, and ``−log p(θ) = penalty − log_normaliser`` (the value of
+        `GuidedModel.neg_log_prior_blocks`, computed the same way from each layer's
+        weight and bias tensors). Rates and normalisers are read at every call, so
+        in-place updates (empirical-Bayes guidance) are seen.
+    """
+    penalty: torch.Tensor | None = None
+    log_norm: torch.Tensor | None = None
+    for site in model.sites:
+        prior = model.site_distribution(site, device=params[site.param_names[0]].device)
+        term = prior.penalty_parts([params[k].reshape(site.n_units, -1) for k in site.param_names])
+        penalty = term if penalty is None else penalty + term
+        log_norm = prior.log_normaliser if log_norm is None else log_norm + prior.log_normaliser
+    assert penalty is not None and log_norm is not None
+    return penalty, log_norm
+
+
 def _fast_objective(
     model: GuidedModel, guide: DeltaGuide, X: torch.Tensor, y: torch.Tensor
 ) -> Callable[[torch.Tensor | None], torch.Tensor]:
-    """The MAP objective (the negative log joint) written directly in torch.
+    """The MAP objective (the negative log joint) written directly in torch: the loss only."""
+    objective = _fast_objective_terms(model, guide, X, y)
+    return lambda idx: objective(idx)[0]
+
+
+def _fast_objective_terms(
+    model: GuidedModel, guide: DeltaGuide, X: torch.Tensor, y: torch.Tensor
+) -> Callable[[torch.Tensor | None], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """The MAP objective (the negative log joint) written directly in torch, with its terms.
+
+    It returns the loss and its two terms, ``{"nll": data term, "penalty": regulariser}``
+    (the loss is their sum minus the prior's log normaliser), which the loop records.
 
     The penalties are evaluated on each layer's weight and bias tensors
-    (:meth:`~bayesguide.GuidedModel.neg_log_prior_blocks`) instead of on the packed
+    ([`neg_log_prior_blocks`][bayesguide.model.guided.GuidedModel.neg_log_prior_blocks]) instead of on the packed
     ``(n, p)`` unit matrix: packing copies the weights into a new matrix every step, and
     those extra allocations make glibc hand memory back to the OS and fault it in again
     (``benchmarks/map_overhead.py`` counts the page faults). Both give the same value.
 
-    ``X, y`` are placed by :func:`~bayesguide.model.device.place_data`: on the
+    ``X, y`` are placed by [`place_data`][bayesguide.model.device.place_data]: on the
     network's device for the full batch, else wherever they are, each minibatch moved
-    by :func:`~bayesguide.model.device.take_batch`.
+    by [`take_batch`][bayesguide.model.device.take_batch].
+    """
+    device = next(guide.module.parameters()).device
+    terms = _terms(model, guide)
+    n = X.shape[0]
+
+    def objective(idx: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        xb, yb = take_batch(X, y, idx, device)
+        return terms(xb, yb, None if idx is None else n / idx.shape[0])
+
+    return objective
+
+
+def _terms(
+    model: GuidedModel, guide: DeltaGuide
+) -> Callable[[torch.Tensor, torch.Tensor, float | None], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """The MAP loss and its terms on a batch already on the device, its log-likelihood scaled by ``scale``.
+
+    ``scale`` is ``N / B`` for a minibatch, ``None`` for the full batch (no product: the
+    full-batch loss is bit for bit the unscaled one).
     """
     module = guide.module
     params = dict(module.named_parameters())
-    device = next(iter(params.values())).device
     # the priors are read at every evaluation, not copied, so that in-place updates
     # (UnitGroupDistribution.set_rate, empirical-Bayes guidance) are seen
     model.neg_log_prior_blocks(params)  # builds the priors once, before the first step
-    likelihood, n = model.likelihood, X.shape[0]
-    fixed_noise = model.noise_tensor(None, X.dtype) if not model.learns_noise else None
+    likelihood = model.likelihood
+    fixed_noise = model.noise_tensor(None, model.dtype) if not model.learns_noise else None
 
-    def objective(idx: torch.Tensor | None) -> torch.Tensor:
-        xb, yb = take_batch(X, y, idx, device)
+    def terms(xb: torch.Tensor, yb: torch.Tensor,
+              scale: float | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         noise = fixed_noise if fixed_noise is not None else guide.noise()
         loglik = likelihood.log_prob_sum(module(xb), yb, noise)
-        if idx is not None:
-            loglik = loglik * (n / idx.shape[0])
-        return model.neg_log_prior_blocks(params) - loglik
+        if scale is not None:
+            loglik = loglik * scale
+        penalty, log_norm = prior_terms(model, params)
+        nll = -loglik
+        return penalty - log_norm + nll, {"nll": nll, "penalty": penalty}
 
-    return objective
+    return terms
+
+
+def _with_terms(
+    model: GuidedModel, module: torch.nn.Module, objective: Callable[[torch.Tensor | None], torch.Tensor]
+) -> Callable[[torch.Tensor | None], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """``objective`` (a MAP loss) with its terms: the penalty at the current weights, the rest is the NLL."""
+    params = dict(module.named_parameters())
+
+    def with_terms(idx: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss = objective(idx)
+        with torch.no_grad():
+            penalty, log_norm = prior_terms(model, params)
+            nll = loss.detach() - (penalty - log_norm)
+        return loss, {"nll": nll, "penalty": penalty}
+
+    return with_terms
 
 
 def pyro_objective(

@@ -3,24 +3,24 @@
 Immer, Bauer, Fortuin, Rätsch & Khan, "Scalable marginal likelihood estimation for model
 selection in deep learning" (ICML 2021), per unit as in MacKay's automatic relevance
 determination (MacKay 1995; Tipping 2001). The prior is Gaussian
-(:class:`~bayesguide.GuidedNormal`): unit ``j`` of a prunable layer has precision
+([`GuidedNormal`][bayesguide.GuidedNormal]): unit ``j`` of a prunable layer has precision
 ``α_j = 2 λ g_j`` on its weight group ``θ_j`` (``p_j`` weights), each plain layer
 (the output layer) one precision ``α_l`` on all its weights. Every ``every`` MAP steps
 (after ``burn_in``), at the current weights ``θ`` and noise ``σ``, the precisions are
 moved to the maximum of the Laplace log evidence plus the log hyperprior
 ``Σ_j ν g⁰_j log α_j`` (``g⁰`` the base guidance, ``ν`` the confidence,
-:func:`bayesguide.guidance.marglik`). Setting its derivative in ``α_j`` to zero,
+[`bayesguide.guidance.marglik`][]). Setting its derivative in ``α_j`` to zero,
 
-.. math::
-
-    \\frac{p_j}{2 α_j} - \\frac{\\lVert θ_j \\rVert^2}{2}
-    - \\frac12 \\operatorname{tr}\\big[(H^{-1})_{jj}\\big] + \\frac{ν g⁰_j}{α_j} = 0
-    \\;\\Longrightarrow\\;
-    α_j = \\frac{γ_j + 2 ν g⁰_j}{\\lVert θ_j \\rVert^2}, \\qquad
-    γ_j = p_j - α_j \\operatorname{tr}\\big[(H^{-1})_{jj}\\big],
+$$
+\\frac{p_j}{2 α_j} - \\frac{\\lVert θ_j \\rVert^2}{2}
+- \\frac12 \\operatorname{tr}\\big[(H^{-1})_{jj}\\big] + \\frac{ν g⁰_j}{α_j} = 0
+\\;\\Longrightarrow\\;
+α_j = \\frac{γ_j + 2 ν g⁰_j}{\\lVert θ_j \\rVert^2}, \\qquad
+γ_j = p_j - α_j \\operatorname{tr}\\big[(H^{-1})_{jj}\\big],
+$$
 
 MacKay's fixed point, iterated ``iterations`` times on one curvature (``H = G/σ² + A``,
-``G`` the KFAC or diagonal GGN of :mod:`bayesguide.curvature.effective`). A plain layer
+``G`` the KFAC or diagonal GGN of [`bayesguide.curvature.effective`][]). A plain layer
 gets ``α_l = Σ_{j ∈ l} γ_j / ‖θ_l‖²``. Precisions stay within ``[1e-8, max_precision]``.
 
 A unit the data do not need has ``γ_j → 0`` while the prior keeps shrinking ``θ_j``: its
@@ -67,11 +67,11 @@ from bayesguide.priors import GuidedNormal, UnitNormal
 
 __all__ = ["PrecisionTrace", "fit_marglik", "marglik_model", "marglik_settings", "marglik_steps", "update_precisions"]
 
-#: the defaults of ``fit_marglik``
 DEFAULTS = OptimSettings(steps=2000, lr=1e-3, progress=False)
+"""The defaults of ``fit_marglik``."""
 
-#: the smallest precision an update may set (an improper prior would have no evidence)
 MIN_PRECISION = 1e-8
+"""The smallest precision an update may set (an improper prior would have no evidence)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def update_precisions(model: GuidedModel, fit: FitResult, X: torch.Tensor,
     The noise ``σ`` is the model's, or the fit's current MAP value when it learns it (a
     type-II noise update ``σ² = RSS / (N − Σ γ)`` was tried: early in training it keeps
     ``σ`` at the residual of an unconverged fit and slowed the pruning on teacher–student
-    data). Returns what the fit's :class:`PrecisionTrace` records: ``Σ γ`` over the
+    data). Returns what the fit's [`PrecisionTrace`][bayesguide.infer.marglik.PrecisionTrace] records: ``Σ γ`` over the
     network and the number of prunable units at the cap.
     """
     module = fit.module
@@ -239,7 +239,7 @@ def fit_marglik(
     """MAP training with every prior precision re-estimated from the Laplace evidence (module docstring).
 
     The caller's ``model`` is not changed: the fit runs on a fresh
-    :class:`~bayesguide.GuidedModel` on the same network, ``fit.model``, whose
+    [`GuidedModel`][bayesguide.GuidedModel] on the same network, ``fit.model``, whose
     coefficients hold the learned precisions (``α = 2 λ g``). The Adam state carries over
     between updates; a Gaussian model may learn its noise (the update uses the current
     ``σ``) or keep it fixed.
@@ -247,25 +247,27 @@ def fit_marglik(
     Parameters
     ----------
     model
-        A model whose prior and plain prior are :class:`~bayesguide.GuidedNormal` (their
+        A model whose prior and plain prior are [`GuidedNormal`][bayesguide.GuidedNormal] (their
         strengths and guidance give the starting precisions).
-    X, y
-        Training data, validated before any training.
+    X
+        Training inputs (an array or tensor), validated before any training.
+    y
+        Training targets, validated with ``X`` before any training.
     optim
         The optimisation settings; default ``steps=2000``, ``lr=1e-3``, no progress bar.
         ``batch_size`` sets the minibatch of the MAP steps; the curvature of an update
         is always computed on the full training set.
     marglik
         The settings; default: the model's guidance, which must be
-        :func:`bayesguide.guidance.marglik`.
+        [`bayesguide.guidance.marglik`][].
     engine
-        As in :func:`bayesguide.fit_map`.
+        As in [`bayesguide.fit_map`][].
     init
         A previous ``fit_marglik`` fit to continue (``bg.resume_fit``): its model (with
         the learned precisions), weights and optimiser state carry over.
     **options
-        Fields of :class:`~bayesguide.OptimSettings` overriding ``optim``, including
-        ``device``: where the steps and the updates run, as in :func:`~bayesguide.fit_map`
+        Fields of [`OptimSettings`][bayesguide.OptimSettings] overriding ``optim``, including
+        ``device``: where the steps and the updates run, as in [`fit_map`][bayesguide.fit_map]
         (default: where ``model.net``'s parameters are). The updates read the whole
         training set, so it is moved to the device once.
 

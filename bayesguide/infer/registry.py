@@ -2,22 +2,20 @@
 
 A *fitter* is a function ``fit(model, X, y, optim=None, *, init=None, **options) -> FitResult``
 registered under a name with what the rest of the library needs to know about it
-(:class:`Fitter`). The built-ins:
+([`Fitter`][bayesguide.infer.registry.Fitter]). The built-ins:
 
-===============  ==================================  ==========================================
-name             function                            trains
-===============  ==================================  ==========================================
-``map``          :func:`bayesguide.fit_map`          densities (``[fit] method = "map"``)
-``svi``          :func:`bayesguide.fit_svi`          densities and the horseshoe (``"svi"``)
-``l0``           :func:`bayesguide.fit_l0`           ``HardConcreteGates`` (``"map"``)
-``relevance``    :func:`bayesguide.fit_relevance`    ``GuidedNormal`` with relevance guidance
-``marglik``      :func:`bayesguide.fit_marglik`      ``GuidedNormal`` with evidence-driven guidance
-===============  ==================================  ==========================================
+| name | function | trains |
+|---|---|---|
+| ``map`` | [`bayesguide.fit_map`][] | densities (``[fit] method = "map"``) |
+| ``svi`` | [`bayesguide.fit_svi`][] | densities and the horseshoe (``"svi"``) |
+| ``l0`` | [`bayesguide.fit_l0`][] | ``HardConcreteGates`` (``"map"``) |
+| ``relevance`` | [`bayesguide.fit_relevance`][] | ``GuidedNormal`` with relevance guidance |
+| ``marglik`` | [`bayesguide.fit_marglik`][] | ``GuidedNormal`` with evidence-driven guidance |
 
-A prior family names its fitter per ``[fit] method`` (:class:`~bayesguide.priors.PriorFamily`,
+A prior family names its fitter per ``[fit] method`` ([`PriorFamily`][bayesguide.priors.PriorFamily],
 ``fitters``); an adaptive guidance profile names the fitter that re-estimates it
-(``profile.fitter``) and takes precedence. :func:`fitter_for` makes that choice,
-:func:`resume_fit` continues any fit with the fitter that made it.
+(``profile.fitter``) and takes precedence. [`fitter_for`][bayesguide.infer.registry.fitter_for] makes that choice,
+[`resume_fit`][bayesguide.resume_fit] continues any fit with the fitter that made it.
 """
 
 from __future__ import annotations
@@ -57,8 +55,10 @@ class Fitter:
     posterior
         Whether it fits a variational posterior (``[fit] method = "svi"``) rather than a
         point estimate (``"map"``).
-    schedules, minibatch
-        Whether experiment files may set ``[fit] schedule`` and ``batch_size`` for it.
+    schedules
+        Whether experiment files may set ``[fit] schedule`` for it.
+    minibatch
+        Whether experiment files may set ``[fit] batch_size`` for it.
     options
         Keywords of ``fit`` that experiment files set from ``[fit]`` (e.g. ``"guide"``).
     kinds
@@ -144,9 +144,10 @@ def fitter_for(prior: UnitPrior, method: str) -> Fitter:
 def resume_fit(fit: FitResult, X: ArrayLike, y: ArrayLike, steps: int, **options: Any) -> FitResult:
     """Continue ``fit`` for ``steps`` more steps with the fitter that made it.
 
-    The same settings unless ``options`` (fields of :class:`~bayesguide.OptimSettings`
+    The same settings unless ``options`` (fields of [`OptimSettings`][bayesguide.OptimSettings]
     but ``steps``) override them; the optimiser state, the guide and the histories carry over, and an
-    adaptive fit (relevance) goes on re-estimating its guidance. ``fit`` is not changed.
+    adaptive fit (relevance) goes on re-estimating its guidance. ``fit`` is not changed. A fit
+    made from a data loader continues on the same loader, passed as ``X`` with ``y=None``.
 
     Examples
     --------

@@ -7,7 +7,7 @@ rEgulaRization", 2020/2022): a weight-decay-like term shrinks only the parameter
 loss is insensitive to, relevant parameters get the plain gradient update. Here it acts
 on whole units (the weight group ``θ_j`` of unit ``j``: incoming row and bias), so that
 what dies can be cut physically (the iterative pruning loop is
-:func:`bayesguide.relevance_pruning`).
+[`bayesguide.relevance_pruning`][]).
 
 **Sensitivity and insensitivity.** With ``L(θ) = −Σ_i log p(y_i | x_i, θ)`` the summed
 data loss (no prior) over the training set, the sensitivity of unit ``j`` is
@@ -27,13 +27,13 @@ checked here, so the two choices above and the scale are documented choices, not
 transcription.
 
 **Bayesian reading.** ``g`` is the guidance of a guided Gaussian prior
-(:class:`bayesguide.GuidedNormal`, strength ``λ``): every weight of unit ``j`` is
+([`bayesguide.GuidedNormal`][], strength ``λ``): every weight of unit ``j`` is
 ``Normal(0, 1/√(2 λ g_j))``, i.e. precision ``2 λ g_j``, so the penalty is ``λ Σ_j g_j
 ‖θ_j‖₂²`` and its gradient ``2 λ g_j θ_j`` is the paper's selective weight decay (their
 decay constant is ``2λ``). Relevant units (``g_j = 0``) have an improper flat prior: the
 plain update. Every ``every`` steps the precisions are re-estimated from the data
 (type-II / empirical Bayes, written into the prior in place with
-:meth:`~bayesguide.priors.base.UnitGroupDistribution.set_rate`), so **the objective
+[`set_rate`][bayesguide.priors.base.UnitGroupDistribution.set_rate]), so **the objective
 changes during training**: the result is not the MAP of one fixed prior, but a fixed
 point of the alternation "MAP step(s) under the current prior ↔ re-estimate the prior".
 The fit's model holds the last estimate (``fit.model.coefficients``), which is what a
@@ -74,8 +74,8 @@ __all__ = [
     "data_loss", "fit_relevance", "insensitivity", "relevance_model", "relevance_settings", "relevance_steps",
 ]
 
-#: the defaults of ``fit_relevance``
 DEFAULTS = OptimSettings(steps=2000, lr=1e-3, progress=False)
+"""The defaults of ``fit_relevance``."""
 
 
 def data_loss(model: GuidedModel, module: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -214,21 +214,24 @@ def fit_relevance(
 ) -> FitResult:
     """MAP training with the prior's precisions re-estimated every ``every`` steps.
 
-    The estimate ``g = ReLU(1 − s / scale)`` (:func:`insensitivity`) is made on the
+    The estimate ``g = ReLU(1 − s / scale)`` ([`insensitivity`][bayesguide.infer.relevance.insensitivity]) is made on
+    the
     full training set before the first step and after every ``every`` Adam steps, and
     written into the prior in place; the Adam state carries over between estimates.
     The caller's ``model`` is not changed: the fit runs on a fresh
-    :class:`~bayesguide.GuidedModel` on the same network, ``fit.model``, whose
+    [`GuidedModel`][bayesguide.GuidedModel] on the same network, ``fit.model``, whose
     coefficients are the last estimate.
 
     Parameters
     ----------
     model
-        A model with a :class:`~bayesguide.GuidedNormal` prior and fixed noise.
-    X, y
-        Training data, validated before any training.
+        A model with a [`GuidedNormal`][bayesguide.GuidedNormal] prior and fixed noise.
+    X
+        Training inputs (an array or tensor), validated before any training.
+    y
+        Training targets, validated with ``X`` before any training.
     optim
-        The optimisation settings (:class:`~bayesguide.OptimSettings`); default
+        The optimisation settings ([`OptimSettings`][bayesguide.OptimSettings]); default
         ``steps=2000``, ``lr=1e-3``, no progress bar. ``batch_size`` sets the minibatch
         of the Adam steps; the sensitivities are always estimated on the full training
         set. Block ``k`` of ``every`` steps uses minibatch seed ``seed + k``, so the
@@ -236,17 +239,17 @@ def fit_relevance(
         ``patience`` apply within each block.
     relevance
         The settings; default: the model's guidance, which must be
-        :func:`bayesguide.guidance.relevance`.
+        [`bayesguide.guidance.relevance`][].
     engine
-        As in :func:`bayesguide.fit_map`.
+        As in [`bayesguide.fit_map`][].
     init
         A previous ``fit_relevance`` fit to continue (``bg.resume_fit``): its model (with
         the last estimate), weights and optimiser state carry over, and the estimates go
         on every ``every`` steps.
     **options
-        Fields of :class:`~bayesguide.OptimSettings` overriding ``optim``, including
+        Fields of [`OptimSettings`][bayesguide.OptimSettings] overriding ``optim``, including
         ``device``: where the steps and the estimates run, as in
-        :func:`~bayesguide.fit_map` (default: where ``model.net``'s parameters are). The
+        [`fit_map`][bayesguide.fit_map] (default: where ``model.net``'s parameters are). The
         estimates read the whole training set, so it is moved to the device once.
 
     Returns

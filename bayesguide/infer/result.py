@@ -1,11 +1,13 @@
 """``FitResult``: what every fitter returns — plain, frozen data that round-trips to disk.
 
-A fit is a :class:`~bayesguide.posterior.Fitted` (model, network, guide, data
+A fit is a [`Fitted`][bayesguide.posterior.Fitted] (model, network, guide, data
 fingerprint) plus its history (losses, unit norms over training), the settings it ran
 with, the optimiser state to continue from, the name of the ``fitter`` that made it and
 that continues it (``bg.resume_fit``), and fitter-specific ``extras`` (the L0 gates of
-``bg.fit_l0``). :meth:`FitResult.save` writes it as JSON and ``torch.save`` d tensors
-only, and :meth:`FitResult.load` reads it back with ``torch.load(weights_only=True)``:
+``bg.fit_l0``). [`FitResult.save`][bayesguide.infer.result.FitResult.save] writes it as JSON and ``torch.save`` d
+tensors
+only, and [`FitResult.load`][bayesguide.infer.result.FitResult.load] reads it back with
+``torch.load(weights_only=True)``:
 loading never executes code from a file.
 """
 
@@ -32,12 +34,12 @@ from bayesguide.posterior import DeltaGuide, Fitted, Guide, LowRankGuide, MeanFi
 
 __all__ = ["FitResult", "build_result", "fit_on", "register_extra"]
 
-#: decoders of ``FitResult.extras`` entries, by key (``register_extra``)
 _EXTRAS: dict[str, Callable[[dict[str, Any]], Any]] = {}
+"""Decoders of ``FitResult.extras`` entries, by key (``register_extra``)."""
 
 
 def register_extra(key: str, decode: Callable[[dict[str, Any]], Any]) -> None:
-    """Teach :meth:`FitResult.load` to read ``extras[key]`` (saved by the value's ``to_json()``)."""
+    """Teach `FitResult.load` to read ``extras[key]`` (saved by the value's ``to_json()``)."""
     _EXTRAS[key] = decode
 
 
@@ -51,19 +53,28 @@ class FitResult(Fitted):
         ``"map"`` (a point estimate) or ``"svi"`` (a variational posterior).
     fitter
         The registered fitter that made it and continues it: ``"map"``, ``"svi"``,
-        ``"l0"`` or ``"relevance"`` (see :mod:`bayesguide.infer.registry`).
+        ``"l0"`` or ``"relevance"`` (see [`bayesguide.infer.registry`][]).
     model
-        The :class:`~bayesguide.GuidedModel` that was fitted (for relevance fits, a copy
+        The [`GuidedModel`][bayesguide.GuidedModel] that was fitted (for relevance fits, a copy
         holding the last estimate of the coefficients).
     module
         An ``nn.Module`` (a copy of ``model.net``, in eval mode) holding the MAP weights
         or the posterior mean.
     guide
-        The fitted guide (:class:`~bayesguide.DeltaGuide` for MAP).
+        The fitted guide ([`DeltaGuide`][bayesguide.DeltaGuide] for MAP).
     losses
         The objective at every step: ``−log p(y, θ | X)`` for MAP (summed NLL plus
         penalty plus the prior's normalising constants), ``−ELBO`` for SVI; on
         minibatches the likelihood is scaled by ``N / B``.
+    loss_terms
+        The parts of ``losses`` at every step, for MAP fits (``fit_map``,
+        ``fit_relevance``, ``fit_marglik``): ``"nll"``, the data term (summed negative
+        log-likelihood, scaled by ``N / B`` on minibatches), and ``"penalty"``, the
+        regulariser (the prior's negative log-density without its normalising
+        constants, ``Σ λ g_j s(θ_j)``). ``losses − nll − penalty`` is the constant
+        ``−Σ log c``, which changes only when the prior's rates do (empirical-Bayes
+        guidance). Empty for other fitters and for fits saved before it existed; NaN
+        for the steps of a resumed fit that recorded none.
     unit_norms
         Per prunable layer, an array ``(records, units)`` of unit-group norms
         (posterior means for SVI) over training, recorded at ``norm_steps``.
@@ -72,10 +83,12 @@ class FitResult(Fitted):
     stop_reason
         ``"completed"`` or why it stopped early.
     settings
-        The settings it ran with (:class:`~bayesguide.OptimSettings` fields and the
+        The settings it ran with ([`OptimSettings`][bayesguide.OptimSettings] fields and the
         fitter's own, e.g. ``engine``, ``guide``), as plain JSON values.
-    n_data, data_fingerprint
-        Size and hash of the training data.
+    n_data
+        Number of training examples.
+    data_fingerprint
+        Hash of the training data (checked when the fit is continued or scored).
     optimizer_state
         Adam's state, to continue the fit.
     extras
@@ -97,6 +110,7 @@ class FitResult(Fitted):
     data_fingerprint: str
     optimizer_state: dict[str, Any] = field(repr=False)
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
+    loss_terms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def label(self) -> str:
@@ -117,16 +131,20 @@ class FitResult(Fitted):
 
     def __str__(self) -> str:
         norms = self.final_unit_norms()
+        terms = ""
+        if "nll" in self.loss_terms and "penalty" in self.loss_terms and self.loss_terms["nll"].size:
+            nll, penalty = self.loss_terms["nll"][-1], self.loss_terms["penalty"][-1]
+            terms = f" = NLL {nll:.6g} + penalty {penalty:.6g} + const"
         lines = [
             f"FitResult({self.method}, {self.steps} steps in {self.wall_time:.1f} s, "
-            f"final loss {self.final_loss:.6g}, {self.stop_reason})",
+            f"final loss {self.final_loss:.6g}{terms}, {self.stop_reason})",
             f"  prior: {self.model.prior}",
         ]
-        for layer, v in norms.items():
+        for i, (layer, v) in enumerate(norms.items(), start=1):
             top = float(v.max()) if v.size else 0.0
             alive = int((v > 1e-3 * max(top, 1e-30)).sum())
             lines.append(
-                f"  layer {layer}: {v.size} units, {alive} with norm > 1e-3·max; "
+                f"  hidden layer {i} (module {layer!r}): {v.size} units, {alive} with norm > 1e-3·max; "
                 f"norm min {v.min():.3g}, median {np.median(v):.3g}, max {top:.3g}"
             )
         if self.noise is not None:
@@ -139,9 +157,9 @@ class FitResult(Fitted):
         """Write the fit into ``directory`` (created): weights, guide, optimiser state, history.
 
         Files: ``architecture.json`` and ``weights.pt`` (the network,
-        :func:`bayesguide.architecture.save_module`), ``guide.pt`` and ``optimizer.pt``
+        [`bayesguide.architecture.save_module`][]), ``guide.pt`` and ``optimizer.pt``
         (tensor state dicts), ``fit.json`` (everything else). No code is pickled; the
-        prior and likelihood are *not* saved — :meth:`load` takes the model.
+        prior and likelihood are *not* saved — [`load`][bayesguide.infer.result.FitResult.load] takes the model.
         """
         directory = Path(directory)
         save_module(self.module, directory)
@@ -155,13 +173,14 @@ class FitResult(Fitted):
             "n_data": self.n_data, "data_fingerprint": self.data_fingerprint,
             "coefficients": {k: v.tolist() for k, v in self.model.coefficients.items()},
             "extras": {k: v.to_json() for k, v in self.extras.items()},
+            "loss_terms": self.loss_terms,
         }
         write_json_atomic(directory / "fit.json", record)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, model: GuidedModel) -> FitResult:
-        """Read a fit written by :meth:`save`, for ``model`` (the model it was fitted with).
+        """Read a fit written by `save`, for ``model`` (the model it was fitted with).
 
         ``model`` supplies the prior and likelihood; its network must have the saved
         network's structure. Guidance coefficients that the fitter re-estimated (relevance
@@ -198,6 +217,7 @@ class FitResult(Fitted):
             stop_reason=saved["stop_reason"], settings=dict(saved["settings"]), n_data=int(saved["n_data"]),
             data_fingerprint=saved["data_fingerprint"],
             optimizer_state=torch.load(directory / "optimizer.pt", weights_only=True), extras=extras,
+            loss_terms={k: np.asarray(v, dtype=np.float64) for k, v in (saved.get("loss_terms") or {}).items()},
         )
 
 
@@ -230,7 +250,11 @@ def build_result(
     names = list(out.records[0]) if out.records else []
     norms = {k: np.stack([r[k].detach().cpu().numpy() for r in out.records]) for k in names}
     losses, steps, wall = out.losses, out.record_steps, out.wall_time
+    terms = {k: np.asarray(v, dtype=np.float64) for k, v in out.terms.items()}
     if init is not None and init.fitter == fitter:  # a resume; another fitter is a warm start
+        # a term the earlier segment did not record is NaN there (a fit saved before terms existed)
+        gap = np.full(init.steps, np.nan)
+        terms = {k: np.concatenate([init.loss_terms.get(k, gap), v]) for k, v in terms.items()}
         losses = np.concatenate([init.losses, losses])
         steps = np.concatenate([init.norm_steps, steps])
         norms = {k: np.concatenate([init.unit_norms[k], v]) for k, v in norms.items()}
@@ -240,7 +264,7 @@ def build_result(
         method=method, fitter=fitter, model=model, module=module, guide=guide, losses=losses,
         unit_norms=norms, norm_steps=steps, wall_time=wall, stop_reason=out.stop_reason,
         settings=jsonable(settings), n_data=n_data, data_fingerprint=fingerprint,
-        optimizer_state=copy.deepcopy(out.optimizer_state), extras=dict(extras or {}),
+        optimizer_state=copy.deepcopy(out.optimizer_state), extras=dict(extras or {}), loss_terms=terms,
     )
 
 

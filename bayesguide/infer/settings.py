@@ -1,7 +1,7 @@
 """``OptimSettings``: the optimisation settings every fitter shares.
 
 ``bg.fit_map``, ``bg.fit_svi``, ``bg.fit_l0`` and ``bg.fit_relevance`` all run the same
-Adam loop (:mod:`bayesguide.infer.loop`) and take the same settings, either as keywords
+Adam loop ([`bayesguide.infer.loop`][]) and take the same settings, either as keywords
 (``bg.fit_map(model, X, y, steps=500, lr=3e-3)``) or as one object
 (``bg.fit_map(model, X, y, bg.OptimSettings(steps=500, lr=3e-3))``; keywords then
 override the object's fields). Each fitter has its own defaults for ``steps`` and ``lr``.
@@ -36,16 +36,16 @@ __all__ = ["OptimOptions", "OptimSettings", "Schedule"]
 class Schedule(Option):
     """Learning-rate schedules."""
 
-    #: the same learning rate at every step
     CONSTANT = "constant", "fixed learning rate"
-    #: cosine decay from ``lr`` to ``lr / 100`` over the run
+    """The same learning rate at every step."""
     COSINE = "cosine", "cosine decay to lr/100"
-    #: ``lr`` for the first half, then cosine decay to ``lr / 100`` (move first, then settle)
+    """Cosine decay from ``lr`` to ``lr / 100`` over the run."""
     ANNEAL = "anneal", "constant lr for the first half, then cosine decay to lr/100"
+    """``lr`` for the first half, then cosine decay to ``lr / 100`` (move first, then settle)."""
 
 
 class OptimOptions(TypedDict, total=False):
-    """The keyword form of :class:`OptimSettings` (every field optional)."""
+    """The keyword form of [`OptimSettings`][bayesguide.OptimSettings] (every field optional)."""
 
     steps: int
     lr: float
@@ -94,10 +94,10 @@ class OptimSettings:
         Record unit norms every this many steps (default ``steps // 100``).
     device
         Where the steps run: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` (or a
-        :class:`torch.device`); ``None`` (default): where the model's network is. The
+        `torch.device`); ``None`` (default): where the model's network is. The
         network (a copy) is moved there; the data stay where they are — full-batch
         training moves them once, minibatch training moves each minibatch — and the
-        result comes back on the CPU (:mod:`bayesguide.model.device`). Checked on
+        result comes back on the CPU ([`bayesguide.model.device`][]). Checked on
         construction: an unknown or unavailable device is a ``ValueError`` listing the
         available ones. Stored as a string (``"cuda:1"``), or ``None``.
     """
@@ -170,7 +170,7 @@ class OptimSettings:
         return (defaults if optim is None else optim).with_options(fitter, **options)
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON values (the ``settings`` of a :class:`~bayesguide.FitResult`).
+        """The settings as plain JSON values (the ``settings`` of a [`FitResult`][bayesguide.FitResult]).
 
         ``device`` is listed only when set (``None``: the network's own device).
         """

@@ -2,10 +2,10 @@
 
 Maximises the evidence lower bound
 
-.. math::
-
-    \\text{ELBO}(q) = \\mathbb{E}_{q(θ)}\\Big[\\frac{N}{B}\\sum_{i \\in \\text{batch}}
-        \\log p(y_i \\mid x_i, θ) + \\log p(θ) - \\log q(θ)\\Big]
+$$
+\\text{ELBO}(q) = \\mathbb{E}_{q(θ)}\\Big[\\frac{N}{B}\\sum_{i \\in \\text{batch}}
+    \\log p(y_i \\mid x_i, θ) + \\log p(θ) - \\log q(θ)\\Big]
+$$
 
 with one reparameterised sample per step, the estimator of Pyro's ``Trace_ELBO``. The
 ``"fast"`` engine draws ``θ`` from the guide and evaluates the log joint directly in
@@ -17,29 +17,32 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 from typing_extensions import Unpack
 
 from bayesguide.infer.common import check_continuation, check_init, check_model, make_diagnose
-from bayesguide.infer.loop import optimize
-from bayesguide.infer.map import Engine, pyro_objective
+from bayesguide.infer.loop import Objective, StreamObjective, optimize
+from bayesguide.infer.map import Engine, check_stream, pyro_objective
 from bayesguide.infer.result import FitResult, build_result, fit_on
 from bayesguide.infer.settings import OptimOptions, OptimSettings
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
+from bayesguide.model.batches import Batches, BatchStream, as_batches
 from bayesguide.model.device import place_data, resolve_device, take_batch
 from bayesguide.posterior import Guide, GuideKind, make_guide
 
 __all__ = ["fit_svi"]
 
-#: the defaults of ``fit_svi``
 DEFAULTS = OptimSettings(steps=3000, lr=1e-3)
+"""The defaults of ``fit_svi``."""
 
 
 def fit_svi(
     model: GuidedModel,
-    X: ArrayLike,
-    y: ArrayLike,
+    X: ArrayLike | Batches | DataLoader[Any],
+    y: ArrayLike | None = None,
     optim: OptimSettings | None = None,
     *,
     guide: str | GuideKind = "normal",
@@ -54,11 +57,17 @@ def fit_svi(
     Parameters
     ----------
     model
-        The :class:`~bayesguide.GuidedModel`; its network is copied, never changed.
-    X, y
-        Training data (arrays or tensors), validated before any training.
+        The [`GuidedModel`][bayesguide.GuidedModel]; its network is copied, never changed.
+    X
+        Training inputs (an array or tensor), validated before any training; or a data
+        loader of ``(X, y)`` batches (a ``DataLoader`` over a sized dataset, or
+        [`Batches`][bayesguide.model.batches.Batches]), read batch by batch with the
+        log-likelihood scaled by ``n / B``, as in [`fit_map`][bayesguide.fit_map].
+    y
+        Training targets, validated with ``X`` before any training; omitted when ``X`` is
+        a data loader.
     optim
-        The optimisation settings (:class:`~bayesguide.OptimSettings`); default
+        The optimisation settings ([`OptimSettings`][bayesguide.OptimSettings]); default
         ``steps=3000``, ``lr=1e-3``.
     guide
         ``"normal"`` (mean-field, like Pyro's ``AutoNormal``) or ``"lowrank"``
@@ -68,19 +77,18 @@ def fit_svi(
     init_scale
         Initial posterior standard deviation of every weight.
     engine
-        ``"fast"`` (default) or ``"pyro"``, as in :func:`~bayesguide.fit_map`.
+        ``"fast"`` (default) or ``"pyro"``, as in [`fit_map`][bayesguide.fit_map] (a data
+        loader needs ``"fast"``).
     init
         A previous fit: an SVI fit is continued (guide and optimiser state); a MAP fit
         gives the guide's starting locations (a good warm start).
     **options
-        Fields of :class:`~bayesguide.OptimSettings` overriding ``optim`` (``steps``,
+        Fields of [`OptimSettings`][bayesguide.OptimSettings] overriding ``optim`` (``steps``,
         ``lr``, ``batch_size``, ``schedule``, ``patience``, ``min_delta``, ``seed``,
-        ``progress``, ``record_every``, ``device``).
-    device
-        (keyword, an :class:`~bayesguide.OptimSettings` field) Where the steps run, as in
-        :func:`~bayesguide.fit_map` (default: where ``model.net``'s parameters are). The
-        draws come from that device's random generator: with the same ``seed`` a fit on a
-        GPU follows another random stream than one on the CPU.
+        ``progress``, ``record_every``, ``device``). ``device`` is where the steps run, as
+        in [`fit_map`][bayesguide.fit_map] (default: where ``model.net``'s parameters are).
+        The draws come from that device's random generator: with the same ``seed`` a fit
+        on a GPU follows another random stream than one on the CPU.
 
     Returns
     -------
@@ -106,9 +114,15 @@ def fit_svi(
         raise ValueError(f"rank must be a positive int, got {rank!r}")
     check_init(init, model)
     device = resolve_device(settings.device, model.net)
-    Xt, yt = model.prepare_data(X, y)
-    n = Xt.shape[0]
-    fingerprint = data_fingerprint(Xt, yt)
+    source = as_batches(X, y)
+    stream: BatchStream | None = None
+    if source is not None:
+        stream = check_stream(model, source, settings, engine_kind, "fit_svi")
+        n, fingerprint = stream.n, stream.fingerprint
+    else:
+        Xt, yt = model.prepare_data(X, y)
+        n = Xt.shape[0]
+        fingerprint = data_fingerprint(Xt, yt)
     check_continuation(init, "svi", fingerprint)
 
     if init is not None and init.fitter == "svi":
@@ -123,11 +137,30 @@ def fit_svi(
     q.to(device)
     module.train()
 
-    Xd, yd = place_data(Xt, yt, device, settings.full_batch(n))
-    if engine_kind is Engine.FAST:
-        objective = _fast_objective(model, q, module, Xd, yd)
+    objective: Objective | StreamObjective
+    diagnose: Callable[[Any], str]
+    batches = None
+    if stream is not None:
+        elbo = _neg_elbo(model, q, module)
+
+        def batch_on(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            return batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+
+        def stream_objective(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            xb, yb = batch_on(batch)
+            return elbo(xb, yb, None if xb.shape[0] == n else n / xb.shape[0])
+
+        def stream_diagnose(batch: tuple[torch.Tensor, torch.Tensor]) -> str:
+            return make_diagnose(model, q, module, *batch_on(batch))(None)
+
+        objective, diagnose, batches = stream_objective, stream_diagnose, stream.__iter__
     else:
-        objective = pyro_objective(model, q, module, Xd, yd)
+        Xd, yd = place_data(Xt, yt, device, settings.full_batch(n))
+        if engine_kind is Engine.FAST:
+            objective = _fast_objective(model, q, module, Xd, yd)
+        else:
+            objective = pyro_objective(model, q, module, Xd, yd)
+        diagnose = make_diagnose(model, q, module, Xd, yd)
 
     def record() -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -138,13 +171,12 @@ def fit_svi(
 
     out = optimize(
         objective, list(q.parameters()), n, settings, label="SVI", record=record,
-        diagnose=make_diagnose(model, q, module, Xd, yd), optimizer_state=state, step_offset=offset,
-        device=device,
+        diagnose=diagnose, optimizer_state=state, step_offset=offset, device=device, batches=batches,
     )
     _load_values(model, module, q.mean_values())
     config = settings.as_dict() | {
         "engine": engine_kind.value, "guide": guide_kind.value, "rank": rank, "init_scale": init_scale,
-    }
+    } | ({"data": "loader"} if stream is not None else {})
     return fit_on(build_result(
         method="svi", fitter="svi", model=model, module=module, guide=q, out=out, settings=config,
         n_data=n, fingerprint=fingerprint, init=init,
@@ -166,27 +198,40 @@ def _fast_objective(
     """The negative ELBO at one draw, ``log q − (N/B) log-lik − log prior``, in torch.
 
     This is ``model.log_joint`` at the guide's draw, evaluated with ``module``'s own
-    forward (buffers and train/eval mode as in :func:`~bayesguide.network.functional_forward`)
+    forward (buffers and train/eval mode as in `functional_forward`)
     on contiguous copies of the drawn weights: a weight sliced out of the ``(n, p)`` unit
     matrix is strided, and ``F.linear`` on it is up to ~1.6 times slower (measured for a
     10-unit output layer, forward and backward), which the copy more than pays for. The
     log prior is ``log_normaliser − penalty`` per site, as in the MAP objective, without
-    the support check of ``log_prob`` (:meth:`~bayesguide.GuidedModel.log_prior`): a
+    the support check of ``log_prob`` ([`log_prior`][bayesguide.model.guided.GuidedModel.log_prior]): a
     non-finite draw gives a non-finite loss, which the loop reports as
-    :class:`~bayesguide.infer.loop.NonFiniteLossError`.
+    [`NonFiniteLossError`][bayesguide.infer.loop.NonFiniteLossError].
 
-    With a hierarchical prior (:class:`~bayesguide.GroupHorseshoe`) the draw includes the
+    With a hierarchical prior ([`GroupHorseshoe`][bayesguide.GroupHorseshoe]) the draw includes the
     latent scales ``z`` and the log prior is the joint ``log p(z) + log p(Θ | z)`` (their
     ``log q(z)`` is part of the guide's ``log_q``).
     """
-    sites = model.sites
-    likelihood, n = model.likelihood, X.shape[0]
+    n = X.shape[0]
     device = next(guide.parameters()).device
-    fixed_noise = None if model.learns_noise else model.noise_tensor(None, X.dtype)
-    model.log_prior(guide.mean_values(), X.dtype)  # builds the priors once, before the first step
+    elbo = _neg_elbo(model, guide, module)
 
     def objective(idx: torch.Tensor | None) -> torch.Tensor:
         xb, yb = take_batch(X, y, idx, device)
+        return elbo(xb, yb, None if idx is None else n / idx.shape[0])
+
+    return objective
+
+
+def _neg_elbo(
+    model: GuidedModel, guide: Guide, module: torch.nn.Module
+) -> Callable[[torch.Tensor, torch.Tensor, float | None], torch.Tensor]:
+    """The negative ELBO at one draw on a batch already on the device, log-likelihood scaled by ``scale``."""
+    sites = model.sites
+    likelihood, dtype = model.likelihood, model.dtype
+    fixed_noise = None if model.learns_noise else model.noise_tensor(None, dtype)
+    model.log_prior(guide.mean_values(), dtype)  # builds the priors once, before the first step
+
+    def objective(xb: torch.Tensor, yb: torch.Tensor, scale: float | None) -> torch.Tensor:
         values, log_q = guide.sample_values()
         weights = {
             name: tensor.contiguous()
@@ -196,8 +241,8 @@ def _fast_objective(
         out = torch.func.functional_call(module, weights, (xb,))
         noise = fixed_noise if fixed_noise is not None else guide.noise()
         loglik = likelihood.log_prob_sum(out, yb, noise)
-        if idx is not None:
-            loglik = loglik * (n / idx.shape[0])
-        return log_q - loglik - model.log_prior(values, X.dtype)
+        if scale is not None:
+            loglik = loglik * scale
+        return log_q - loglik - model.log_prior(values, dtype)
 
     return objective

@@ -1,13 +1,13 @@
 """Marginal likelihood (evidence) ``p(D | M)`` of a fitted architecture: ``bg.evidence``.
 
 ``bg.evidence(fit, X, y, method="laplace", hessian="full")`` dispatches through the
-estimator registry (:mod:`~bayesguide.marglik.registry`): the Laplace approximation
-(:mod:`~bayesguide.marglik.laplace`), the ELBO and the importance-weighted bound of an
-SVI posterior (:mod:`~bayesguide.marglik.variational`). Every estimator returns one
-result type, :class:`Evidence` (:mod:`~bayesguide.marglik.result`).
+estimator registry ([`registry`][bayesguide.marglik.registry]): the Laplace approximation
+([`laplace`][bayesguide.marglik.laplace]), the ELBO and the importance-weighted bound of an
+SVI posterior ([`variational`][bayesguide.marglik.variational]). Every estimator returns one
+result type, [`Evidence`][bayesguide.Evidence] ([`result`][bayesguide.marglik.result]).
 
-Layer: above :mod:`bayesguide.pruning` (candidates are fitted posteriors too), below
-:mod:`bayesguide.comparison`.
+Layer: above [`bayesguide.pruning`][] (candidates are fitted posteriors too), below
+[`bayesguide.comparison`][].
 """
 
 from __future__ import annotations

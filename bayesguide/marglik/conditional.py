@@ -7,12 +7,13 @@ likelihood, and generalization" (ICML 2022): the evidence ``log p(D | M) = Σ_i 
 little data — which a flexible model that generalises well pays dearly for. Conditioning
 on the first ``m`` examples drops those terms:
 
-.. math::
+$$
+\\mathrm{CLML}(M) = \\log p(\\mathcal D_{>m} \\mid \\mathcal D_{\\le m}, M)
+  = \\log \\int p(\\mathcal D_{>m} \\mid θ)\\, p(θ \\mid \\mathcal D_{\\le m}, M)\\, dθ .
+$$
 
-    \\mathrm{CLML}(M) = \\log p(\\mathcal D_{>m} \\mid \\mathcal D_{\\le m}, M)
-      = \\log \\int p(\\mathcal D_{>m} \\mid θ)\\, p(θ \\mid \\mathcal D_{\\le m}, M)\\, dθ .
-
-Here (:func:`clml_estimate`): the examples are shuffled once (``seed``) and split at
+Here ([`clml_estimate`][bayesguide.marglik.conditional.clml_estimate]): the examples are shuffled once (``seed``) and
+split at
 ``m = round(fraction · N)``; the architecture is re-fitted on ``D_{≤m}`` by ``steps``
 MAP steps from its current weights (under the model its fine-tuning uses); the Laplace
 posterior of ``D_{≤m}`` is formed there (prior scale and a learned ``σ`` by type-II
@@ -20,10 +21,10 @@ maximum likelihood on ``D_{≤m}`` when ``optimize_prior``); and the integral is
 Monte Carlo average over ``draws`` posterior draws pushed through the network
 *linearised* at the mode (the GLM predictive, as for PSIS-LOO):
 
-.. math::
-
-    \\widehat{\\mathrm{CLML}} = \\log \\frac1S \\sum_s \\exp\\Big(\\sum_{i > m} \\log p(y_i \\mid x_i, θ_s)\\Big),
-    \\qquad θ_s \\sim \\mathcal N(θ^*_{\\le m}, H_{\\le m}^{-1}),
+$$
+\\widehat{\\mathrm{CLML}} = \\log \\frac1S \\sum_s \\exp\\Big(\\sum_{i > m} \\log p(y_i \\mid x_i, θ_s)\\Big),
+\\qquad θ_s \\sim \\mathcal N(θ^*_{\\le m}, H_{\\le m}^{-1}),
+$$
 
 with the effective sample size and Pareto k of the weights (``k > 0.7``: the draws
 cannot represent the joint predictive of that many held-out points; the estimate is
@@ -84,9 +85,10 @@ def clml_estimate(
         A fit or a candidate; its weights start the re-fit on ``D_{≤m}``.
     fraction
         ``m / N``, the share conditioned on (in (0, 1)).
-    steps, lr
-        MAP steps re-fitting on ``D_{≤m}`` (0: use the weights as they are) and their
-        learning rate.
+    steps
+        MAP steps re-fitting on ``D_{≤m}`` (0: use the weights as they are).
+    lr
+        The learning rate of those steps.
     draws
         Posterior draws ``S``.
     hessian

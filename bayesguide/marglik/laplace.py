@@ -4,10 +4,10 @@ For an architecture ``M`` with MAP weights ``θ*`` (``P`` of them) and a Gaussia
 ``N(0, A⁻¹)`` with diagonal precision ``A = c · D`` (``D`` from the guidance, ``c`` a
 global scale),
 
-.. math::
-
-    \\log p(\\mathcal D \\mid M) \\approx \\log p(\\mathcal D \\mid θ^*) + \\log p(θ^* \\mid M)
-        + \\tfrac P2 \\log 2π - \\tfrac12 \\log\\det H, \\qquad H = G + A,
+$$
+\\log p(\\mathcal D \\mid M) \\approx \\log p(\\mathcal D \\mid θ^*) + \\log p(θ^* \\mid M)
+    + \\tfrac P2 \\log 2π - \\tfrac12 \\log\\det H, \\qquad H = G + A,
+$$
 
 with ``G = Σ_i J_iᵀ Λ_i J_i`` the GGN of the negative log-likelihood (``J_i`` the
 Jacobian of the network output for example ``i``; ``Λ_i`` the Hessian of the NLL in the
@@ -15,24 +15,24 @@ output: ``diag(p) − ppᵀ`` categorical, ``I/σ²`` Gaussian, ``diag(p(1−p))
 Bernoulli). Writing ``e_k`` for the eigenvalues of ``D^{-1/2} G₁ D^{-1/2}`` (``G₁``
 the GGN at ``σ = 1``) the expression collapses to
 
-.. math::
-
-    \\log p(\\mathcal D \\mid M) = \\log p(\\mathcal D \\mid θ^*, σ) - \\tfrac c2 θ^{*⊤} D θ^*
-        - \\tfrac12 \\sum_k \\log\\big(1 + e_k / (σ^2 c)\\big),
+$$
+\\log p(\\mathcal D \\mid M) = \\log p(\\mathcal D \\mid θ^*, σ) - \\tfrac c2 θ^{*⊤} D θ^*
+    - \\tfrac12 \\sum_k \\log\\big(1 + e_k / (σ^2 c)\\big),
+$$
 
 which is what type-II maximum likelihood (``optimize_prior=True``) maximises over
 ``c`` (and ``σ`` for a Gaussian likelihood with learned noise), at fixed ``θ*``
 (MacKay 1992). ``hessian="diag"`` keeps only the diagonal of ``G``
 (``e_k = G_kk / D_k``); ``hessian="kron"`` replaces each layer's block of ``G`` by its
 Kronecker factorisation ``G_l ⊗ A_l`` (KFAC; ``BatchNorm`` layers keep their diagonal —
-though the estimator :func:`laplace_estimate` folds them away first)
+though the estimator [`laplace_estimate`][bayesguide.marglik.laplace.laplace_estimate] folds them away first)
 and drops the blocks between layers, for which the ``e_k`` are products of the factors'
-eigenvalues (:mod:`bayesguide.curvature.kron`, where the normalisation is documented).
-The three are curvature backends behind one interface (:mod:`bayesguide.curvature`).
+eigenvalues ([`bayesguide.curvature.kron`][], where the normalisation is documented).
+The three are curvature backends behind one interface ([`bayesguide.curvature`][]).
 
 The Gaussian prior ``D`` is the model's own (``GuidedNormal``), its family's Gaussian
 counterpart, or the uniform ``GuidedNormal(λ, uniform())`` where neither exists; which
-one is ``Evidence.prior_used`` (:func:`bayesguide.posterior.gaussian_prior` documents
+one is ``Evidence.prior_used`` ([`bayesguide.posterior.gaussian_prior`][] documents
 the rule). Substituted priors only fix the *shape* of the prior precision; use
 ``optimize_prior=True`` (the default of ``bg.compare``) so that type-II maximum
 likelihood sets its scale ``c`` from the data.
@@ -54,10 +54,12 @@ import torch
 from torch import nn
 
 from bayesguide.curvature import HessianStructure, flat_weights, make_curvature, outputs
+from bayesguide.curvature.base import check_dense_memory
 from bayesguide.likelihoods import Likelihood
 from bayesguide.marglik.result import Evidence
 from bayesguide.model import GuidedModel, fold_batchnorm
-from bayesguide.model.device import DeviceLike, module_on, resolve_device
+from bayesguide.model.batches import BatchStream
+from bayesguide.model.device import DeviceLike, module_device, module_on, resolve_device
 from bayesguide.posterior import EvidencePrior, Fitted, gaussian_prior
 
 __all__ = ["laplace_estimate", "laplace_evidence"]
@@ -81,34 +83,60 @@ def _check_finite_weights(model: GuidedModel, module: nn.Module) -> None:
                 )
 
 
-def laplace_estimate(
-    fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, hessian: str | HessianStructure = "full",
-    optimize_prior: bool = False, max_params: int = 20_000, progress: bool = True, device: DeviceLike = None,
-) -> Evidence:
-    """The ``"laplace"`` estimator: :func:`laplace_evidence` at a fit's or candidate's weights.
+def _stream_fit_terms(model: GuidedModel, module: nn.Module, stream: BatchStream,
+                      gaussian: bool) -> tuple[float, int, float]:
+    """``(rss, n_obs, loglik)`` at the mode, summed over one pass of ``stream`` (in float64).
 
-    ``X, y`` are the prepared training data (checked by the caller). ``progress`` shows a
+    Gaussian: the residual sum of squares and the number of target values (the
+    log-likelihood is a function of them and ``σ``); otherwise the log-likelihood.
+    """
+    device = module_device(module)
+    rss, n_obs, loglik = 0.0, 0, 0.0
+    with torch.no_grad():
+        for xb, yb in stream:
+            out, yd = module(xb.to(device)), yb.to(device)
+            if gaussian:
+                rss += float((yd - out).to(torch.float64).pow(2).sum())
+                n_obs += yd.numel()
+            else:
+                loglik += float(model.likelihood.log_prob_sum(out, yd, None))
+    return rss, n_obs, loglik
+
+
+def laplace_estimate(
+    fitted: Fitted, X: torch.Tensor | BatchStream, y: torch.Tensor | None, *,
+    hessian: str | HessianStructure = "full", optimize_prior: bool = False, max_params: int = 20_000,
+    progress: bool = True, device: DeviceLike = None, memory_budget: float | None = None,
+) -> Evidence:
+    """The ``"laplace"`` estimator: `laplace_evidence` at a fit's or candidate's weights.
+
+    ``X, y`` are the prepared training data (checked by the caller), or ``X`` a
+    [`BatchStream`][bayesguide.model.batches.BatchStream] and ``y`` ``None`` for data read
+    from a loader. ``memory_budget``: bytes the dense ``hessian="full"`` matrices may take
+    (default: half the available memory,
+    [`check_dense_memory`][bayesguide.curvature.base.check_dense_memory]). ``progress`` shows a
     bar once the curvature has taken more than two seconds. A network with ``BatchNorm``
     is scored with each one folded into the layer before it
-    (:func:`bayesguide.model.fold_batchnorm`: the same function in eval mode, without
+    ([`bayesguide.model.fold_batchnorm`][]: the same function in eval mode, without
     normalisation); ``Evidence.batchnorm_folded`` counts them. ``device``: where the
     curvature's network passes run (default: where ``fitted.module`` is, the CPU for
-    bayesguide's own fits and candidates), see :func:`laplace_evidence`.
+    bayesguide's own fits and candidates), see [`laplace_evidence`][bayesguide.marglik.laplace.laplace_evidence].
     """
     target = resolve_device(device, fitted.module)
     # folded where the fit's network is, then our own copy is moved in place
     model, module, folded = fold_batchnorm(fitted.model, copy.deepcopy(fitted.module))
     module.to(target)
     ev = laplace_evidence(model, module, X, y, hessian=hessian, optimize_prior=optimize_prior,
-                          noise=fitted.noise, max_params=max_params, progress=progress, device=target)
+                          noise=fitted.noise, max_params=max_params, progress=progress, device=target,
+                          memory_budget=memory_budget)
     return dataclasses.replace(ev, batchnorm_folded=folded) if folded else ev
 
 
 def laplace_evidence(
     model: GuidedModel,
     module: nn.Module,
-    X: torch.Tensor,
-    y: torch.Tensor,
+    X: torch.Tensor | BatchStream,
+    y: torch.Tensor | None,
     *,
     hessian: str | HessianStructure = "full",
     optimize_prior: bool = False,
@@ -116,10 +144,19 @@ def laplace_evidence(
     max_params: int = 20_000,
     progress: bool = False,
     device: DeviceLike = None,
+    memory_budget: float | None = None,
 ) -> Evidence:
     """Laplace log evidence of ``model`` with weights ``module`` (see the module docstring).
 
-    ``X``, ``y`` must already be prepared (``model.prepare_data``). ``noise`` is the
+    ``X``, ``y`` must already be prepared (``model.prepare_data``). For data that do not
+    fit in memory ``X`` is a [`BatchStream`][bayesguide.model.batches.BatchStream] (a
+    validated loader) and ``y`` is ``None``: the log-likelihood at the mode is summed over
+    the batches in one pass, and ``"kron"``, ``"diag"``, ``"ekfac"`` (and ``"full"``, within
+    the memory budget) accumulate the curvature over them in another; the result equals
+    that of the same data as tensors up to the order of the float64 sums.
+    ``memory_budget`` bounds the bytes of the dense ``"full"`` matrices (default: half the
+    available memory), checked before any pass over the data
+    ([`check_dense_memory`][bayesguide.curvature.base.check_dense_memory]). ``noise`` is the
     Gaussian ``σ`` when the model learns it (the fit's value); with
     ``optimize_prior=True`` it is re-estimated jointly with the prior scale.
 
@@ -132,29 +169,37 @@ def laplace_evidence(
     Raises
     ------
     ValueError
-        If a weight is NaN or inf (the site and unit named), before any curvature is
-        computed.
+        If a weight is NaN or inf (the site and unit named), or if ``hessian="full"``
+        would exceed the memory budget (``P`` and the bytes named), before any curvature
+        is computed.
     """
     structure = HessianStructure.resolve(hessian, "hessian structure")
     module = module_on(module, resolve_device(device, module)).eval()
     _check_finite_weights(model, module)
     theta64 = flat_weights(model, module).to(torch.float64).cpu()
     P = theta64.numel()
+    if structure is HessianStructure.FULL:
+        check_dense_memory(P, memory_budget)
     d, prior_used = gaussian_prior(model)
     quad = float((d * theta64.pow(2)).sum())
 
-    out = outputs(module, X)
     gaussian = model.likelihood is Likelihood.GAUSSIAN
-    if gaussian:
-        rss = float((y - out).pow(2).sum())
-        n_obs = y.numel()
-        sigma0 = model.noise if model.noise is not None else noise
-        if sigma0 is None:
-            raise ValueError("this model learns the noise σ: pass noise=fit.noise")
+    sigma0 = model.noise if model.noise is not None else noise
+    if gaussian and sigma0 is None:
+        raise ValueError("this model learns the noise σ: pass noise=fit.noise")
+    if isinstance(X, BatchStream):
+        rss, n_obs, loglik_fixed = _stream_fit_terms(model, module, X, gaussian)
     else:
-        loglik_fixed = float(model.likelihood.log_prob_sum(out, y, None))
+        assert y is not None
+        out = outputs(module, X)
+        if gaussian:
+            rss = float((y - out).pow(2).sum())
+            n_obs = y.numel()
+        else:
+            loglik_fixed = float(model.likelihood.log_prob_sum(out, y, None))
 
-    curvature = make_curvature(structure, model, module, X, max_params=max_params, progress=progress)
+    curvature = make_curvature(structure, model, module, X, max_params=max_params, progress=progress,
+                               memory_budget=memory_budget)
     # e: eigenvalues of D^{-1/2} G₁ D^{-1/2}, needed by type-II ML (and cheap for diag / kron)
     e = curvature.scaled_eigenvalues(d) if optimize_prior or curvature.cheap_eigenvalues else None
     if e is not None and float(e.min()) < -1e-8 * max(float(e.abs().max()), 1.0):

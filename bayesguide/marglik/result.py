@@ -1,7 +1,8 @@
 """``Evidence``: the one result type of every evidence estimator.
 
-Every estimator (:mod:`~bayesguide.marglik.registry`) returns an :class:`Evidence`; the
-comparison reads it once (:meth:`Evidence.columns`). The fields an estimator does not
+Every estimator ([`registry`][bayesguide.marglik.registry]) returns an [`Evidence`][bayesguide.Evidence]; the
+comparison reads it once ([`Evidence.columns`][bayesguide.marglik.result.Evidence.columns]). The fields an estimator
+does not
 produce are ``None``: the Laplace decomposition (``log_likelihood``, ``log_prior``,
 ``occam``, ``hessian``, ``prior_scale``, ``prior_used``) for Laplace, the importance
 diagnostics (``elbo``, ``std_error``, ``particles``, ``ess``, ``pareto_k``) for the
@@ -34,22 +35,35 @@ class Evidence:
     noise
         The Gaussian ``σ`` the estimate used (Laplace: fixed, learned or re-estimated;
         variational: the learned point estimate it is conditional on), ``None`` otherwise.
-    log_likelihood, log_prior, occam
-        Laplace: ``log_evidence = log_likelihood + log_prior + occam``, with
-        ``occam = P/2 log 2π − ½ log det H``.
-    hessian, prior_scale
-        Laplace: the curvature structure and the prior scale ``c``.
-    prior_used, substituted
+    log_likelihood
+        Laplace: ``log p(D | θ*)``; ``log_evidence = log_likelihood + log_prior + occam``.
+    log_prior
+        Laplace: ``log p(θ* | M)``.
+    occam
+        Laplace: the Occam factor ``P/2 log 2π − ½ log det H``.
+    hessian
+        Laplace: the curvature structure.
+    prior_scale
+        Laplace: the prior scale ``c``.
+    prior_used
         Laplace: which Gaussian prior (``"own"``, ``"counterpart"`` or ``"uniform"``,
-        see :mod:`bayesguide.posterior.laplace`); ``substituted`` is
-        ``prior_used != "own"``.
+        see [`bayesguide.posterior.laplace`][]).
+    substituted
+        Laplace: ``prior_used != "own"``.
     batchnorm_folded
         Laplace: how many ``BatchNorm`` layers were folded into the layer before them
-        for the estimate (:func:`bayesguide.model.fold_batchnorm`).
-    elbo, std_error, particles, ess, pareto_k
-        Variational: the ELBO of the same draws, the Monte Carlo standard error, the
-        number of draws ``S``, the effective sample size of the importance weights and
-        the Pareto shape of their upper tail (``k > 0.7``: unreliable).
+        for the estimate ([`bayesguide.model.fold_batchnorm`][]).
+    elbo
+        Variational: the ELBO of the same draws.
+    std_error
+        Variational: the Monte Carlo standard error of the estimate.
+    particles
+        Variational: the number of draws ``S``.
+    ess
+        Variational: the effective sample size of the importance weights.
+    pareto_k
+        Variational: the Pareto shape of the importance weights' upper tail
+        (``k > 0.7``: unreliable).
     """
 
     log_evidence: float

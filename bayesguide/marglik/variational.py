@@ -4,12 +4,12 @@ With draws ``θ_s ~ q`` from an SVI guide and log-weights
 ``log w_s = log p(D | θ_s) + log p(θ_s) − log q(θ_s)`` (full data, no minibatch
 scaling),
 
-.. math::
-
-    \\mathrm{ELBO} = \\frac1S \\sum_{s=1}^S \\log w_s
-        \\;\\le\\; \\mathcal L_S = \\log \\frac1S \\sum_{s=1}^S w_s
-        \\;\\le\\; \\log p(\\mathcal D \\mid M)
-    \\quad\\text{(in expectation over the draws)}.
+$$
+\\mathrm{ELBO} = \\frac1S \\sum_{s=1}^S \\log w_s
+    \\;\\le\\; \\mathcal L_S = \\log \\frac1S \\sum_{s=1}^S w_s
+    \\;\\le\\; \\log p(\\mathcal D \\mid M)
+\\quad\\text{(in expectation over the draws)}.
+$$
 
 The importance-weighted bound ``L_S`` (Burda, Grosse & Salakhutdinov, "Importance
 weighted autoencoders", ICLR 2016) increases with ``S`` towards the log evidence, and
@@ -39,8 +39,8 @@ from bayesguide.posterior import Fitted, guide_draws, log_likelihood_draws, log_
 
 __all__ = ["elbo_estimate", "iw_estimate", "log_weights", "weight_diagnostics"]
 
-#: fewer draws than this give no Pareto-k estimate (``nan``)
 _MIN_DRAWS_FOR_K = 10
+"""Fewer draws than this give no Pareto-k estimate (``nan``)."""
 
 
 def log_weights(src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, particles: int, seed: int,
@@ -107,10 +107,10 @@ def elbo_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles
                   chunk_size: int | None = None, device: DeviceLike = None) -> Evidence:
     """The ``"elbo"`` estimator: the ELBO of an SVI posterior, a lower bound on the log evidence.
 
-    .. math::
-
-        \\mathrm{ELBO} = \\mathbb E_q[\\log p(\\mathcal D, θ) - \\log q(θ)]
-            = \\log p(\\mathcal D \\mid M) - \\mathrm{KL}(q \\,\\|\\, p(θ \\mid \\mathcal D)),
+    $$
+    \\mathrm{ELBO} = \\mathbb E_q[\\log p(\\mathcal D, θ) - \\log q(θ)]
+        = \\log p(\\mathcal D \\mid M) - \\mathrm{KL}(q \\,\\|\\, p(θ \\mid \\mathcal D)),
+    $$
 
     estimated with ``particles`` draws on the full (prepared) training data ``X, y``.
     ``seed`` seeds a private generator (the draws are made on the CPU); ``device`` is
@@ -139,7 +139,7 @@ def iw_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles: 
     Tighter than the ELBO and increasing in ``S``; exact when the guide is the
     posterior. Check ``ess`` and ``pareto_k`` before trusting it: with ``k > 0.7`` the
     estimate is dominated by a few draws and is, in practice, still far below the log
-    evidence. ``device`` as for :func:`elbo_estimate`.
+    evidence. ``device`` as for [`elbo_estimate`][bayesguide.marglik.variational.elbo_estimate].
 
     Examples
     --------

@@ -1,16 +1,17 @@
 """The model: ``GuidedModel``, a Pyro model around an ordinary network, and its data.
 
-* :mod:`~bayesguide.model.guided` — :class:`GuidedModel`: the guided priors on the units
+* [`guided`][bayesguide.model.guided] — [`GuidedModel`][bayesguide.GuidedModel]: the guided priors on the units
   of every prunable layer, the likelihood, the log prior and log joint written once in
   plain torch, and the Pyro model;
-* :mod:`~bayesguide.model.data` — validating training data against a model
+* [`data`][bayesguide.model.data] — validating training data against a model
   (``GuidedModel.prepare_data``) and the data fingerprint later stages check;
-* :mod:`~bayesguide.model.fold` — ``BatchNorm`` folded into the layer before it, the
+* [`fold`][bayesguide.model.fold] — ``BatchNorm`` folded into the layer before it, the
   network the Laplace evidence and posterior score;
-* :mod:`~bayesguide.model.device` — ``device=``: resolving it (:func:`resolve_device`)
+* [`device`][bayesguide.model.device] — ``device=``: resolving it
+([`resolve_device`][bayesguide.model.device.resolve_device])
   and the rules for moving networks and data to it.
 
-Layer: above :mod:`bayesguide.priors`, below :mod:`bayesguide.curvature`.
+Layer: above [`bayesguide.priors`][], below [`bayesguide.curvature`][].
 """
 
 from __future__ import annotations

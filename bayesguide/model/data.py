@@ -1,10 +1,11 @@
 """Training data against a model: validation, conversion to tensors, and fingerprints.
 
-:func:`prepare_data` is what :meth:`bayesguide.GuidedModel.prepare_data` runs: every
+[`prepare_data`][bayesguide.model.data.prepare_data] is what
+[`bayesguide.GuidedModel.prepare_data`][bayesguide.model.guided.GuidedModel.prepare_data] runs: every
 check a fit needs before its first step — real numbers, matching lengths, at least one
 row and one feature, no NaN or inf, no value that overflows the network's dtype, an
 input the network accepts and the targets its likelihood needs — each failure a named
-error. :func:`data_fingerprint` identifies prepared data, so later stages (evidence,
+error. [`data_fingerprint`][bayesguide.model.data.data_fingerprint] identifies prepared data, so later stages (evidence,
 pruning, continuing a fit, resuming a run) can refuse other data.
 """
 
@@ -22,7 +23,8 @@ from bayesguide.likelihoods import Likelihood
 
 __all__ = ["ArrayLike", "as_tensor", "check_dtype", "data_fingerprint", "prepare_data"]
 
-ArrayLike = Any  # torch.Tensor | np.ndarray | sequence
+ArrayLike = Any
+"""What data arguments accept: a ``torch.Tensor``, a NumPy array or a (nested) sequence."""
 
 
 def data_fingerprint(X: torch.Tensor, y: torch.Tensor) -> str:
@@ -34,8 +36,8 @@ def data_fingerprint(X: torch.Tensor, y: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-#: the parameter dtypes a network may have
 DTYPES = (torch.float32, torch.float64)
+"""The parameter dtypes a network may have."""
 
 
 def check_dtype(net: nn.Module) -> None:
@@ -78,6 +80,12 @@ def as_tensor(a: ArrayLike, name: str) -> torch.Tensor:
     """``a`` as a real numeric tensor (bools as integers), or a ``TypeError`` naming ``name``."""
     if isinstance(a, torch.Tensor):
         t = a.detach()
+    elif (hasattr(a, "__iter__") and not hasattr(a, "__len__")) or type(a).__name__ in ("DataLoader", "Batches"):
+        raise TypeError(
+            f"{name} is a data loader ({type(a).__name__}); this function needs the data in memory as arrays or "
+            f"tensors — data loaders are read by bg.fit_map, bg.fit_svi and bg.evidence(method='laplace') "
+            f"(see docs/scaling.md, 'Data that does not fit in memory')"
+        )
     else:
         try:
             t = torch.as_tensor(np.asarray(a))
@@ -108,7 +116,7 @@ def prepare_data(net: nn.Module, likelihood: Likelihood, dtype: torch.dtype, X: 
 
     The number of classes present is *not* checked: a test set or a validation
     subset may legitimately hold a single class. Training data files are checked for
-    that by :func:`bayesguide.datasets.load_file`.
+    that by [`bayesguide.datasets.load_file`][].
     """
     Xt = as_tensor(X, "X")
     yt = as_tensor(y, "y")

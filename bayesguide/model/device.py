@@ -2,15 +2,17 @@
 
 Every function of bayesguide that runs a network (the fitters, fine-tuning, the evidence
 estimators, ``bg.compare``, the pipeline) takes ``device=`` — ``"cpu"``, ``"cuda"``,
-``"cuda:1"``, a :class:`torch.device`, or ``None`` for the device of the network's
+``"cuda:1"``, a `torch.device`, or ``None`` for the device of the network's
 parameters — and follows one set of rules:
 
 * **the network** (a copy of it) is moved to the device: the caller's network is never
   moved;
 * **the data stay where they are.** A computation that reads the whole data set at every
-  step (full-batch training) moves it once, :func:`place_data`: it fits, since every step
+  step (full-batch training) moves it once, [`place_data`][bayesguide.model.device.place_data]: it fits, since every
+  step
   holds it anyway. Minibatch training moves each minibatch as it is drawn
-  (:func:`take_batch`), and chunked computations (curvature, log-likelihoods of posterior
+  ([`take_batch`][bayesguide.model.device.take_batch]), and chunked computations (curvature, log-likelihoods of
+  posterior
   draws) move each chunk, so a data set larger than the device's memory is never copied
   whole;
 * **results come back on the CPU**: losses and metrics as Python floats, fitted networks,
@@ -20,7 +22,8 @@ parameters — and follows one set of rules:
 On the CPU with data on the CPU nothing is copied (``Tensor.to`` returns the tensor
 itself), so ``device="cpu"`` gives bit for bit what the default gives.
 
-:func:`resolve_device` checks a ``device`` before any work: a string that is no torch
+[`resolve_device`][bayesguide.model.device.resolve_device] checks a ``device`` before any work: a string that is no
+torch
 device, or a device that is not available here (``"cuda"`` without CUDA, ``"cuda:3"`` on
 a machine with two GPUs), is a ``ValueError`` naming it and listing the available ones.
 
@@ -49,8 +52,8 @@ __all__ = [
     "resolve_device", "take_batch", "to_device",
 ]
 
-#: what ``device=`` accepts: a string such as ``"cuda:1"``, a ``torch.device``, or ``None``
 DeviceLike = str | torch.device | None
+"""What ``device=`` accepts: a string such as ``"cuda:1"``, a ``torch.device``, or ``None``."""
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -69,7 +72,7 @@ def available_devices() -> list[str]:
 
 
 def check_device(device: str | torch.device, what: str = "device") -> torch.device:
-    """``device`` as a :class:`torch.device`, after checking that it names one that is available here.
+    """``device`` as a `torch.device`, after checking that it names one that is available here.
 
     ``what`` names the setting in the message (e.g. ``"[fit] device"``).
 
@@ -116,7 +119,7 @@ def module_device(module: nn.Module) -> torch.device:
 
 
 def resolve_device(device: DeviceLike, module: nn.Module) -> torch.device:
-    """The device to run ``module`` on: ``device`` checked (:func:`check_device`), or ``module``'s own for ``None``.
+    """The device to run ``module`` on: ``device`` checked (`check_device`), or ``module``'s own for ``None``.
 
     Examples
     --------
@@ -146,7 +149,7 @@ def place_data(X: torch.Tensor, y: torch.Tensor, device: torch.device,
 
     Full-batch training reads every example at every step, so the data must fit on the
     device anyway and are moved once; minibatch training leaves them where they are and
-    moves each minibatch (:func:`take_batch`).
+    moves each minibatch ([`take_batch`][bayesguide.model.device.take_batch]).
     """
     if not full_batch:
         return X, y
@@ -157,7 +160,8 @@ def take_batch(X: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None,
                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The (mini)batch ``idx`` of ``X, y`` on ``device``: the rows are gathered where the data are, then moved.
 
-    ``idx=None`` is the full batch, placed by :func:`place_data` (already on ``device``).
+    ``idx=None`` is the full batch, placed by [`place_data`][bayesguide.model.device.place_data] (already on
+    ``device``).
     Every fitter draws each step's batch through this function.
     """
     if idx is None:

@@ -2,14 +2,14 @@
 
 The joint density is
 
-.. math::
-
-    \\log p(y, θ \\mid X) = \\sum_{i=1}^{N} \\log p(y_i \\mid f(x_i; θ))
-        + \\sum_{l \\text{ prunable}} \\log p_{\\text{guided}}(Θ_l)
-        + \\sum_{l \\text{ other}} \\log p_{\\text{plain}}(Θ_l),
+$$
+\\log p(y, θ \\mid X) = \\sum_{i=1}^{N} \\log p(y_i \\mid f(x_i; θ))
+    + \\sum_{l \\text{ prunable}} \\log p_{\\text{guided}}(Θ_l)
+    + \\sum_{l \\text{ other}} \\log p_{\\text{plain}}(Θ_l),
+$$
 
 with ``Θ_l`` the ``(n_l, p_l)`` unit matrix of layer ``l`` (see
-:mod:`bayesguide.network`). Prunable layers (every ``Linear`` / ``Conv2d`` but the
+[`bayesguide.network`][]). Prunable layers (every ``Linear`` / ``Conv2d`` but the
 output layer) get the guided unit prior; the output layer and ``BatchNorm`` affine
 parameters get ``plain_prior`` (default: plain L2, ``GuidedNormal`` with the same
 strength and uniform guidance, i.e. ordinary weight decay). The negative log joint is
@@ -19,9 +19,10 @@ model *is* guided regularization.
 Minibatches go through ``pyro.plate("data", N, subsample=idx)``, which scales the
 likelihood by ``N / B``.
 
-The log joint is written once, in plain torch (:meth:`GuidedModel.log_prior`,
-:meth:`GuidedModel.log_joint`); the fitters, the diagnostics and the evidence
-estimators all use it, and tests check it against Pyro's trace of :meth:`GuidedModel.model`.
+The log joint is written once, in plain torch ([`GuidedModel.log_prior`][bayesguide.model.guided.GuidedModel.log_prior],
+[`GuidedModel.log_joint`][bayesguide.model.guided.GuidedModel.log_joint]); the fitters, the diagnostics and the evidence
+estimators all use it, and tests check it against Pyro's trace of
+[`GuidedModel.model`][bayesguide.model.guided.GuidedModel.model].
 
 Third layer of the data flow: it imports the guidance, the priors and the foundation
 modules (network, likelihoods).
@@ -60,7 +61,8 @@ class GuidedModel:
         must be float32 or float64. It is used as a template: fits work on copies and
         never change it. Its device is where fits run by default (``device=None``); the
         priors are evaluated on the device of the weights they are given (cached per
-        device, :meth:`site_distribution`), see :mod:`bayesguide.model.device`.
+        device, [`site_distribution`][bayesguide.model.guided.GuidedModel.site_distribution]), see
+        [`bayesguide.model.device`][].
     prior
         The guided unit prior of the prunable layers, e.g.
         ``bg.GuidedLaplace(strength=1e-4, guidance=bg.guidance.linear())``.
@@ -81,7 +83,7 @@ class GuidedModel:
         or all float64 (``net.float()`` / ``net.double()`` converts it).
     ValueError
         For a module instance used at two positions, a layer with zero units or inputs
-        (see :func:`bayesguide.network.parse_network`), or inconsistent settings.
+        (see [`bayesguide.network.parse_network`][]), or inconsistent settings.
 
     Examples
     --------
@@ -173,7 +175,7 @@ class GuidedModel:
         return new
 
     def family(self, site: Site) -> UnitPrior:
-        """The prior family of ``site``: :attr:`prior` when prunable, else :attr:`plain_prior`."""
+        """The prior family of ``site``: `prior` when prunable, else `plain_prior`."""
         return self.prior if site.prunable else self.plain_prior
 
     # ------------------------------------------------------------------ structure
@@ -202,12 +204,12 @@ class GuidedModel:
         """The prior over ``site``'s ``(n, p)`` unit matrix (cached per dtype and device).
 
         ``device`` is where its rates live (default: the CPU): the distribution is built on
-        the CPU and a copy moved there (:meth:`~bayesguide.priors.base.UnitGroupDistribution.to`),
+        the CPU and a copy moved there ([`to`][bayesguide.priors.base.UnitGroupDistribution.to]),
         so its normalising constant is the same on every device.
 
-        For a hierarchical prior (:class:`~bayesguide.GroupHorseshoe`) this is the
+        For a hierarchical prior ([`GroupHorseshoe`][bayesguide.GroupHorseshoe]) this is the
         conditional prior given the latent values ``latents`` (keyed by Pyro site name,
-        as in :attr:`latent_sites`), which are then required; it is not cached and lives
+        as in `latent_sites`), which are then required; it is not cached and lives
         on the latents' device.
         """
         dtype = self.dtype if dtype is None else dtype
@@ -238,7 +240,7 @@ class GuidedModel:
         """Write new per-unit rates ``λ g_j`` into every cached prior of ``site`` (every dtype and device).
 
         The in-place update of empirical-Bayes guidance
-        (:meth:`~bayesguide.priors.base.UnitGroupDistribution.set_rate`): objectives that
+        ([`set_rate`][bayesguide.priors.base.UnitGroupDistribution.set_rate]): objectives that
         hold a prior see the new rates, whichever device they run on.
         """
         for (name, _, _), prior in self._dist_cache.items():
@@ -290,14 +292,14 @@ class GuidedModel:
     def prepare_data(self, X: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
         """Validate ``X`` and ``y`` against this model and return them as tensors.
 
-        Checks, before any training (:func:`bayesguide.model.data.prepare_data`): real (not
+        Checks, before any training ([`bayesguide.model.data.prepare_data`][]): real (not
         complex) numbers, equal lengths, at least one row and one feature, no NaN or inf,
         no value that overflows the network's dtype (checked before the cast), that ``X``
         fits the network's input, and the targets the likelihood needs (integer labels in
         range for ``categorical``, 0/1 for ``bernoulli``, matching shape for
         ``gaussian``). The number of classes present is *not* checked: a test set or a
         validation subset may legitimately hold a single class; training data files are
-        checked for that by :func:`bayesguide.datasets.load_file`.
+        checked for that by [`bayesguide.datasets.load_file`][].
         """
         return prepare_data(self.net, self.likelihood, self.dtype, X, y)
 
@@ -338,10 +340,10 @@ class GuidedModel:
         """``−log p(θ)`` from the network's own parameter tensors (no hierarchical priors).
 
         The same value as ``-log_prior(values)``, computed from each layer's weight and
-        bias tensors (:meth:`~bayesguide.priors.base.UnitGroupDistribution.penalty_parts`)
+        bias tensors ([`penalty_parts`][bayesguide.priors.base.UnitGroupDistribution.penalty_parts])
         instead of the packed unit matrices, so the MAP hot path copies nothing. Rates
         and normalisers are read at every call, so in-place updates
-        (:meth:`~bayesguide.priors.base.UnitGroupDistribution.set_rate`) are seen.
+        ([`set_rate`][bayesguide.priors.base.UnitGroupDistribution.set_rate]) are seen.
         """
         total: torch.Tensor | None = None
         for site in self.sites:
@@ -394,8 +396,10 @@ class GuidedModel:
 
         Parameters
         ----------
-        X, y
-            Inputs and (prepared) targets; ``y=None`` samples the targets.
+        X
+            Inputs.
+        y
+            (Prepared) targets; ``None`` samples the targets.
         subsample
             Indices of a minibatch; the plate scales its log-likelihood by ``N / B``.
         module

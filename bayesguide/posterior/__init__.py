@@ -1,15 +1,15 @@
 """Fitted posteriors: guides, the Laplace posterior, draws, and the interface they share.
 
-* :mod:`~bayesguide.posterior.guides` — the variational families (point mass,
+* [`guides`][bayesguide.posterior.guides] — the variational families (point mass,
   mean-field, low-rank), ``nn.Module`` s with no global state;
-* :mod:`~bayesguide.posterior.fitted` — :class:`Fitted`, the interface of "a network
-  and its posterior" shared by :class:`~bayesguide.FitResult` and
-  :class:`~bayesguide.Candidate`, and its ArviZ conversion;
-* :mod:`~bayesguide.posterior.laplace` — the Laplace posterior ``N(θ*, H⁻¹)`` and the
+* [`fitted`][bayesguide.posterior.fitted] — [`Fitted`][bayesguide.posterior.fitted.Fitted], the interface of "a network
+  and its posterior" shared by [`FitResult`][bayesguide.FitResult] and
+  [`Candidate`][bayesguide.Candidate], and its ArviZ conversion;
+* [`laplace`][bayesguide.posterior.laplace] — the Laplace posterior ``N(θ*, H⁻¹)`` and the
   Gaussian prior precision it and the Laplace evidence use;
-* :mod:`~bayesguide.posterior.draws` — draws and their densities in bounded memory.
+* [`draws`][bayesguide.posterior.draws] — draws and their densities in bounded memory.
 
-Layer: above :mod:`bayesguide.curvature`, below :mod:`bayesguide.infer`.
+Layer: above [`bayesguide.curvature`][], below [`bayesguide.infer`][].
 """
 
 from __future__ import annotations

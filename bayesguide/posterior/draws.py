@@ -1,16 +1,19 @@
 """Posterior draws of a fitted architecture, and their densities in bounded memory.
 
-* :func:`guide_draws` — ``S`` draws from an SVI guide (mean-field or low-rank Normal, plus
+* [`guide_draws`][bayesguide.posterior.draws.guide_draws] — ``S`` draws from an SVI guide (mean-field or low-rank
+Normal, plus
   the log-normal latent factors of a hierarchical prior) and ``log q`` of each;
-* :func:`log_prior_draws` — ``log p(θ_s)`` of batched draws (the model's
-  :meth:`~bayesguide.GuidedModel.log_prior`; improper priors refused);
-* :func:`log_likelihood_draws` — ``log p(y_i | x_i, θ_s)`` for every draw and example,
+* [`log_prior_draws`][bayesguide.posterior.draws.log_prior_draws] — ``log p(θ_s)`` of batched draws (the model's
+  [`log_prior`][bayesguide.model.guided.GuidedModel.log_prior]; improper priors refused);
+* [`log_likelihood_draws`][bayesguide.posterior.draws.log_likelihood_draws] — ``log p(y_i | x_i, θ_s)`` for every draw
+and example,
   through the network or through its linearisation around ``θ*`` (the GLM predictive),
   vectorised over draws and computed in blocks of examples × draws, so that the
   activations held at once stay below a fixed number of elements whatever ``S`` and ``N``.
 
-The Laplace posterior (:mod:`~bayesguide.posterior.laplace`), ArviZ conversion
-(:meth:`~bayesguide.posterior.fitted.Fitted.to_inference_data`) and the variational evidence estimators build on these.
+The Laplace posterior ([`laplace`][bayesguide.posterior.laplace]), ArviZ conversion
+([`to_inference_data`][bayesguide.posterior.fitted.Fitted.to_inference_data]) and the variational evidence estimators
+build on these.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 from torch import nn
@@ -28,11 +31,13 @@ from bayesguide.model.device import DeviceLike, resolve_device, to_device
 from bayesguide.network import Layer, functional_forward
 from bayesguide.posterior.guides import DeltaGuide, Guide, LowRankGuide, MeanFieldGuide
 
-__all__ = ["check_count", "guide_draws", "log_likelihood_draws", "log_prior_draws"]
+__all__ = [
+    "check_count", "guide_draws", "log_likelihood_draws", "log_prior_draws", "output_blocks", "predictive_draws",
+]
 
 _LOG_2PI = math.log(2 * math.pi)
-#: activations (elements) held at once by :func:`log_likelihood_draws`
 _BUDGET = 2**22
+"""Activations (elements) held at once by [`log_likelihood_draws`][bayesguide.posterior.draws.log_likelihood_draws]."""
 
 
 def guide_draws(
@@ -41,7 +46,7 @@ def guide_draws(
     """``n`` draws from an SVI guide: per-site ``(n, n_units, group_size)`` values and
     ``log q`` of each draw, shape ``(n,)``, both in float64.
 
-    Raises ``ValueError`` for a :class:`~bayesguide.DeltaGuide` (a MAP fit has no
+    Raises ``ValueError`` for a [`DeltaGuide`][bayesguide.DeltaGuide] (a MAP fit has no
     variational posterior).
     """
     check_count(n, "the number of draws")
@@ -82,7 +87,7 @@ def _latent_draws(
 
     ``z = exp(μ + σ ε)``; ``log q(z) = Σ [−log σ − ε²/2 − log(2π)/2 − log z]`` (the Normal
     density of ``log z`` and the Jacobian of ``exp``), as in
-    :class:`~bayesguide.posterior.guides.LatentFactors`.
+    [`LatentFactors`][bayesguide.posterior.guides.LatentFactors].
     """
     factors = getattr(guide, "latent_factors", None)
     if factors is None:
@@ -99,7 +104,7 @@ def _latent_draws(
 def log_prior_draws(model: GuidedModel, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """``log p(θ_s)`` under the model's priors for batched site values, in float64, ``(S,)``.
 
-    The model's :meth:`~bayesguide.GuidedModel.log_prior` (the joint with the latent
+    The model's [`log_prior`][bayesguide.model.guided.GuidedModel.log_prior] (the joint with the latent
     scales for a hierarchical prior). Refuses an improper prior (a guidance coefficient of 0).
     """
     names = [lat.name for lat in model.latent_sites]
@@ -137,9 +142,9 @@ def log_likelihood_draws(
     With ``around`` (per-site values ``θ*``) the network is *linearised* there — the
     GLM predictive of Immer, Korzepa & Bauer (AISTATS 2021):
 
-    .. math::
-
-        f_{\\mathrm{lin}}(x, θ_s) = f(x, θ^*) + J_{θ^*}(x)\\,(θ_s - θ^*),
+    $$
+    f_{\\mathrm{lin}}(x, θ_s) = f(x, θ^*) + J_{θ^*}(x)\\,(θ_s - θ^*),
+    $$
 
     computed as a Jacobian–vector product (``torch.func.jvp``), never forming ``J``.
     By default the blocks are chosen so that the largest activation of a block has at
@@ -149,8 +154,10 @@ def log_likelihood_draws(
     ----------
     values
         Per site, draws of shape ``(S, n_units, group_size)``.
-    X, y
-        Prepared data.
+    X
+        Prepared inputs.
+    y
+        Prepared targets.
     noise
         The Gaussian ``σ`` when the model learns it.
     around
@@ -162,15 +169,79 @@ def log_likelihood_draws(
         as it is evaluated. The result is on the CPU.
     """
     target = resolve_device(device, module)
+    sigma = _sigma(model, noise)
+    y64 = y.to(torch.float64) if y.is_floating_point() else y
+    out = torch.empty(next(iter(values.values())).shape[0], X.shape[0], dtype=torch.float64)
+    for rows, cols, f in output_blocks(model, module, values, X, chunk_size=chunk_size, draw_chunk=draw_chunk,
+                                       around=around, device=target):
+        out[rows, cols] = model.likelihood.pointwise_log_prob(f, to_device(y64[cols], target), sigma).cpu()
+    return out
+
+
+def predictive_draws(
+    model: GuidedModel,
+    module: nn.Module,
+    values: Mapping[str, torch.Tensor],
+    X: torch.Tensor,
+    target_shape: tuple[int, ...],
+    noise: float | None = None,
+    *,
+    seed: int = 0,
+    around: Mapping[str, torch.Tensor] | None = None,
+    device: DeviceLike = None,
+) -> torch.Tensor:
+    """Replicated targets ``ỹ_{s,i} ~ p(y | x_i, θ_s)``, shape ``(S, *target_shape)``.
+
+    The posterior predictive of the draws (what ArviZ calls ``posterior_predictive``):
+    one simulated target per draw and example, from the network (or, with ``around``,
+    the network linearised there, as in [`log_likelihood_draws`][bayesguide.posterior.draws.log_likelihood_draws]).
+    ``target_shape`` is the prepared targets' shape (``(N,)`` or ``(N, C)``). The
+    samples come from a private random state seeded by ``seed``; the global one is
+    left as it was.
+    """
+    target = resolve_device(device, module)
+    sigma = _sigma(model, noise)
+    S = next(iter(values.values())).shape[0]
+    out = torch.empty(S, *target_shape, dtype=torch.float64)
+    devices = [] if target.type != "cuda" else [target.index or 0]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for rows, cols, f in output_blocks(model, module, values, X, around=around, device=target):
+            sample = model.likelihood.distribution(f, sigma).sample()
+            out[rows, cols] = sample.to(torch.float64).reshape(out[rows, cols].shape).cpu()
+    return out
+
+
+def _sigma(model: GuidedModel, noise: float | None) -> torch.Tensor | None:
+    if model.learns_noise and noise is None:
+        raise ValueError("this model learns the noise σ: pass noise=fit.noise")
+    return model.noise_tensor(None if noise is None else torch.tensor(float(noise), dtype=torch.float64),
+                              torch.float64)
+
+
+def output_blocks(
+    model: GuidedModel,
+    module: nn.Module,
+    values: Mapping[str, torch.Tensor],
+    X: torch.Tensor,
+    *,
+    chunk_size: int | None = None,
+    draw_chunk: int | None = None,
+    around: Mapping[str, torch.Tensor] | None = None,
+    device: DeviceLike = None,
+) -> Iterator[tuple[slice, slice, torch.Tensor]]:
+    """The network's outputs under the draws, block by block: ``(draw slice, example slice, f)``.
+
+    ``f`` is float64 of shape ``(draws in block, examples in block, outputs)``, on the
+    device the network runs on (see [`log_likelihood_draws`][bayesguide.posterior.draws.log_likelihood_draws]
+    for the blocking, the linearisation and the device).
+    """
+    target = resolve_device(device, module)
     module = copy.deepcopy(module).to(target).eval()
     chain = model.chain(module)
     dtype = model.dtype
     S = next(iter(values.values())).shape[0]
     N = X.shape[0]
-    if model.learns_noise and noise is None:
-        raise ValueError("this model learns the noise σ: pass noise=fit.noise")
-    sigma = model.noise_tensor(None if noise is None else torch.tensor(float(noise), dtype=torch.float64),
-                               torch.float64)
     width = _activation_width(chain, to_device(X[:1], target))
     if chunk_size is not None:
         check_count(chunk_size, "chunk_size")
@@ -178,7 +249,6 @@ def log_likelihood_draws(
         check_count(draw_chunk, "draw_chunk")
     ex = chunk_size or max(1, min(N, _BUDGET // (width * min(S, 64))))
     dr = draw_chunk or max(1, min(S, _BUDGET // (ex * width)))
-    y64 = y.to(torch.float64) if y.is_floating_point() else y
 
     def forward(vals: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
         return functional_forward(chain, model.sites, vals, xb)
@@ -192,7 +262,6 @@ def log_likelihood_draws(
         return out[0] + out[1]
 
     batched = torch.func.vmap(forward if around is None else linearised, in_dims=(0, None))
-    out = torch.empty(S, N, dtype=torch.float64)
     with torch.no_grad(), warnings.catch_warnings():
         # torch's forward-mode AD scripts a helper on first use, through a deprecated API
         warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
@@ -200,9 +269,7 @@ def log_likelihood_draws(
             vals = {k: to_device(v[s0 : s0 + dr].to(dtype), target) for k, v in values.items()}
             for i0 in range(0, N, ex):
                 f = batched(vals, to_device(X[i0 : i0 + ex], target)).to(torch.float64)
-                yb = to_device(y64[i0 : i0 + ex], target)
-                out[s0 : s0 + dr, i0 : i0 + ex] = model.likelihood.pointwise_log_prob(f, yb, sigma).cpu()
-    return out
+                yield slice(s0, s0 + dr), slice(i0, i0 + ex), f
 
 
 def _activation_width(chain: list[Layer], X: torch.Tensor) -> int:

@@ -1,13 +1,14 @@
-"""The fitted-posterior interface shared by :class:`~bayesguide.FitResult` and :class:`~bayesguide.Candidate`.
+"""The fitted-posterior interface shared by [`FitResult`][bayesguide.FitResult] and [`Candidate`][bayesguide.Candidate].
 
 Everything downstream of a fit — pruning scores, evidence estimators, leave-one-out,
 reports — needs the same few things of "a network and what we believe about its
-weights": the :class:`~bayesguide.GuidedModel`, the ``module`` holding the MAP weights
+weights": the [`GuidedModel`][bayesguide.GuidedModel], the ``module`` holding the MAP weights
 (or the posterior mean), the ``guide`` (a point mass for MAP, a variational posterior
-for SVI), the learned noise, and the fingerprint of the training data. :class:`Fitted`
+for SVI), the learned noise, and the fingerprint of the training data. [`Fitted`][bayesguide.posterior.fitted.Fitted]
 is that interface; a fit and a pruned (possibly fine-tuned) candidate both are one, so
 every scorer sees the same weights. It also turns any of them into ArviZ
-``InferenceData`` (:meth:`Fitted.to_inference_data`), from the guide's draws or the
+``InferenceData`` ([`Fitted.to_inference_data`][bayesguide.posterior.fitted.Fitted.to_inference_data]), from the guide's
+draws or the
 Laplace posterior.
 """
 
@@ -21,10 +22,10 @@ import torch
 import xarray as xr
 from torch import nn
 
-from bayesguide._arviz import arviz
+from bayesguide._arviz import arviz, arviz_name
 from bayesguide._options import Option
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint, fold_batchnorm
-from bayesguide.posterior.draws import guide_draws, log_likelihood_draws, log_prior_draws
+from bayesguide.posterior.draws import guide_draws, log_likelihood_draws, log_prior_draws, predictive_draws
 from bayesguide.posterior.guides import DeltaGuide, Guide
 from bayesguide.posterior.laplace import laplace_posterior
 
@@ -34,23 +35,23 @@ __all__ = ["Draws", "Fitted", "PosteriorKind", "Predictive", "posterior_draws", 
 class PosteriorKind(Option):
     """Which approximate posterior the draws come from."""
 
-    #: the guide for an SVI fit (or a candidate cut from one), Laplace otherwise
     AUTO = "auto", "guide for SVI fits, Laplace otherwise"
-    #: draws of the SVI guide (mean-field or low-rank Normal)
+    """The guide for an SVI fit (or a candidate cut from one), Laplace otherwise."""
     GUIDE = "guide", "draws of the SVI guide"
-    #: the Laplace posterior ``N(θ*, H⁻¹)`` around the fitted weights
+    """Draws of the SVI guide (mean-field or low-rank Normal)."""
     LAPLACE = "laplace", "Laplace posterior around the MAP weights (GGN curvature)"
+    """The Laplace posterior ``N(θ*, H⁻¹)`` around the fitted weights."""
 
 
 class Predictive(Option):
     """How the draws reach the data: through the network, or through its linearisation."""
 
-    #: the GLM predictive for Laplace draws, the network for guide draws
     AUTO = "auto", "GLM predictive for Laplace draws, the network for guide draws"
-    #: the network linearised at the fitted weights (Immer et al. 2021)
+    """The GLM predictive for Laplace draws, the network for guide draws."""
     GLM = "glm", "the network linearised at the fitted weights"
-    #: the network itself at every draw
+    """The network linearised at the fitted weights (Immer et al. 2021)."""
     NETWORK = "network", "the network at every draw"
+    """The network itself at every draw."""
 
 
 @dataclass(frozen=True)
@@ -74,17 +75,17 @@ class Draws:
 class Fitted:
     """A network with a fitted (approximate) posterior over its weights.
 
-    Attributes (set by the dataclasses that are one: :class:`~bayesguide.FitResult`,
-    :class:`~bayesguide.Candidate`)
+    Attributes (set by the dataclasses that are one: [`FitResult`][bayesguide.FitResult],
+    [`Candidate`][bayesguide.Candidate])
     ----------
     model
-        The :class:`~bayesguide.GuidedModel` (prior and likelihood).
+        The [`GuidedModel`][bayesguide.GuidedModel] (prior and likelihood).
     module
         The network at the MAP weights or the posterior mean (eval mode).
     guide
-        The fitted guide: :class:`~bayesguide.DeltaGuide` for a point estimate.
+        The fitted guide: [`DeltaGuide`][bayesguide.DeltaGuide] for a point estimate.
     data_fingerprint
-        Hash of the training data (:func:`bayesguide.model.data_fingerprint`).
+        Hash of the training data ([`bayesguide.model.data_fingerprint`][]).
     """
 
     model: GuidedModel
@@ -142,8 +143,10 @@ class Fitted:
 
         Parameters
         ----------
-        X, y
-            The training data (validated and checked by fingerprint).
+        X
+            The training inputs (validated and checked by fingerprint).
+        y
+            The training targets (validated and checked by fingerprint with ``X``).
         posterior
             ``"guide"``, ``"laplace"`` or ``"auto"`` (guide for SVI fits, Laplace otherwise).
         draws
@@ -165,15 +168,18 @@ class Fitted:
         Returns
         -------
         arviz.InferenceData
-            Groups ``posterior`` (one variable per site, named after it, dims ``chain``
+            Groups ``posterior`` (one variable per site, named after it with ``_`` for ``.``
+            (ArviZ's plots read dots as indexing: site ``0.units`` is ``0_units``), dims ``chain``
             (one), ``draw``, ``unit_<layer>``, ``weight_<layer>`` — for Laplace draws of a
             network with ``BatchNorm``, the sites of the network with each one folded into
             the layer before it, as the Laplace evidence scores it; plus ``noise`` when
-            learned — a point estimate repeated over draws), ``log_likelihood`` (``obs``,
-            dims ``chain, draw, example``), ``observed_data`` (``obs``) and
+            learned — a point estimate repeated over draws), ``posterior_predictive``
+            (``obs``: one replicated target per draw and example, under the same predictive,
+            dims as ``observed_data`` after ``chain, draw``),
+            ``log_likelihood`` (``obs``, dims ``chain, draw, example``), ``observed_data`` (``obs``) and
             ``sample_stats`` with ``log_importance_ratio`` (``log p(D, θ_s) − log q(θ_s)``
             per draw, under the same predictive: what corrects for approximate draws in
-            :func:`bayesguide.predictive.loo`).
+            [`bayesguide.predictive.loo`][]).
 
         Examples
         --------
@@ -205,9 +211,9 @@ class Fitted:
 
         post: dict[str, xr.DataArray] = {}
         for site in model.sites:
-            layer = site.layer.name or "layer"  # a bare layer has the empty name
+            layer = arviz_name(site.layer.name or "layer")  # a bare layer has the empty name
             dims = ["chain", "draw", f"unit_{layer}", f"weight_{layer}"]
-            post[site.name] = xr.DataArray(values[site.name].numpy()[None], dims=dims)
+            post[arviz_name(site.name)] = xr.DataArray(values[site.name].numpy()[None], dims=dims)
         if self.model.learns_noise:
             assert self.noise is not None
             post["noise"] = xr.DataArray(np.full((1, draws), self.noise), dims=["chain", "draw"])
@@ -216,8 +222,12 @@ class Fitted:
                  "predictive": "network" if got.around is None else "glm"}
         obs = yt.numpy()
         obs_dims = ["example"] if obs.ndim == 1 else ["example", "output"]
+        replicated = predictive_draws(model, module, values, Xt, tuple(obs.shape), self.noise, seed=seed,
+                                      around=got.around).numpy().astype(obs.dtype, copy=False)
         return arviz().InferenceData(
             posterior=xr.Dataset(post, coords=coords, attrs=attrs),
+            posterior_predictive=xr.Dataset({"obs": (["chain", "draw", *obs_dims], replicated[None])},
+                                            coords=coords, attrs=attrs),
             log_likelihood=xr.Dataset({"obs": (["chain", "draw", "example"], ll.numpy()[None])},
                                       coords=coords, attrs=attrs),
             observed_data=xr.Dataset({"obs": (obs_dims, obs)}),
@@ -227,7 +237,7 @@ class Fitted:
 
 
 def to_inference_data(source: Fitted, X: ArrayLike, y: ArrayLike, **kwargs: Any) -> Any:
-    """``source.to_inference_data(X, y, **kwargs)`` (see :meth:`Fitted.to_inference_data`)."""
+    """``source.to_inference_data(X, y, **kwargs)`` (see `Fitted.to_inference_data`)."""
     if not isinstance(source, Fitted):
         raise TypeError(
             f"expected a FitResult (bg.fit_map / bg.fit_svi) or a Candidate (bg.prune), got "
@@ -241,7 +251,7 @@ def posterior_draws(
     hessian: str, *, prior_scale: float = 1.0, predictive: str | Predictive = "auto",
     model: GuidedModel | None = None, module: nn.Module | None = None,
 ) -> Draws:
-    """``draws`` draws of ``src``'s posterior (float64), with their densities (:class:`Draws`).
+    """``draws`` draws of ``src``'s posterior (float64), with their densities (`Draws`).
 
     The Laplace posterior is that of ``model`` / ``module`` when given (``src``'s with its
     ``BatchNorm`` folded, say), else of ``src``'s own.

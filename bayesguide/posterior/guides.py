@@ -1,29 +1,28 @@
-"""Guides: the variational families of :func:`bayesguide.fit_map` and :func:`bayesguide.fit_svi`.
+"""Guides: the variational families of [`bayesguide.fit_map`][] and [`bayesguide.fit_svi`][].
 
 Every guide is an ``nn.Module`` whose parameters live on the module, never in Pyro's
 global parameter store, so two fits in one process share nothing. Contract:
 
 * ``sample_values()`` → ``(values, log_q)``: one reparameterised draw of every site's
   ``(n, p)`` unit matrix and ``log q(values)``;
-* ``mean_values()`` → the guide's location (the MAP point for :class:`DeltaGuide`);
+* ``mean_values()`` → the guide's location (the MAP point for [`DeltaGuide`][bayesguide.DeltaGuide]);
 * ``noise()`` → the learned Gaussian ``σ`` (``None`` when the model does not learn it);
 * calling the guide with the model's arguments runs it as a Pyro guide, so it works
   with ``pyro.infer.Trace_ELBO`` and ``pyro.infer.Predictive`` as well.
 
-Latent scales of hierarchical priors (:class:`~bayesguide.GroupHorseshoe`) get
+Latent scales of hierarchical priors ([`GroupHorseshoe`][bayesguide.GroupHorseshoe]) get
 independent log-normal factors ``q(z) = LogNormal(μ, softplus(ρ)²)`` per element,
-:class:`LatentFactors`, in both SVI guides (the variational family of Louizos et al.
+[`LatentFactors`][bayesguide.posterior.guides.LatentFactors], in both SVI guides (the variational family of Louizos et
+al.
 2017 for the scales); ``sample_values`` then returns the latent draws too, keyed by
-their site names, and ``log_q`` includes them. :class:`DeltaGuide` refuses such
+their site names, and ``log_q`` includes them. [`DeltaGuide`][bayesguide.DeltaGuide] refuses such
 models: their MAP is degenerate (scales → 0).
 
-=======================  =====================================  =================================
-guide                    family                                 counterpart in Pyro
-=======================  =====================================  =================================
-:class:`DeltaGuide`      point mass at the network's weights    ``AutoDelta``
-:class:`MeanFieldGuide`  independent Normals, softplus scales   ``AutoNormal``
-:class:`LowRankGuide`    Normal with covariance ``FFᵀ + D²``    ``AutoLowRankMultivariateNormal``
-=======================  =====================================  =================================
+| guide | family | counterpart in Pyro |
+|---|---|---|
+| [`DeltaGuide`][bayesguide.DeltaGuide] | point mass at the network's weights | ``AutoDelta`` |
+| [`MeanFieldGuide`][bayesguide.MeanFieldGuide] | independent Normals, softplus scales | ``AutoNormal`` |
+| [`LowRankGuide`][bayesguide.LowRankGuide] | Normal with covariance ``FFᵀ + D²`` | ``AutoLowRankMultivariateNormal`` |
 """
 
 from __future__ import annotations
@@ -57,12 +56,12 @@ def site_key(site_name: str) -> str:
 
 
 class GuideKind(Option):
-    """Variational families for :func:`bayesguide.fit_svi`."""
+    """Variational families for [`bayesguide.fit_svi`][]."""
 
-    #: mean-field Normal over every weight (Pyro's ``AutoNormal``)
     NORMAL = "normal", "mean-field Normal, one location and scale per weight"
-    #: Normal with low-rank-plus-diagonal covariance over all weights jointly
+    """Mean-field Normal over every weight (Pyro's ``AutoNormal``)."""
     LOWRANK = "lowrank", "multivariate Normal with covariance F Fᵀ + diag(d²), F of rank `rank`"
+    """Normal with low-rank-plus-diagonal covariance over all weights jointly."""
 
 
 class Guide(nn.Module, ABC):

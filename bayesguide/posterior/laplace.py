@@ -2,16 +2,17 @@
 
 Around the MAP (or posterior-mean) weights ``θ*`` the Laplace approximation is
 ``N(θ*, H⁻¹)`` with ``H = G / σ² + c · D``: the GGN of the negative log-likelihood
-(:mod:`bayesguide.curvature`) plus a diagonal Gaussian prior precision ``c · D``.
+([`bayesguide.curvature`][]) plus a diagonal Gaussian prior precision ``c · D``.
 
-**Which Gaussian prior** (:func:`gaussian_prior`; ``Evidence.prior_used`` reports it),
+**Which Gaussian prior** ([`gaussian_prior`][bayesguide.posterior.laplace.gaussian_prior]; ``Evidence.prior_used``
+reports it),
 decided separately for the prunable layers' prior and the plain prior of the others,
 and reported as the strongest substitution of the two:
 
 * ``"own"`` — a ``GuidedNormal`` with every guidance coefficient positive is the
   model's own prior: precision ``2 λ g_j`` on every weight of unit ``j``.
 * ``"counterpart"`` — a family with a density and positive coefficients is scored under
-  its Gaussian counterpart (:meth:`~bayesguide.priors.base.UnitPrior.gaussian_counterpart`:
+  its Gaussian counterpart ([`gaussian_counterpart`][bayesguide.priors.base.UnitPrior.gaussian_counterpart]:
   ``GuidedNormal`` with the same ``λ`` and guidance for L1, group and sparse group lasso).
 * ``"uniform"`` — where the Gaussian counterpart does not exist, ``GuidedNormal(λ,
   guidance.uniform())``, precision ``2 λ`` on every weight: when some guidance
@@ -47,12 +48,12 @@ __all__ = ["EvidencePrior", "LaplacePosterior", "gaussian_prior", "laplace_poste
 class EvidencePrior(Option):
     """Which Gaussian prior a Laplace evidence or posterior uses (see the module docstring)."""
 
-    #: the model's own ``GuidedNormal`` prior
     OWN = "own", "the model's own GuidedNormal prior"
-    #: the family's Gaussian counterpart (same ``λ`` and guidance for the built-in sparse priors)
+    """The model's own ``GuidedNormal`` prior."""
     COUNTERPART = "counterpart", "Gaussian counterpart of a sparse prior (same λ and guidance)"
-    #: ``GuidedNormal`` with the same ``λ`` and uniform guidance (zero coefficients, L0 gates, horseshoe)
+    """The family's Gaussian counterpart (same ``λ`` and guidance for the built-in sparse priors)."""
     UNIFORM = "uniform", "GuidedNormal with uniform guidance (the prior has no proper Gaussian counterpart)"
+    """``GuidedNormal`` with the same ``λ`` and uniform guidance (zero coefficients, L0 gates, horseshoe)."""
 
 
 def _gaussian_family(family: UnitPrior, coefficients: list[torch.Tensor]) -> tuple[EvidencePrior, float]:
@@ -70,7 +71,8 @@ def gaussian_prior(model: GuidedModel, dtype: torch.dtype = torch.float64) -> tu
     """Per-weight Gaussian prior precision ``D = 2 λ g`` in site order, flattened, and which prior it is.
 
     ``g`` is the model's guidance for ``"own"`` and ``"counterpart"``, and 1 for
-    ``"uniform"`` (see the module docstring); the returned :class:`EvidencePrior` is the
+    ``"uniform"`` (see the module docstring); the returned [`EvidencePrior`][bayesguide.posterior.laplace.EvidencePrior]
+    is the
     strongest substitution over the prunable and the plain prior.
     """
     used: dict[bool, tuple[EvidencePrior, float]] = {}
@@ -104,10 +106,15 @@ class LaplacePosterior:
         for ``"diag"``.
     cholesky
         Lower Cholesky factor ``L`` of the full ``H`` (``None`` for ``"diag"``).
-    hessian, prior_scale, noise
-        Curvature structure, prior scale ``c`` and the Gaussian ``σ`` used.
+    hessian
+        The curvature structure.
+    prior_scale
+        The prior scale ``c`` used.
+    noise
+        The Gaussian ``σ`` used (``None`` for other likelihoods).
     sites
-        ``(name, n_units, group_size)`` per site, for :meth:`unflatten`.
+        ``(name, n_units, group_size)`` per site, for
+        [`unflatten`][bayesguide.posterior.laplace.LaplacePosterior.unflatten].
     prior_precision
         The Gaussian prior's precision ``c · D`` per weight, shape ``(P,)``.
     """
@@ -184,22 +191,26 @@ def laplace_posterior(
 ) -> LaplacePosterior:
     """The Laplace approximation ``N(θ*, H⁻¹)`` of the posterior at ``module``'s weights.
 
-    .. math::
-
-        H = \\frac{1}{σ^2} \\sum_i J_i^⊤ Λ_i J_i + c\\, D,
+    $$
+    H = \\frac{1}{σ^2} \\sum_i J_i^⊤ Λ_i J_i + c\\, D,
+    $$
 
     the generalized Gauss–Newton matrix of the negative log-likelihood (``σ`` only for a
     Gaussian likelihood) plus the Gaussian prior precision ``c · D``, ``D = 2 λ g`` per
     weight (the Gaussian counterpart of a sparse prior; see
-    :func:`gaussian_prior`). For Bayesian linear regression it is the exact
+    [`gaussian_prior`][bayesguide.posterior.laplace.gaussian_prior]). For Bayesian linear regression it is the exact
     posterior.
 
     Parameters
     ----------
-    model, module
-        The model and the network holding ``θ*`` (MAP weights).
-    X, y
-        Prepared data (``model.prepare_data``).
+    model
+        The model: likelihood, prior and prunable sites.
+    module
+        The network holding ``θ*`` (the MAP weights).
+    X
+        Prepared inputs (``model.prepare_data``).
+    y
+        Prepared targets (``model.prepare_data``).
     hessian
         ``"full"`` (``P × P``, sampled through its Cholesky factor) or ``"diag"``.
     prior_scale

@@ -1,22 +1,20 @@
 """Guided unit priors: proper Pyro distributions over a layer's unit weight groups.
 
-One family per module, each registered under its ``kind`` (:mod:`~bayesguide.priors.registry`):
+One family per module, each registered under its ``kind`` ([`registry`][bayesguide.priors.registry]):
 
-================================  ================  =============================================================
-prior                             kind              negative log = penalty (+ const)
-================================  ================  =============================================================
-:class:`GuidedNormal`             ``l2``            guided L2: ``λ Σ_j g_j ‖θ_j‖₂²``
-:class:`GuidedLaplace`            ``l1``            guided L1: ``λ Σ_j g_j ‖θ_j‖₁``
-:class:`GuidedGroupLasso`         ``group``         guided group lasso: ``λ Σ_j g_j √p ‖θ_j‖₂``
-:class:`GuidedSparseGroupLasso`   ``sparse_group``  ``λ Σ_j g_j [(1−α) √p ‖θ_j‖₂ + α ‖θ_j‖₁]``
-:class:`HardConcreteGates`        ``l0``            expected L0 of hard-concrete gates (a marker, no density)
-:class:`GroupHorseshoe`           ``horseshoe``     hierarchical: latent scales, no MAP
-================================  ================  =============================================================
+| prior | kind | negative log = penalty (+ const) |
+|---|---|---|
+| [GuidedNormal][bayesguide.GuidedNormal] | `l2` | guided L2: `λ Σ_j g_j ‖θ_j‖₂²` |
+| [GuidedLaplace][bayesguide.GuidedLaplace] | `l1` | guided L1: `λ Σ_j g_j ‖θ_j‖₁` |
+| [GuidedGroupLasso][bayesguide.GuidedGroupLasso] | `group` | guided group lasso: `λ Σ_j g_j √p ‖θ_j‖₂` |
+| [GuidedSparseGroupLasso][bayesguide.GuidedSparseGroupLasso] | `sparse_group` | `λ Σ_j g_j [(1−α)√p‖θ_j‖₂ + α‖θ_j‖₁]` |
+| [HardConcreteGates][bayesguide.HardConcreteGates] | `l0` | expected L0 of hard-concrete gates (no density) |
+| [GroupHorseshoe][bayesguide.GroupHorseshoe] | `horseshoe` | hierarchical: latent scales, no MAP |
 
-The contract every family follows is in :mod:`~bayesguide.priors.base`; adding a family
-is one new module plus a :func:`register_prior` call (``docs/extending.md``).
+The contract every family follows is in [`base`][bayesguide.priors.base]; adding a family
+is one new module plus a [`register_prior`][bayesguide.priors.registry.register_prior] call (``docs/extending.md``).
 
-Second layer of the data flow: priors import only :mod:`bayesguide.guidance`.
+Second layer of the data flow: priors import only [`bayesguide.guidance`][].
 
 References: Rafid & Sandu, arXiv 2305.18448 (guided regularization); E & Gao, arXiv
 2009.01395 (partial regularization); Yuan & Lin 2006 (group lasso); Simon, Friedman,

@@ -4,26 +4,29 @@ A prunable layer with ``n`` units owns an ``(n, p)`` matrix of unit groups: row 
 is unit ``j``'s incoming weights (flattened filter for ``Conv2d``) followed by its
 bias. Two small contracts:
 
-* :class:`UnitGroupDistribution` — a Pyro distribution over that matrix whose rows are
+* [`UnitGroupDistribution`][bayesguide.priors.base.UnitGroupDistribution] — a Pyro distribution over that matrix whose
+rows are
   independent, row ``j`` with rate ``λ g_j``:
   ``log_prob(Θ) = log_normaliser − Σ_j rate_j s_j(Θ_j)``. A subclass gives the
   normaliser of one row (``_log_normaliser``), the statistic ``s_j`` (``block_statistic``
   from the column blocks ``[W_rows, b[:, None]]``, or ``unit_statistic`` from the whole
   row) and a sampler (``_sample_proper``).
-* :class:`UnitPrior` — a *family*: a strength ``λ`` and a guidance specification,
-  turning one layer's coefficients ``g`` into a :class:`UnitGroupDistribution`. It
+* [`UnitPrior`][bayesguide.UnitPrior] — a *family*: a strength ``λ`` and a guidance specification,
+  turning one layer's coefficients ``g`` into a [`UnitGroupDistribution`][bayesguide.priors.base.UnitGroupDistribution].
+  It
   declares what the rest of the library needs to know about it: ``kind`` (its name),
   ``penalty`` (the regularizer it equals, for reports), ``has_density`` (whether it
   is a density over the weights alone, so that MAP — and the fine-tuning of its
   candidates — can use it; L0 gates and the horseshoe are not) and
-  :meth:`UnitPrior.gaussian_counterpart` (the Gaussian prior its candidates' Laplace
-  evidence uses). Registering it (:mod:`bayesguide.priors.registry`)
+  [`UnitPrior.gaussian_counterpart`][bayesguide.priors.base.UnitPrior.gaussian_counterpart] (the Gaussian prior its
+  candidates' Laplace
+  evidence uses). Registering it ([`bayesguide.priors.registry`][])
   makes it a ``[prior] kind`` of experiment files.
 
 ``strength`` is ``λ`` in the Bayesian convention: the rate of the prior, the same
 whatever the batch size, with the negative log-likelihood *summed* over the ``N``
 training examples; "mean loss + λ′ R(θ)" is the same problem with ``λ = N λ′``
-(:func:`strength_from_mean_loss`). A coefficient ``g_j = 0`` makes unit ``j``'s prior an
+([`strength_from_mean_loss`][bayesguide.strength_from_mean_loss]). A coefficient ``g_j = 0`` makes unit ``j``'s prior an
 improper flat density: it adds nothing to ``log_prob`` (fine for MAP), it cannot be
 sampled, and evidence code must refuse it or substitute a proper prior.
 """
@@ -123,7 +126,8 @@ class UnitGroupDistribution(TorchDistribution, ABC):
         """A copy of this distribution with every tensor (rates, mask, normaliser) on ``device``.
 
         The normalising constants are not recomputed, so the copy's ``log_prob`` is the
-        same function on every device; :meth:`set_rate` on the copy works there.
+        same function on every device; [`set_rate`][bayesguide.priors.base.UnitGroupDistribution.set_rate] on the copy
+        works there.
         """
         new = copy.copy(self)
         new.__dict__ = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
@@ -157,7 +161,7 @@ class UnitGroupDistribution(TorchDistribution, ABC):
         return self.block_statistic([value])
 
     def unit_statistic_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        """:meth:`unit_statistic` of the concatenated blocks (:meth:`block_statistic` when it is the built-in)."""
+        """`unit_statistic` of the concatenated blocks (`block_statistic` when it is the built-in)."""
         if type(self).unit_statistic is not UnitGroupDistribution.unit_statistic:  # a subclass's own statistic
             return self.unit_statistic(parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1))
         return self.block_statistic(parts)
@@ -168,7 +172,7 @@ class UnitGroupDistribution(TorchDistribution, ABC):
         return self._log_norm
 
     def penalty_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        """:meth:`penalty` from the column blocks of the unit matrix (see :meth:`block_statistic`)."""
+        """`penalty` from the column blocks of the unit matrix (see `block_statistic`)."""
         return (self.unit_statistic_parts(parts) * self.rate).sum(-1)
 
     def penalty(self, value: torch.Tensor) -> torch.Tensor:
@@ -251,24 +255,25 @@ def strength_from_mean_loss(strength: float, n_data: int) -> float:
 class UnitPrior(ABC):
     """A family of guided unit priors: a strength ``λ`` and a guidance specification.
 
-    Contract: :meth:`unit_distribution` takes one layer's coefficients ``g`` (shape
-    ``(n,)``) and group size ``p`` and returns a :class:`UnitGroupDistribution` over
+    Contract: `unit_distribution` takes one layer's coefficients ``g`` (shape
+    ``(n,)``) and group size ``p`` and returns a [`UnitGroupDistribution`][bayesguide.priors.base.UnitGroupDistribution]
+    over
     the layer's ``(n, p)`` unit matrix (``_distribution(rate = λ g, p)`` in a subclass).
     A family also declares, as class attributes, its ``kind`` and ``penalty`` (for
     reports and experiment files) and ``has_density`` (``False`` for priors that are no
     density over the weights alone: MAP and SVI refuse them), and answers
-    :meth:`gaussian_counterpart`.
+    [`gaussian_counterpart`][bayesguide.priors.base.UnitPrior.gaussian_counterpart].
     """
 
     strength: float
     guidance: GuidanceSpec = field(default_factory=linear)
 
-    #: short name used in reports and experiment files
     kind: ClassVar[str] = ""
-    #: the penalty it equals, for reports
+    """Short name used in reports and experiment files."""
     penalty: ClassVar[str] = ""
-    #: whether it is a density over the weights alone (MAP and candidate fine-tuning can use it)
+    """The penalty it equals, for reports."""
     has_density: ClassVar[bool] = True
+    """Whether it is a density over the weights alone (MAP and candidate fine-tuning can use it)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strength", check_strength(self.strength))
@@ -300,7 +305,7 @@ class UnitPrior(ABC):
         ``None`` when the family has no Gaussian counterpart (it is no density over the
         weights, e.g. L0 gates, or only a conditional one, e.g. the horseshoe): the
         evidence then uses ``GuidedNormal(λ, uniform())`` (see
-        :mod:`bayesguide.posterior.laplace`).
+        [`bayesguide.posterior.laplace`][]).
         """
         return None
 

@@ -25,7 +25,7 @@ class UnitGroupLaplace(UnitGroupDistribution):
     """Guided group lasso: unit ``j`` has density ``c(α_j) exp(−α_j ‖θ_j‖₂)`` on ``R^p``.
 
     Here ``rate`` is ``α_j = λ g_j √p`` (the √p group-size factor is applied by
-    :class:`GuidedGroupLasso`). The normaliser is exact: integrating in spherical
+    [`GuidedGroupLasso`][bayesguide.GuidedGroupLasso]). The normaliser is exact: integrating in spherical
     coordinates, ``∫ exp(−α‖θ‖) dθ = (2 π^{p/2} / Γ(p/2)) Γ(p) / α^p``, hence
     ``log c(α) = p log α + log Γ(p/2) − log 2 − (p/2) log π − log Γ(p)``.
     Sampling draws a uniform direction and a ``Gamma(p, α)`` radius.
@@ -53,7 +53,7 @@ class GuidedGroupLasso(UnitPrior):
     """Guided group-lasso prior: density ``∝ exp(−λ g_j √p ‖θ_j‖₂)`` per unit group.
 
     MAP training under it is training on ``sum NLL + λ Σ_j g_j √p ‖θ_j‖₂``; the
-    normalising constant is exact (see :class:`UnitGroupLaplace`).
+    normalising constant is exact (see [`UnitGroupLaplace`][bayesguide.priors.group_lasso.UnitGroupLaplace]).
 
     Examples
     --------

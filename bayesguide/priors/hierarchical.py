@@ -1,10 +1,11 @@
 """Hierarchical unit priors: ``p(Θ, z) = p(z) p(Θ | z)`` with latent scale variables.
 
-The contract behind the group horseshoe (:mod:`bayesguide.priors.horseshoe`):
-:class:`HierarchicalUnitPrior` gives the priors of its latent variables for one layer
+The contract behind the group horseshoe ([`bayesguide.priors.horseshoe`][]):
+[`HierarchicalUnitPrior`][bayesguide.priors.hierarchical.HierarchicalUnitPrior] gives the priors of its latent variables
+for one layer
 (``latent_priors``) and the conditional unit distribution given their values
-(``unit_distribution_given``); :class:`~bayesguide.GuidedModel` samples the latent
-sites (:class:`LatentSite`) before the unit matrix, and the SVI guides add a
+(``unit_distribution_given``); [`GuidedModel`][bayesguide.GuidedModel] samples the latent
+sites ([`LatentSite`][bayesguide.priors.hierarchical.LatentSite]) before the unit matrix, and the SVI guides add a
 log-normal factor per latent element. The marginal density over the weights alone is
 not available, so such a prior has no MAP fit and no Gaussian counterpart.
 """
@@ -48,12 +49,12 @@ class LatentSite:
 class HierarchicalUnitPrior(UnitPrior):
     """A unit prior with latent variables: ``p(Θ, z) = p(z) p(Θ | z)``.
 
-    Contract: :meth:`latent_priors` takes a layer's coefficients ``g`` (shape ``(n,)``)
+    Contract: `latent_priors` takes a layer's coefficients ``g`` (shape ``(n,)``)
     and returns ``{local name: prior distribution}`` (Pyro distributions with their
-    event shape set); :meth:`unit_distribution_given` takes ``{local name: value}``,
+    event shape set); `unit_distribution_given` takes ``{local name: value}``,
     ``g`` and the group size ``p`` and returns the conditional
-    :class:`~bayesguide.priors.base.UnitGroupDistribution` of the ``(n, p)`` unit matrix.
-    The marginal :meth:`unit_distribution` is not available.
+    [`UnitGroupDistribution`][bayesguide.priors.base.UnitGroupDistribution] of the ``(n, p)`` unit matrix.
+    The marginal `unit_distribution` is not available.
     """
 
     has_density: ClassVar[bool] = False

@@ -4,11 +4,11 @@ Louizos, Ullrich & Welling (2017), "Bayesian Compression for Deep Learning" (Neu
 put a group horseshoe on the units of every prunable layer: with ``Θ_l`` the ``(n, p)``
 unit matrix of layer ``l`` (row ``j`` = unit ``j``'s incoming weights and bias),
 
-.. math::
-
-    τ_l \\sim \\mathrm{HalfCauchy}(τ_0), \\qquad
-    λ_{lj} \\sim \\mathrm{HalfCauchy}(1 / g_{lj}), \\qquad
-    θ_{lj} \\mid τ_l, λ_{lj} \\sim \\mathcal{N}(0,\\, τ_l^2 λ_{lj}^2 I_p).
+$$
+τ_l \\sim \\mathrm{HalfCauchy}(τ_0), \\qquad
+λ_{lj} \\sim \\mathrm{HalfCauchy}(1 / g_{lj}), \\qquad
+θ_{lj} \\mid τ_l, λ_{lj} \\sim \\mathcal{N}(0,\\, τ_l^2 λ_{lj}^2 I_p).
+$$
 
 **Guidance.** The paper has ``λ_j ∼ HalfCauchy(1)``. bayesguide divides the local
 scale by the guidance coefficient ``g_j`` (equivalently ``θ_j`` has scale
@@ -18,9 +18,9 @@ as a larger ``λ g_j`` does for the other unit priors. The default guidance is
 positive (a coefficient 0 would be an infinitely wide, improper local scale).
 
 The marginal over ``θ`` has no closed form, so this prior is only a *conditional* unit
-prior: :class:`~bayesguide.GuidedModel` samples the latent scales (sites
+prior: [`GuidedModel`][bayesguide.GuidedModel] samples the latent scales (sites
 ``"<site>.tau"`` and ``"<site>.lambda"``) before the unit matrix, and the SVI guides add
-a log-normal factor per scale (:mod:`bayesguide.posterior.guides`; the paper's variational
+a log-normal factor per scale ([`bayesguide.posterior.guides`][]; the paper's variational
 family for the scales is log-normal as well). MAP estimation is refused: the joint
 density is unbounded as ``τ λ_j → 0`` with ``θ_j = 0``, so the MAP is degenerate.
 
@@ -69,8 +69,8 @@ class GroupHorseshoe(HierarchicalUnitPrior):
     ``τ ~ HalfCauchy(tau0)`` per layer, ``λ_j ~ HalfCauchy(1/g_j)`` per unit and
     ``θ_j | τ, λ_j ~ N(0, τ² λ_j² I)`` on unit ``j``'s group (incoming row and bias).
     Given the scales, ``log p(θ_j | τ, λ_j) = −p log(τ λ_j) − (p/2) log 2π
-    − ‖θ_j‖₂² / (2 τ² λ_j²)``, i.e. a :class:`~bayesguide.priors.normal.UnitNormal` of rate
-    ``1 / (2 τ² λ_j²)``. See :mod:`bayesguide.priors.horseshoe` for the guidance convention.
+    − ‖θ_j‖₂² / (2 τ² λ_j²)``, i.e. a [`UnitNormal`][bayesguide.priors.normal.UnitNormal] of rate
+    ``1 / (2 τ² λ_j²)``. See [`bayesguide.priors.horseshoe`][] for the guidance convention.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """Hard-concrete L0 gates per unit (Louizos, Welling & Kingma 2018): the prior, ``kind = "l0"``.
 
 This module holds the gate distribution and the prior (a marker); the trainer is
-:func:`bayesguide.fit_l0` (:mod:`bayesguide.infer.l0`).
+[`bayesguide.fit_l0`][] ([`bayesguide.infer.l0`][]).
 
 Louizos, Welling & Kingma, "Learning Sparse Neural Networks through L0
 Regularization", ICLR 2018 (arXiv 1712.01312), put a stochastic gate ``z_j ∈ [0, 1]``
@@ -9,19 +9,19 @@ on every unit and penalise the expected number of open gates. The gate is a
 *hard-concrete* variable: with temperature ``β``, stretch interval ``(γ, ζ)``
 (``γ < 0 < 1 < ζ``) and a learned location ``log α_j``,
 
-.. math::
-
-    u \\sim U(0, 1), \\quad
-    s = σ\\bigl((\\log u - \\log(1 - u) + \\log α_j) / β\\bigr), \\quad
-    \\bar s = s (ζ - γ) + γ, \\quad
-    z_j = \\min(1, \\max(0, \\bar s)).
+$$
+u \\sim U(0, 1), \\quad
+s = σ\\bigl((\\log u - \\log(1 - u) + \\log α_j) / β\\bigr), \\quad
+\\bar s = s (ζ - γ) + γ, \\quad
+z_j = \\min(1, \\max(0, \\bar s)).
+$$
 
 Stretching and clipping puts point masses on 0 and 1 (``σ`` is the logistic sigmoid):
 
-.. math::
-
-    P(z_j = 0) = σ\\bigl(β \\log(-γ/ζ) - \\log α_j\\bigr), \\qquad
-    P(z_j = 1) = σ\\bigl(\\log α_j - β \\log((1 - γ)/(ζ - 1))\\bigr),
+$$
+P(z_j = 0) = σ\\bigl(β \\log(-γ/ζ) - \\log α_j\\bigr), \\qquad
+P(z_j = 1) = σ\\bigl(\\log α_j - β \\log((1 - γ)/(ζ - 1))\\bigr),
+$$
 
 so the expected L0 norm is ``Σ_j P(z_j ≠ 0) = Σ_j σ(log α_j − β log(−γ/ζ))``. At test
 time the gate is deterministic: ``ẑ_j = min(1, max(0, σ(log α_j)(ζ − γ) + γ))``. The
@@ -30,13 +30,13 @@ paper's defaults are ``β = 2/3`` and ``(γ, ζ) = (−0.1, 1.1)``.
 **Units and guidance.** Gate ``z_j`` multiplies unit ``j``'s incoming group — its row
 of the ``(n, p)`` unit matrix, weights and bias (filter and bias for ``Conv2d``) — of
 every prunable layer. bayesguide weights each gate's cost by the unit's guidance
-coefficient ``g_j``, so the objective of :func:`~bayesguide.fit_l0` is
+coefficient ``g_j``, so the objective of [`fit_l0`][bayesguide.fit_l0] is
 
-.. math::
-
-    L(θ, \\log α) = -\\frac{N}{B} \\sum_{i \\in \\text{batch}} \\log p(y_i \\mid x_i, θ ⊙ z)
-        + λ \\sum_{l, j} g_{lj}\\, σ(\\log α_{lj} - β \\log(-γ/ζ))
-        + w \\sum_{\\text{sites}} ‖Θ‖_2^2,
+$$
+L(θ, \\log α) = -\\frac{N}{B} \\sum_{i \\in \\text{batch}} \\log p(y_i \\mid x_i, θ ⊙ z)
+    + λ \\sum_{l, j} g_{lj}\\, σ(\\log α_{lj} - β \\log(-γ/ζ))
+    + w \\sum_{\\text{sites}} ‖Θ‖_2^2,
+$$
 
 with ``z`` drawn afresh every step (one draw per unit per minibatch, shared by the
 batch's examples), ``λ`` the ``strength`` (a rate per open gate, in the same
@@ -47,18 +47,18 @@ orders the units: with ``linear`` guidance the tail of every layer closes first;
 ``g_j = 0`` leaves a gate free.
 
 **Not a density.** The expected-L0 penalty is an expectation over the gates, not the
-negative log of a density over the weights, so :class:`HardConcreteGates` is a marker:
+negative log of a density over the weights, so [`HardConcreteGates`][bayesguide.HardConcreteGates] is a marker:
 ``GuidedModel(net, HardConcreteGates(...))`` builds, but anything that needs a unit
 density (``bg.fit_map``, ``bg.fit_svi``, Laplace evidence) raises a ``ValueError``
-naming :func:`~bayesguide.fit_l0` before it takes a step. To compare pruned candidates by
+naming [`fit_l0`][bayesguide.fit_l0] before it takes a step. To compare pruned candidates by
 evidence, wrap them in a Gaussian prior (``bg.GuidedNormal``).
 
-**Result.** :func:`~bayesguide.fit_l0` folds the deterministic gates into the weights (unit ``j``'s
-row times ``ẑ_j``) and returns a MAP :class:`~bayesguide.FitResult` whose ``module``
+**Result.** [`fit_l0`][bayesguide.fit_l0] folds the deterministic gates into the weights (unit ``j``'s
+row times ``ẑ_j``) and returns a MAP [`FitResult`][bayesguide.FitResult] whose ``module``
 is the gated network. Closed gates (``ẑ_j = 0``) leave rows that are exactly 0, so
 ``bg.prune(fit, threshold=...)`` removes them with the existing machinery. The gates
 themselves (final ``log α``, ``ẑ``, ``P(z ≠ 0)`` and the expected-L0 history) are an
-:class:`~bayesguide.L0Gates` (:func:`bayesguide.infer.l0.l0_gates`).
+[`L0Gates`][bayesguide.L0Gates] ([`bayesguide.infer.l0.l0_gates`][]).
 """
 
 from __future__ import annotations
@@ -147,8 +147,8 @@ def expected_l0_penalty(
 class HardConcreteGates(UnitPrior):
     """Hard-concrete L0 gates on the units (Louizos, Welling & Kingma 2018).
 
-    Training with :func:`~bayesguide.fit_l0` minimises summed NLL at gated weights
-    ``+ λ Σ_j g_j P(z_j ≠ 0) + w Σ ‖θ‖₂²``; see :mod:`bayesguide.priors.l0` for the gate
+    Training with [`fit_l0`][bayesguide.fit_l0] minimises summed NLL at gated weights
+    ``+ λ Σ_j g_j P(z_j ≠ 0) + w Σ ‖θ‖₂²``; see [`bayesguide.priors.l0`][] for the gate
     distribution and the formulas.
 
     Parameters
@@ -170,8 +170,8 @@ class HardConcreteGates(UnitPrior):
 
     Notes
     -----
-    This is a marker, not a density over the weights: :meth:`unit_distribution`
-    raises a ``ValueError`` naming :func:`~bayesguide.fit_l0`, so ``bg.fit_map`` / ``bg.fit_svi``
+    This is a marker, not a density over the weights: `unit_distribution`
+    raises a ``ValueError`` naming [`fit_l0`][bayesguide.fit_l0], so ``bg.fit_map`` / ``bg.fit_svi``
     refuse it before training.
 
     Examples

@@ -5,23 +5,24 @@ A family registers itself in its own file, once::
     register_prior(PriorFamily(kind="l2", prior=GuidedNormal,
                                summary="GuidedNormal: guided L2, λ Σ g_j ‖θ_j‖₂²"))
 
-and from then on :func:`make_prior`, experiment files (``[prior] kind`` and the
+and from then on [`make_prior`][bayesguide.make_prior], experiment files (``[prior] kind`` and the
 family's own keys), the CLI's method list, the runner's choice of fitter, candidate
 fine-tuning, the evidence's Gaussian substitution and the compression benchmark all
 know it. What a family declares:
 
-* ``kind`` — its name in experiment files and :func:`make_prior`;
-* ``prior`` — the :class:`~bayesguide.priors.base.UnitPrior` subclass, constructed as
+* ``kind`` — its name in experiment files and [`make_prior`][bayesguide.make_prior];
+* ``prior`` — the [`UnitPrior`][bayesguide.priors.base.UnitPrior] subclass, constructed as
   ``prior(strength, guidance, **options)``; it answers ``has_density`` and
   ``gaussian_counterpart()`` itself;
 * ``summary`` — one line for ``--help``, errors and the docs;
 * ``options`` — its experiment-file keys beyond ``kind``, ``strength`` and ``guidance``
-  (:class:`PriorOption`: the key, its default, its constructor parameter, a line of help);
+  ([`PriorOption`][bayesguide.priors.registry.PriorOption]: the key, its default, its constructor parameter, a line of
+  help);
 * ``fitters`` — which registered fitter trains it for each ``[fit] method``
-  (``{"map": "map", "svi": "svi"}`` for densities; see :mod:`bayesguide.infer.registry`);
+  (``{"map": "map", "svi": "svi"}`` for densities; see [`bayesguide.infer.registry`][]);
 * ``positive_guidance`` — whether every guidance coefficient must be positive;
 * ``score`` — the unit score its pruning paths rank units by by default (a name of
-  :mod:`bayesguide.pruning.scores`: ``"norm"``, or ``"horseshoe"`` for the horseshoe's
+  [`bayesguide.pruning.scores`][]: ``"norm"``, or ``"horseshoe"`` for the horseshoe's
   posterior scales).
 
 Examples

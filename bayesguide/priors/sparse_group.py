@@ -3,7 +3,7 @@
 Penalty ``λ Σ_j g_j [(1−α) √p ‖θ_j‖₂ + α ‖θ_j‖₁]`` — the sparse group lasso of Simon,
 Friedman, Hastie & Tibshirani (2013) with guidance, which E & Gao (arXiv 2009.01395)
 use with partial guidance. Its normaliser is a 1-D quadrature
-(:mod:`bayesguide.priors.sparse_group_math`). Experiment key: ``alpha``, the L1 share
+([`bayesguide.priors.sparse_group_math`][]). Experiment key: ``alpha``, the L1 share
 (0: group lasso, 1: L1). Candidates are scored under the Gaussian counterpart
 ``GuidedNormal(λ, g)``.
 """
@@ -46,11 +46,11 @@ class UnitSparseGroupLaplace(UnitGroupDistribution):
 
     ``s(θ) = (1−α) √p ‖θ‖₂ + α ‖θ‖₁``, i.e. ``a_j = rate_j (1−α) √p`` on the group norm and
     ``b_j = rate_j α`` on the L1 norm (``rate_j = λ g_j``). ``α = 0`` is
-    :class:`~bayesguide.priors.group_lasso.UnitGroupLaplace` with rate ``λ g_j √p``, ``α = 1``
-    is :class:`~bayesguide.priors.laplace.UnitLaplace`.
+    [`UnitGroupLaplace`][bayesguide.priors.group_lasso.UnitGroupLaplace] with rate ``λ g_j √p``, ``α = 1``
+    is [`UnitLaplace`][bayesguide.priors.laplace.UnitLaplace].
 
     Normaliser: ``log c_j = −log Z(a_j, b_j)``
-    (:func:`~bayesguide.priors.sparse_group_math.sparse_group_log_integral`); ``a_j``
+    ([`sparse_group_log_integral`][bayesguide.priors.sparse_group_math.sparse_group_log_integral]); ``a_j``
     and ``b_j`` share the ratio ``(1−α)√p / α``, so ``log Z(a_j, b_j) = −p log(rate_j σ) +
     log Z(A, B)`` with ``σ = (1−α)√p + α``, ``(A, B) = ((1−α)√p, α) / σ``: one quadrature per
     layer, cached.
@@ -114,16 +114,17 @@ class GuidedSparseGroupLasso(UnitPrior):
     MAP training under it is training on
     ``sum NLL + λ Σ_j g_j [(1−α) √p ‖θ_j‖₂ + α ‖θ_j‖₁]``, the sparse group lasso of
     Simon, Friedman, Hastie & Tibshirani (2013) with guidance; E & Gao (arXiv 2009.01395)
-    use it with partial guidance. ``alpha = 0`` is :class:`~bayesguide.GuidedGroupLasso` and
-    ``alpha = 1`` is :class:`~bayesguide.GuidedLaplace` (the same ``log_prob``, normaliser included).
+    use it with partial guidance. ``alpha = 0`` is [`GuidedGroupLasso`][bayesguide.GuidedGroupLasso] and
+    ``alpha = 1`` is [`GuidedLaplace`][bayesguide.GuidedLaplace] (the same ``log_prob``, normaliser included).
     The normaliser has no closed form; it is a 1-D integral evaluated by quadrature in
-    float64 (see :func:`~bayesguide.priors.sparse_group_math.sparse_group_log_integral` and
-    :class:`UnitSparseGroupLaplace`).
+    float64 (see [`sparse_group_log_integral`][bayesguide.priors.sparse_group_math.sparse_group_log_integral] and
+    [`UnitSparseGroupLaplace`][bayesguide.priors.sparse_group.UnitSparseGroupLaplace]).
 
     Parameters
     ----------
     strength
-        ``λ``, the prior's rate (Bayesian convention, see :func:`~bayesguide.strength_from_mean_loss`).
+        ``λ``, the prior's rate (Bayesian convention, see
+        [`strength_from_mean_loss`][bayesguide.strength_from_mean_loss]).
     guidance
         Guidance profile giving ``g_j``.
     alpha

@@ -6,10 +6,13 @@
 ``exp(−a r) = ∫_0^∞ a / (2√π) t^{−3/2} exp(−a² / 4t) exp(−t r²) dt``
 
 makes the integrand factorise over coordinates, leaving one dimension, which is
-evaluated by the trapezoid rule in ``u = log t`` in float64 (:func:`sparse_group_log_integral`).
+evaluated by the trapezoid rule in ``u = log t`` in float64
+([`sparse_group_log_integral`][bayesguide.priors.sparse_group_math.sparse_group_log_integral]).
 Sampling uses the same mixture: ``t`` from its marginal on the quadrature grid
-(:func:`sample_log_linear`), then every coordinate exactly from ``∝ exp(−t x² − |x|)``
-(:func:`sample_exp_gauss`). Used by :mod:`bayesguide.priors.sparse_group`.
+([`sample_log_linear`][bayesguide.priors.sparse_group_math.sample_log_linear]), then every coordinate exactly from
+``∝ exp(−t x² − |x|)``
+([`sample_exp_gauss`][bayesguide.priors.sparse_group_math.sample_exp_gauss]). Used by
+[`bayesguide.priors.sparse_group`][].
 """
 
 from __future__ import annotations

@@ -1,18 +1,18 @@
 """Structured pruning: physically smaller networks and nested pruning paths.
 
-Scores (:mod:`~bayesguide.pruning.scores`) say how much every unit matters, decisions
-(:mod:`~bayesguide.pruning.decisions`) which units to keep, surgery
-(:mod:`~bayesguide.pruning.surgery`, on the chain analysed by
-:mod:`~bayesguide.pruning.structure`) cuts a new, smaller dense network with the
+Scores ([`scores`][bayesguide.pruning.scores]) say how much every unit matters, decisions
+([`decisions`][bayesguide.pruning.decisions]) which units to keep, surgery
+([`surgery`][bayesguide.pruning.surgery], on the chain analysed by
+[`structure`][bayesguide.pruning.structure]) cuts a new, smaller dense network with the
 removed units' constant outputs folded exactly into the next layer, and
-:mod:`~bayesguide.pruning.transfer` carries the prior and the SVI posterior over.
-:func:`prune` does all of it for one rule (:mod:`~bayesguide.pruning.candidate`);
-:func:`pruning_path` gives nested candidates for model comparison
-(:mod:`~bayesguide.pruning.path`), :mod:`~bayesguide.pruning.tuning` re-fits them, and
-:func:`relevance_pruning` is the iterative loop of Bonetta et al.
-(:mod:`~bayesguide.pruning.relevance`).
+[`transfer`][bayesguide.pruning.transfer] carries the prior and the SVI posterior over.
+[`prune`][bayesguide.prune] does all of it for one rule ([`candidate`][bayesguide.pruning.candidate]);
+[`pruning_path`][bayesguide.pruning_path] gives nested candidates for model comparison
+([`path`][bayesguide.pruning.path]), [`tuning`][bayesguide.pruning.tuning] re-fits them, and
+[`relevance_pruning`][bayesguide.relevance_pruning] is the iterative loop of Bonetta et al.
+([`relevance`][bayesguide.pruning.relevance]).
 
-Layer: above :mod:`bayesguide.infer`, below the evidence (:mod:`bayesguide.marglik`).
+Layer: above [`bayesguide.infer`][], below the evidence ([`bayesguide.marglik`][]).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """``Candidate`` and ``prune``: from a fit to one physically smaller network.
 
-``prune(fit, ...)`` scores every unit (:mod:`~bayesguide.pruning.scores`), decides
-which to keep (:mod:`~bayesguide.pruning.decisions`), cuts a new, smaller network
-(:mod:`~bayesguide.pruning.surgery`) and carries the prior and the approximate posterior
-over to it (:mod:`~bayesguide.pruning.transfer`).
+``prune(fit, ...)`` scores every unit ([`scores`][bayesguide.pruning.scores]), decides
+which to keep ([`decisions`][bayesguide.pruning.decisions]), cuts a new, smaller network
+([`surgery`][bayesguide.pruning.surgery]) and carries the prior and the approximate posterior
+over to it ([`transfer`][bayesguide.pruning.transfer]).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ __all__ = ["Candidate", "build", "check_scores", "prune", "setup", "with_tuning"
 class Candidate(Fitted):
     """A pruned architecture: a smaller dense network, its prior and its posterior.
 
-    A :class:`~bayesguide.posterior.Fitted` like the fit it was cut from: every scorer
+    A [`Fitted`][bayesguide.posterior.Fitted] like the fit it was cut from: every scorer
     (evidence, leave-one-out, metrics) reads ``module``, ``guide`` and ``noise``, which
     are the fine-tuned ones once the candidate has been fine-tuned — set only through
-    :func:`with_tuning`, so the two can never disagree.
+    [`with_tuning`][bayesguide.pruning.candidate.with_tuning], so the two can never disagree.
 
     Attributes
     ----------
@@ -63,7 +63,7 @@ class Candidate(Fitted):
     original_widths, original_params, original_flops
         The same for the fitted network.
     model
-        A :class:`~bayesguide.GuidedModel` around ``module`` with the fit's prior family
+        A [`GuidedModel`][bayesguide.GuidedModel] around ``module`` with the fit's prior family
         and strength and the kept units' guidance coefficients.
     guide
         The fit's guide marginalised onto the kept weights (after fine-tuning,
@@ -128,9 +128,9 @@ class Candidate(Fitted):
             f"  rule: {self.rule}"
             + ("" if self.tuned is None else f"; fine-tuned {self.tuned.steps} MAP steps"),
         ]
-        for layer, idx in self.kept.items():
+        for i, (layer, idx) in enumerate(self.kept.items(), start=1):  # counted as a reader counts them
             shown = ", ".join(map(str, idx[:12])) + (", …" if len(idx) > 12 else "")
-            lines.append(f"  layer {layer!r}: kept {len(idx)} units [{shown}]")
+            lines.append(f"  hidden layer {i} (module {layer}): kept {len(idx)} units [{shown}]")
             if self.retained.get(layer):
                 lines.append(f"    retained (constant not foldable): {list(self.retained[layer])}")
         return "\n".join(lines)
@@ -190,7 +190,7 @@ def build(
     fit: FitResult, structure: Structure, masks: Mapping[str, np.ndarray], rule: str,
     positions: dict[str, int] | None,
 ) -> Candidate:
-    """Cut the candidate for keep-``masks`` (after :func:`guard_empty`)."""
+    """Cut the candidate for keep-``masks`` (after [`guard_empty`][bayesguide.pruning.decisions.guard_empty])."""
     plan = plan_surgery(structure, {k: torch.as_tensor(v) for k, v in masks.items()})
     module = apply_plan(fit.module, structure, plan).eval()
     model = pruned_model(fit.model, module, plan)
@@ -254,7 +254,7 @@ def prune(
     Parameters
     ----------
     fit
-        A MAP or SVI :class:`~bayesguide.FitResult`.
+        A MAP or SVI [`FitResult`][bayesguide.FitResult].
     threshold, fraction, keep, budget
         The decision, by its parameter (give one): keep units with score
         ``> threshold``; with score ``> fraction · max`` of their layer; the ``keep``
@@ -264,12 +264,12 @@ def prune(
         ``"threshold"``, ``"relative"``, ``"keep_k"``, ``"prefix"`` (first ``keep`` units
         of the guided order, or the shortest guided prefix holding every unit above
         ``threshold``), ``"budget"``, or any callable decision (see
-        :mod:`bayesguide.pruning.decisions`).
+        [`bayesguide.pruning.decisions`][]).
     score
         ``"norm"`` (``‖θ_j‖₂/√p``; ``direction`` ``"incoming"``, ``"outgoing"`` or
         ``"both"``), ``"inclusion"`` (posterior probability that the unit's norm exceeds
         ``eps``, from ``samples`` draws; SVI fits), ``"snr"`` (SVI fits), ``"guidance"``,
-        or any callable score (see :mod:`bayesguide.pruning.scores`).
+        or any callable score (see [`bayesguide.pruning.scores`][]).
     X, y
         The training data (optional): checked against the fit's fingerprint, and its
         shape gives the input shape for FLOPs.

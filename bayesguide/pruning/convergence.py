@@ -2,7 +2,7 @@
 
 The Laplace evidence is an expansion around a mode of the posterior; a candidate cut
 from a larger fit is not at one, and fine-tuning that stopped early leaves it on the
-way. :func:`check_convergence` reads a fine-tuning fit two ways:
+way. `check_convergence` reads a fine-tuning fit two ways:
 
 * **the loss plateau** — the mean objective (negative log joint, nats) over the last
   ``window`` steps against the ``window`` steps before: the fit counts as converged when
@@ -43,8 +43,8 @@ from bayesguide.model import ArrayLike, GuidedModel
 
 __all__ = ["Convergence", "check_convergence"]
 
-#: the largest fall of the objective (nats) over the last window that still counts as converged
 TOLERANCE = 0.5
+"""The largest fall of the objective (nats) over the last window that still counts as converged."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,13 @@ def check_convergence(fit: FitResult, X: ArrayLike, y: ArrayLike, *, model: Guid
     ----------
     fit
         A MAP fit (``fit.losses`` is its objective per step).
-    X, y
-        Its training data (for the gradient).
+    X
+        Its training inputs (for the gradient).
+    y
+        Its training targets (for the gradient).
     model
         The model whose negative log joint the fit minimised; default ``fit.model`` (a
-        candidate's fine-tuning: :func:`~bayesguide.pruning.tuning.tuning_model`).
+        candidate's fine-tuning: [`tuning_model`][bayesguide.pruning.tuning.tuning_model]).
     window
         Steps per window; default ``max(10, min(100, steps // 5))``.
     tol

@@ -2,10 +2,10 @@
 
 Contract: a *decision* is a callable ``rule(scores, context) -> dict[str, np.ndarray]``
 taking the unit scores (``{layer: (n,) float64}``, larger = more important, see
-:mod:`bayesguide.pruning.scores`) and a :class:`Context` (the guided order of every
+[`bayesguide.pruning.scores`][]) and a [`Context`][bayesguide.pruning.decisions.Context] (the guided order of every
 layer and a cost function of the widths) and returning a boolean keep-mask per layer.
 
-Built in (``rule=`` names, :class:`RuleName`):
+Built in (``rule=`` names, [`RuleName`][bayesguide.pruning.decisions.RuleName]):
 
 * ``"threshold"`` — keep ``s_j > t`` (absolute threshold ``t ≥ 0``);
 * ``"relative"`` — keep ``s_j > f · max_k s_k`` per layer (``0 ≤ f ≤ 1``);
@@ -16,8 +16,10 @@ Built in (``rule=`` names, :class:`RuleName`):
 * ``"budget"`` — remove units globally, lowest score first, until the network's
   parameter count (or FLOPs) is at most the budget.
 
-No rule removes every unit of a layer: when one would, :func:`guard_empty` keeps the
-layer's best-scoring unit and emits a :class:`PruningWarning` (a network with an empty
+No rule removes every unit of a layer: when one would, [`guard_empty`][bayesguide.pruning.decisions.guard_empty] keeps
+the
+layer's best-scoring unit and emits a [`PruningWarning`][bayesguide.pruning.decisions.PruningWarning] (a network with an
+empty
 layer computes a constant).
 
 Examples
@@ -66,25 +68,25 @@ class PruningWarning(UserWarning):
 class RuleName(Option):
     """Built-in pruning decisions."""
 
-    #: keep units whose score exceeds an absolute threshold
     THRESHOLD = "threshold", "s_j > t"
-    #: keep units whose score exceeds a fraction of their layer's best score
+    """Keep units whose score exceeds an absolute threshold."""
     RELATIVE = "relative", "s_j > f · max s"
-    #: keep the k best-scoring units of each layer
+    """Keep units whose score exceeds a fraction of their layer's best score."""
     KEEP_K = "keep_k", "k best units per layer"
-    #: keep a prefix of the guided order
+    """Keep the k best-scoring units of each layer."""
     PREFIX = "prefix", "first k units of the guided order"
-    #: keep the best units globally within a parameter or FLOP budget
+    """Keep a prefix of the guided order."""
     BUDGET = "budget", "global ranking within a parameter / FLOP budget"
+    """Keep the best units globally within a parameter or FLOP budget."""
 
 
 class BudgetUnit(Option):
-    """What a :class:`Budget` counts."""
+    """What a [`Budget`][bayesguide.pruning.decisions.Budget] counts."""
 
-    #: number of parameters
     PARAMS = "params", "parameter count"
-    #: floating-point operations per example (2 per multiply-add)
+    """Number of parameters."""
     FLOPS = "flops", "FLOPs per example"
+    """Floating-point operations per example (2 per multiply-add)."""
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,7 @@ class Budget:
 
 
 def guard_empty(masks: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray]) -> Masks:
-    """Keep the best-scoring unit of any layer a rule would empty, with a :class:`PruningWarning`."""
+    """Keep the best-scoring unit of any layer a rule would empty, with a `PruningWarning`."""
     out: Masks = {}
     for layer, mask in masks.items():
         mask = np.asarray(mask, dtype=bool).copy()

@@ -7,13 +7,14 @@ from 0 to all removable units, plus the point where every unit with score
 ``≤ threshold`` is gone when ``threshold`` is given. The kept sets are therefore
 nested: every candidate's units are a subset of the previous one's. With ordered
 (guided) priors the ranking follows the guidance and the path walks the prefixes of
-each layer, the path through model space of ``DESIGN.md``.
+each layer: the path through model space of guided regularization (Rafid & Sandu,
+arXiv 2305.18448; the *Structured pruning* page of the documentation).
 
 Each candidate can be fine-tuned with a few MAP steps under the same prior, warm
 started from its pruned weights (``fine_tune=k``), through
-:func:`bayesguide.fit_map` on the candidate's own :class:`~bayesguide.GuidedModel`
+[`bayesguide.fit_map`][] on the candidate's own [`GuidedModel`][bayesguide.GuidedModel]
 (for L0 gates and the group horseshoe, which have no MAP fit, under the uniform
-Gaussian their evidence uses: :func:`bayesguide.pruning.tuning.tuning_model`).
+Gaussian their evidence uses: [`bayesguide.pruning.tuning.tuning_model`][]).
 """
 
 from __future__ import annotations
@@ -93,8 +94,15 @@ def pruning_path(
     ----------
     fit
         A MAP or SVI fit; ``X, y`` must be its training data (checked).
-    score, direction
-        The unit score ranking the units (see :func:`bayesguide.pruning.prune`).
+    X
+        The fit's training inputs.
+    y
+        The fit's training targets.
+    score
+        The unit score ranking the units (see [`bayesguide.pruning.prune`][]).
+    direction
+        The weights the ``"norm"`` score reads: ``"incoming"``, ``"outgoing"`` or
+        ``"both"`` (see [`bayesguide.pruning.prune`][]).
     n_candidates
         Number of evenly spaced points of the path (at least 2: full and smallest).
     threshold
@@ -110,15 +118,19 @@ def pruning_path(
         ``"full"``: the path starts at the full network; ``"threshold"``: at the
         threshold point (the units with score ``≤ threshold`` are gone from every
         candidate — for fits in which the evidence itself collapsed units, such as
-        :func:`bayesguide.fit_marglik`, whose larger candidates only add dead units and
+        [`bayesguide.fit_marglik`][], whose larger candidates only add dead units and
         tie with it). Needs ``threshold``.
     removals
         Exact points instead of ``n_candidates`` / ``spacing`` / ``start``: the numbers of
         units each candidate removes, in the ranking's order (each an int in ``[0,
         removable]``); used to refine a path between two of its points
-        (:func:`bayesguide.pipeline.select_architecture` bisects near the best).
-    fine_tune, lr, seed
-        MAP steps (0: none) and their learning rate and seed for each candidate.
+        ([`bayesguide.pipeline.select_architecture`][] bisects near the best).
+    fine_tune
+        MAP steps re-fitting each candidate (0: none).
+    lr
+        The learning rate of those steps.
+    seed
+        The seed of those steps.
     device
         Where the fine-tuning steps run (``"cpu"``, ``"cuda"``, ``"cuda:1"``; default:
         where the fit's network is). Cutting the candidates runs where the fit's network

@@ -1,9 +1,9 @@
 """The iterative pruning loop of Bonetta, Ribero & Cancelliere (arXiv 2204.04977), per unit.
 
-Train with relevance guidance (:func:`bayesguide.fit_relevance`) until the validation
+Train with relevance guidance ([`bayesguide.fit_relevance`][]) until the validation
 loss plateaus, cut the largest number of lowest-norm units that keeps the validation
 loss within a tolerance (found by bisection), train the cut network on, repeat. See
-:mod:`bayesguide.infer.relevance` for the guidance and its Bayesian reading.
+[`bayesguide.infer.relevance`][] for the guidance and its Bayesian reading.
 """
 
 from __future__ import annotations
@@ -124,12 +124,13 @@ def relevance_pruning(
 ) -> list[Candidate]:
     """The iterative pruning loop of Bonetta et al. (arXiv 2204.04977), per unit.
 
-    Repeat: train with relevance guidance (:func:`fit_relevance`) until the validation
+    Repeat: train with relevance guidance ([`fit_relevance`][bayesguide.fit_relevance]) until the validation
     loss ``V`` (mean NLL per example) plateaus — no relative improvement above
     ``min_delta`` for ``patience`` estimates, or ``max_steps`` steps; rank the units by
     their norm ``‖θ_j‖₂/√p`` (what the selective decay shrinks) and remove the ``k``
     lowest, with ``k`` the largest for which the cut network's validation loss stays
-    within ``V + tolerance`` (nats per example) (found by bisection, :func:`bisect_largest`; every
+    within ``V + tolerance`` (nats per example) (found by bisection,
+    [`bisect_largest`][bayesguide.pruning.relevance.bisect_largest]; every
     layer keeps at least one unit); continue training the cut network. Stop when
     nothing can be removed, or after ``max_rounds`` rounds.
 
@@ -144,7 +145,7 @@ def relevance_pruning(
     list[Candidate]
         Element 0: the first trained network, nothing removed. Element ``i >= 1``: the
         network after the ``i``-th cut, cut from ``fit`` (the network trained before
-        it) and trained on (``tuned``, attached with :func:`~bayesguide.pruning.with_tuning`,
+        it) and trained on (``tuned``, attached with [`with_tuning`][bayesguide.pruning.with_tuning],
         so ``module`` is the trained network; the next element is cut from it).
         ``kept`` and ``original_*`` refer to the very first network. The final network
         is ``[-1].module``.

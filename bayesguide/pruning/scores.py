@@ -2,12 +2,12 @@
 
 Contract (one paragraph, as for Torch-Pruning's ``Importance``): a *unit score* is a
 callable ``score(fit) -> dict[str, np.ndarray]`` that takes a fitted posterior
-(:class:`~bayesguide.posterior.Fitted`: a fit or a candidate) and returns, for every prunable layer name (in layer
+([`Fitted`][bayesguide.posterior.Fitted]: a fit or a candidate) and returns, for every prunable layer name (in layer
 order), a float64 array with one finite number per unit; **larger means more
-important**. Decisions (:mod:`bayesguide.pruning.decisions`)
+important**. Decisions ([`bayesguide.pruning.decisions`][])
 only compare scores, so any callable with this contract plugs in.
 
-Built in (``score=`` names, :class:`ScoreName`):
+Built in (``score=`` names, [`ScoreName`][bayesguide.pruning.scores.ScoreName]):
 
 * ``"norm"`` — MAP group norm normalised by group size, ``‖θ_j‖₂ / √p`` (the RMS of the
   unit's weights). ``direction="incoming"`` uses the unit's own group (incoming row and
@@ -22,7 +22,7 @@ Built in (``score=`` names, :class:`ScoreName`):
 * ``"guidance"`` — the guidance order itself, ``-g_j``: units with small guidance
   coefficients come first (ties keep index order), whatever the weights.
 * ``"horseshoe"`` — for group-horseshoe SVI fits, the posterior mean of the unit's
-  prior scale ``E_q[τ λ_j]`` (:class:`HorseshoeScale`, Louizos et al. 2017).
+  prior scale ``E_q[τ λ_j]`` ([`HorseshoeScale`][bayesguide.HorseshoeScale], Louizos et al. 2017).
 
 Examples
 --------
@@ -69,27 +69,27 @@ UnitScore = Callable[[Fitted], dict[str, np.ndarray]]
 class ScoreName(Option):
     """Built-in unit scores."""
 
-    #: group norm per unit, normalised by group size (MAP weights or posterior mean)
     NORM = "norm", "‖θ_j‖₂ / √p at the MAP (or posterior mean)"
-    #: posterior probability that the normalised group norm exceeds ε (SVI fits)
+    """Group norm per unit, normalised by group size (MAP weights or posterior mean)."""
     INCLUSION = "inclusion", "P_q(‖θ_j‖₂ / √p > ε) under the SVI guide"
-    #: norm of the posterior mean over the root summed posterior variance (SVI fits)
+    """Posterior probability that the normalised group norm exceeds ε (SVI fits)."""
     SNR = "snr", "‖E θ_j‖₂ / √(Σ Var θ_j) under the SVI guide"
-    #: minus the guidance coefficient: the guided order itself
+    """Norm of the posterior mean over the root summed posterior variance (SVI fits)."""
     GUIDANCE = "guidance", "-g_j, the guided order"
-    #: the posterior mean of the unit's prior scale (group-horseshoe SVI fits)
+    """Minus the guidance coefficient: the guided order itself."""
     HORSESHOE = "horseshoe", "E_q[τ λ_j], the posterior mean of the unit's scale (horseshoe SVI fits)"
+    """The posterior mean of the unit's prior scale (group-horseshoe SVI fits)."""
 
 
 class Direction(Option):
     """Which weights of a unit the ``"norm"`` score looks at."""
 
-    #: the unit's own group: incoming weights and bias
     INCOMING = "incoming", "own row + bias"
-    #: the next layer's weights that read the unit
+    """The unit's own group: incoming weights and bias."""
     OUTGOING = "outgoing", "next layer's column block"
-    #: geometric mean of the two
+    """The next layer's weights that read the unit."""
     BOTH = "both", "√(incoming · outgoing)"
+    """Geometric mean of the two."""
 
 
 def _rms(rows: torch.Tensor) -> np.ndarray:

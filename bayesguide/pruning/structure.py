@@ -12,7 +12,7 @@ through a block of its input columns:
 
 Anything else (a ``Linear`` fed a 4-D map without ``Flatten``, grouped convolutions,
 ``BatchNorm`` without running statistics) is refused with
-:class:`UnsupportedStructureError` naming the layer.
+[`UnsupportedStructureError`][bayesguide.pruning.structure.UnsupportedStructureError] naming the layer.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Block:
 
 @dataclass(frozen=True)
 class Structure:
-    """The analysed chain: all layers, the weighted ones and one :class:`Block` per prunable layer."""
+    """The analysed chain: all layers, the weighted ones and one `Block` per prunable layer."""
 
     layers: tuple[Layer, ...]
     weighted: tuple[Layer, ...]
@@ -194,7 +194,8 @@ def costs(
 
     FLOPs count ``2 · in · out`` per output position of every ``Linear`` / ``Conv2d``
     (multiply and add; ``in`` includes the kernel size) for one example; BatchNorm and
-    activations are not counted. ``positions`` is :func:`output_positions` (FLOPs are
+    activations are not counted. ``positions`` is [`output_positions`][bayesguide.pruning.structure.output_positions]
+    (FLOPs are
     ``-1`` when it is ``None``).
     """
     params, flops = 0, 0

@@ -6,9 +6,9 @@ segment after it; ``b_j = 0`` without a bias). Surgery deletes row ``j`` of laye
 ``l`` (and of the ``BatchNorm`` after it) and column block ``j`` of the next layer, and
 folds the constant into the next layer exactly:
 
-.. math::
-
-    b'_{l+1} = b_{l+1} + \\sum_{j \\text{ removed}} W_{l+1}[:, \\text{cols}(j)]\\, c_j,
+$$
+b'_{l+1} = b_{l+1} + \\sum_{j \\text{ removed}} W_{l+1}[:, \\text{cols}(j)]\\, c_j,
+$$
 
 for a next ``Linear`` (through ``Flatten``, ``cols(j)`` is the block of ``H·W`` columns
 of channel ``j``) or a next ``Conv2d`` without padding (``c_j`` times the sum of the
@@ -218,7 +218,7 @@ def shrink(net: nn.Module, keep: Mapping[str, torch.Tensor]) -> tuple[nn.Module,
     Parameters
     ----------
     net
-        An ``nn.Sequential`` chain as accepted by :class:`~bayesguide.GuidedModel`.
+        An ``nn.Sequential`` chain as accepted by [`GuidedModel`][bayesguide.GuidedModel].
     keep
         Per prunable layer name, a boolean mask over its units (``True`` = keep);
         layers not named keep every unit.

@@ -1,6 +1,6 @@
 """Carrying a fit's prior and approximate posterior over to a pruned network.
 
-The pruned network gets a :class:`~bayesguide.GuidedModel` of its own with the same
+The pruned network gets a [`GuidedModel`][bayesguide.GuidedModel] of its own with the same
 prior family, strength and likelihood, and the guidance coefficients of the kept
 units (``bg.guidance.custom`` per layer, keyed by layer name), so the candidate is
 scored and fine-tuned under the prior it was found with.

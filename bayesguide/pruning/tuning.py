@@ -2,11 +2,12 @@
 
 A network cut from a larger fit is not at a mode of its own posterior, and the Laplace
 evidence is an expansion around one; so candidates are usually re-fitted for a few
-hundred MAP steps first. :func:`tuning_model` is the model a candidate is fine-tuned
+hundred MAP steps first. [`tuning_model`][bayesguide.pruning.tuning.tuning_model] is the model a candidate is fine-tuned
 under — its own prior when that prior is a density over the weights
 (``UnitPrior.has_density``), otherwise (L0 gates, the group horseshoe) the Gaussian prior
-their Laplace evidence uses, ``GuidedNormal(λ, uniform())``. :func:`fine_tune_fit` runs
-the steps; :func:`bayesguide.pruning.with_tuning` attaches the result to the candidate.
+their Laplace evidence uses, ``GuidedNormal(λ, uniform())``. [`fine_tune_fit`][bayesguide.pruning.tuning.fine_tune_fit]
+runs
+the steps; [`bayesguide.pruning.with_tuning`][] attaches the result to the candidate.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from bayesguide.priors import GuidedNormal
 
 __all__ = ["DEFAULTS", "fine_tune_fit", "tuning_model"]
 
-#: the defaults of fine-tuning: 200 steps at lr 1e-3, seed 0, no progress bar
 DEFAULTS = OptimSettings(steps=200, lr=1e-3, progress=False)
+"""The defaults of fine-tuning: 200 steps at lr 1e-3, seed 0, no progress bar."""
 
 
 def tuning_model(cand: Fitted) -> GuidedModel:
@@ -57,12 +58,12 @@ def tuning_model(cand: Fitted) -> GuidedModel:
 
 def fine_tune_fit(cand: Fitted, X: ArrayLike, y: ArrayLike, optim: OptimSettings | None = None,
                   **options: Unpack[OptimOptions]) -> FitResult:
-    """MAP steps re-fitting ``cand`` from its pruned weights, under :func:`tuning_model`.
+    """MAP steps re-fitting ``cand`` from its pruned weights, under `tuning_model`.
 
-    ``optim`` / ``options`` are the :class:`~bayesguide.OptimSettings` of the steps
-    (default :data:`DEFAULTS`: 200 steps, lr 1e-3, seed 0, no progress bar), including
+    ``optim`` / ``options`` are the [`OptimSettings`][bayesguide.OptimSettings] of the steps
+    (default `DEFAULTS`: 200 steps, lr 1e-3, seed 0, no progress bar), including
     ``device``: where the steps run (default: where ``cand.module`` is; the result comes
-    back on the CPU, see :func:`bayesguide.fit_map`). The result
+    back on the CPU, see [`bayesguide.fit_map`][]). The result
     carries the candidate's own model (so the evidence still knows which prior the
     candidate came from and which Gaussian it is scored under).
     """

@@ -1,15 +1,18 @@
 """Model-comparison reports: HTML, Markdown and JSON.
 
 Compute, then report: the functions here read a results dictionary (the schema of
-:mod:`bayesguide.results`) or a :class:`~bayesguide.Comparison` and never change it.
+[`bayesguide.results`][]) or a [`Comparison`][bayesguide.Comparison] and never change it.
 
-* :func:`write_report` — a file whose extension chooses the format (``.html``, ``.md``,
+* [`write_report`][bayesguide.write_report] — a file whose extension chooses the format (``.html``, ``.md``,
   ``.json``);
-* :func:`render_html` / :func:`render_markdown` — the page as a string;
-* :func:`results_from_comparison` — the results dictionary of a comparison;
-* :func:`render_figures` — the figures as PNG bytes;
-* :func:`write_sweep_report` — a sweep's report (``sweep-report.html`` and ``.md``) from
-  its ``sweep.json`` document; :func:`render_sweep_html` / :func:`render_sweep_markdown`
+* [`render_html`][bayesguide.report.render_html] / [`render_markdown`][bayesguide.report.render_markdown] — the page as
+a string;
+* [`results_from_comparison`][bayesguide.report.results_from_comparison] — the results dictionary of a comparison;
+* [`render_figures`][bayesguide.report.render_figures] — the figures as PNG bytes;
+* [`write_sweep_report`][bayesguide.report.write_sweep_report] — a sweep's report (``sweep-report.html`` and ``.md``)
+from
+  its ``sweep.json`` document; [`render_sweep_html`][bayesguide.report.render_sweep_html] /
+  [`render_sweep_markdown`][bayesguide.report.render_sweep_markdown]
   give the pages as strings.
 
 The HTML page is self-contained (inline style, figures as base64 PNG, no scripts, no

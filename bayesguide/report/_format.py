@@ -2,7 +2,7 @@
 
 Every formatter takes whatever a ``results.json`` may hold (a number, ``None``, a
 string, a NaN that slipped through) and returns plain text; a missing or non-finite
-value becomes :data:`MISSING` (an em dash). Escaping for the output format is the
+value becomes `MISSING` (an em dash). Escaping for the output format is the
 renderer's job, not this module's.
 """
 
@@ -27,8 +27,8 @@ __all__ = [
     "get",
 ]
 
-#: shown for a value that is missing, ``None`` or not finite
 MISSING = "—"
+"""Shown for a value that is missing, ``None`` or not finite."""
 
 
 def get(mapping: Any, *keys: str) -> Any:

@@ -1,7 +1,7 @@
 """What a report says, independent of its format.
 
 The HTML and Markdown reports render the same content, built here from a results
-dictionary (the schema of :mod:`bayesguide.results`): key–value groups, tables of
+dictionary (the schema of [`bayesguide.results`][]): key–value groups, tables of
 formatted cells, the summary sentence and the flags. Everything returned is plain,
 *unescaped* text; each renderer escapes it for its own format. Nothing here changes
 the results.
@@ -29,12 +29,19 @@ from bayesguide.report._format import (
 )
 
 __all__ = [
+    "RUN_LATENCY_BATCH",
     "Results",
     "Table",
     "candidate_rows",
     "candidates_table",
     "flags",
+    "for_experiment_file",
+    "layer_label",
+    "layer_labels",
+    "loo_hint",
     "loo_table",
+    "loss_caption",
+    "loss_terms",
     "metric_label",
     "recommendation",
     "setup_groups",
@@ -146,12 +153,80 @@ def summary(results: Results) -> list[str]:
     if evidence is not None:
         run += f"; evidence: {evidence}"
     if occam is not None:
-        run += f"; Occam prior: {occam}"
+        run += f"; architecture prior: {occam}"
     status = results.get("status")
     if status is not None and status != "complete":
         run += f"; run status: {status} (results incomplete)"
     lines.append(run)
     return lines
+
+
+def for_experiment_file(results: Results) -> bool:
+    """Whether the results come from an experiment file (``bayesguide run`` / ``demo``), not a notebook.
+
+    A run directory's configuration holds the experiment's ``[output]`` table; the
+    results of `bayesguide.compare` (``results_from_comparison``) have none. Hints
+    then name experiment-file keys (``[select] loo = true``) instead of Python arguments.
+    """
+    return isinstance(get(results, "config", "output"), Mapping)
+
+
+def loo_hint(results: Results) -> str:
+    """How to add PSIS-LOO, in the words of whoever made the results."""
+    if for_experiment_file(results):
+        return "set loo = true in the experiment file's [select] table to add it"
+    return "run the comparison with loo=True to add it"
+
+
+def layer_labels(results: Results) -> dict[str, str]:
+    """A reader's name for each prunable layer key (a module index such as ``"0"``, ``"2"``).
+
+    The layers are counted as a reader counts them, in network order: ``"hidden layer 1"``,
+    ``"hidden layer 2"``, … (the keys of ``fit.unit_norms``, else of the candidates'
+    ``kept``). A key not among them keeps its own name, as ``"layer <key>"``.
+    """
+    keys: list[str] = []
+    norms = get(results, "fit", "unit_norms")
+    if isinstance(norms, Mapping) and norms:
+        keys = [str(k) for k in norms]
+    else:
+        for cand in candidate_rows(results):
+            kept = cand.get("kept")
+            if isinstance(kept, Mapping) and kept:
+                keys = [str(k) for k in kept]
+                break
+    return {key: f"hidden layer {i}" for i, key in enumerate(keys, start=1)}
+
+
+def layer_label(results: Results, key: Any) -> str:
+    """The reader's name of one layer key (see `layer_labels`)."""
+    return layer_labels(results).get(str(key), f"layer {key}")
+
+
+def loss_terms(results: Results) -> tuple[list[Any], list[Any]] | None:
+    """The fit's data term and penalty histories, or ``None`` when the results lack them.
+
+    Older ``results.json`` files (and non-MAP fits) record only the total objective.
+    """
+    terms = get(results, "fit", "loss_terms")
+    if not isinstance(terms, Mapping):
+        return None
+    nll, penalty = terms.get("nll"), terms.get("penalty")
+    if not (isinstance(nll, Sequence) and isinstance(penalty, Sequence)) or isinstance(nll, str) \
+            or isinstance(penalty, str) or not any(as_float(v) is not None for v in nll):
+        return None
+    return list(nll), list(penalty)
+
+
+def loss_caption(results: Results) -> str:
+    """The caption of the training figure: what is drawn depends on what was recorded."""
+    if loss_terms(results) is not None:
+        return ("Training, per step: the data term (negative log-likelihood summed over the training "
+                "examples) and the penalty (the prior's negative log-density without its normalising "
+                "constant, i.e. the regulariser). Their sum is the objective up to that constant, which "
+                "moves only when the prior's strength is re-estimated.")
+    return ("The objective minimised by the fit at every recorded step (these results do not record the "
+            "data term and the penalty separately; the prior's normalising constant is included).")
 
 
 def _section(results: Results, key: str) -> Mapping[str, Any]:
@@ -189,15 +264,32 @@ def setup_groups(results: Results) -> list[tuple[str, Items]]:
             ("steps", fmt_int(fit.get("steps"))),
             ("wall time", fmt_seconds(fit.get("wall_time_s"))),
             ("stop reason", fmt_value(fit.get("stop_reason"))),
-            ("final loss", fmt_float(fit.get("final_loss"), 6)),
+            ("final objective", fmt_float(fit.get("final_loss"), 6)),
+            *_final_terms(results),
             (f"train {label}", fmt_metric(fit.get("train_metric"), metric)),
             (f"test {label}", fmt_metric(fit.get("test_metric"), metric)),
         ]),
     ]
     select = get(config, "select")
     if isinstance(select, Mapping) and select:
-        groups.append(("Selection", [(str(k), fmt_value(v)) for k, v in select.items()]))
+        groups.append(("Selection", [(_SELECT_LABELS.get(str(k), str(k)), fmt_value(v)) for k, v in select.items()]))
     return groups
+
+
+_SELECT_LABELS = {"occam": "architecture prior (occam)", "kappa": "architecture prior strength κ (kappa)"}
+"""Reader's labels of ``[select]`` keys whose names alone mislead (the key in brackets)."""
+
+
+def _final_terms(results: Results) -> Items:
+    """The last finite data term and penalty, when recorded."""
+    terms = loss_terms(results)
+    if terms is None:
+        return []
+    out: Items = []
+    for label, values in (("final data term (NLL)", terms[0]), ("final penalty", terms[1])):
+        finite = [x for x in (as_float(v) for v in values) if x is not None]
+        out.append((label, fmt_float(finite[-1] if finite else None, 6)))
+    return out
 
 
 def candidates_table(results: Results) -> Table:
@@ -212,7 +304,7 @@ def candidates_table(results: Results) -> Table:
     columns = ["candidate", "widths", "params", "FLOPs", f"train {label}"]
     columns += [f"test {label}"] if has_test else []
     has_alone = any(c.get("evidence_prob") is not None for c in cands)
-    columns += ["log evidence", "log Occam prior", "log posterior", "P(M\u00a0|\u00a0D)"]
+    columns += ["log evidence", "log architecture prior", "log posterior", "P(M\u00a0|\u00a0D)"]
     columns += ["P, evidence alone"] if has_alone else []
     columns += ["log Bayes factor"]
     columns += ["prior scale"] if has_scale else []
@@ -291,10 +383,32 @@ def recommendation(results: Results) -> Items | None:
          + (f" ({fmt_percent(params / full)})" if params is not None and full else "")),
         ("FLOPs per example", f"{fmt_int(flops)} of {fmt_int(flops_full)}"
          + (f" ({fmt_percent(flops / flops_full)})" if flops is not None and flops_full else "")),
-        ("latency", f"{_ms(rec.get('latency_ms'))} (full network: {_ms(rec.get('latency_full_ms'))})"),
+        (_latency_label(results), f"{_ms(rec.get('latency_ms'))} (full network: {_ms(rec.get('latency_full_ms'))})"),
         ("speed-up", MISSING if speedup is None else f"{speedup:.2f}×"),
     ]
     return items
+
+
+RUN_LATENCY_BATCH = 256
+"""The batch ``bayesguide run`` has always timed the forward pass on (random inputs)."""
+
+
+def _latency_label(results: Results) -> str:
+    """``"latency (batch of 256, 4 torch threads)"``: what the timing was measured under.
+
+    The batch size is ``recommended.latency_batch`` when recorded, else the runner's fixed
+    batch (`RUN_LATENCY_BATCH`); the threads are ``environment.threads`` (torch's
+    intra-op threads during the run) when recorded.
+    """
+    rec = results.get("recommended")
+    if not isinstance(rec, Mapping) or as_float(rec.get("latency_ms")) is None:
+        return "latency"
+    batch = as_float(rec.get("latency_batch"))
+    parts = [f"batch of {fmt_int(batch if batch is not None else RUN_LATENCY_BATCH)}"]
+    threads = as_float(get(results, "environment", "threads"))
+    parts.append("torch threads not recorded" if threads is None
+                 else f"{fmt_int(threads)} torch thread{'s' if threads != 1 else ''}")
+    return f"latency ({', '.join(parts)})"
 
 
 def _ms(value: Any) -> str:
@@ -302,11 +416,34 @@ def _ms(value: Any) -> str:
     return x if x == MISSING else f"{x} ms"
 
 
+_LEGACY_WORDS = (
+    ("Occam prior", "architecture prior"),  # the prior over architectures (not the Laplace Occam factor)
+)
+"""Wording of flags as older versions wrote them → as the report says it now."""
+_CLI_HINTS = (
+    ("; raise fine_tune", "; raise [select] fine_tune in the experiment file"),
+)
+"""Hints naming a Python argument → the experiment-file key, for results of an experiment file."""
+
+
 def flags(results: Results) -> list[str]:
-    """Section 6: every diagnostic flag, as text."""
+    """Section 6: every diagnostic flag, as text.
+
+    Flags keep their words, except that "Occam prior" (older results) reads "architecture
+    prior", and, for results of an experiment file, a hint naming a Python argument names
+    the experiment-file key instead (``raise [select] fine_tune``).
+    """
     raw = results.get("flags")
     if raw is None:
         return []
     if isinstance(raw, str):
-        return [raw]
-    return [str(f) for f in raw] if isinstance(raw, Sequence) else [str(raw)]
+        texts = [raw]
+    else:
+        texts = [str(f) for f in raw] if isinstance(raw, Sequence) else [str(raw)]
+    replacements = _LEGACY_WORDS + (_CLI_HINTS if for_experiment_file(results) else ())
+    out = []
+    for text in texts:
+        for old, new in replacements:
+            text = text.replace(old, new)
+        out.append(text)
+    return out

@@ -1,10 +1,10 @@
 """Typed result records from the objects a run or a notebook holds.
 
-``bayesguide run`` writes the full ``results.json`` (:mod:`bayesguide.results`); a user
-who called :func:`bayesguide.compare` in a notebook has a
-:class:`~bayesguide.Comparison` instead. The functions here build the records of
-either: :func:`fit_record` (a :class:`~bayesguide.FitResult`), :func:`candidate_records`
-(a comparison's table) and :func:`results_from_comparison` (the whole document a
+``bayesguide run`` writes the full ``results.json`` ([`bayesguide.results`][]); a user
+who called [`bayesguide.compare`][] in a notebook has a
+[`Comparison`][bayesguide.Comparison] instead. The functions here build the records of
+either: `fit_record` (a [`FitResult`][bayesguide.FitResult]), `candidate_records`
+(a comparison's table) and [`results_from_comparison`][bayesguide.report.results_from_comparison] (the whole document a
 comparison knows: what it cannot know — the data set's name, a test split, measured
 latencies — is ``None``).
 """
@@ -36,13 +36,17 @@ def _plain(value: Any) -> Any:
 def fit_record(fit: FitResult, train_metric: float | None = None, test_metric: float | None = None) -> FitRecord:
     """The ``fit`` section of a fit (histories downsampled to at most 500 points).
 
-    Fits whose fitter re-estimates the guidance (``Fitter.adapts_guidance``: relevance,
+    MAP fits also keep their data term and penalty (``loss_terms``: ``"nll"`` and
+    ``"penalty"``, at the same steps as ``losses``; NaN becomes ``None``). Fits whose
+    fitter re-estimates the guidance (``Fitter.adapts_guidance``: relevance,
     marglik) keep the last estimate in ``coefficients``.
     """
     losses, loss_steps = downsample(fit.losses, np.arange(len(fit.losses)), _MOST)
     n_rec = len(fit.norm_steps)
     _, idx = downsample(np.arange(n_rec), np.arange(n_rec), _MOST)
     adaptive = get_fitter(fit.fitter).adapts_guidance
+    n_loss = len(fit.losses)
+    terms = {k: downsample(v, np.arange(n_loss), _MOST)[0] for k, v in fit.loss_terms.items() if len(v) == n_loss}
     return FitRecord(
         method=fit.method, fitter=fit.fitter, prior=str(fit.model.prior), steps=fit.steps,
         wall_time_s=fit.wall_time, stop_reason=fit.stop_reason,
@@ -51,6 +55,7 @@ def fit_record(fit: FitResult, train_metric: float | None = None, test_metric: f
         norm_steps=[int(s) for s in np.asarray(fit.norm_steps)[idx]], train_metric=train_metric,
         test_metric=test_metric,
         coefficients={k: v.tolist() for k, v in fit.model.coefficients.items()} if adaptive else None,
+        loss_terms=jsonable(terms) if terms else None,
     )
 
 
@@ -72,12 +77,12 @@ def recommendation(best: Candidate, latency_ms: float | None = None,
 
 
 def results_from_comparison(cmp: Comparison) -> dict[str, Any]:
-    """The results dictionary (schema of :mod:`bayesguide.results`) of a comparison.
+    """The results dictionary (schema of [`bayesguide.results`][]) of a comparison.
 
     Parameters
     ----------
     cmp
-        The outcome of :func:`bayesguide.compare`; only read.
+        The outcome of [`bayesguide.compare`][]; only read.
 
     Returns
     -------

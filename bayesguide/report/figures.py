@@ -1,11 +1,11 @@
 """The report's figures, drawn with matplotlib's Agg backend into PNG bytes.
 
 Each ``*_figure`` function reads a results dictionary (the schema of
-:mod:`bayesguide.results`) and returns a :class:`matplotlib.figure.Figure`, or ``None``
+[`bayesguide.results`][]) and returns a `matplotlib.figure.Figure`, or ``None``
 when the results lack what it needs (no loss history, no LOO, …).
-:func:`render_figures` draws every available one and returns PNG bytes by name.
+[`render_figures`][bayesguide.report.render_figures] draws every available one and returns PNG bytes by name.
 
-Figures are built with :class:`~matplotlib.figure.Figure` directly, never through
+Figures are built with `Figure` directly, never through
 ``pyplot``: no global figure registry, nothing to close, no GUI backend. User strings
 (candidate and layer names) are drawn as plain text: their ``$`` are escaped, so they
 never start mathtext, and long ones are shortened.
@@ -33,7 +33,7 @@ from matplotlib.ticker import FuncFormatter
 
 from bayesguide.comparison.sensitivity import DEFAULT_RANGE, probabilities
 from bayesguide.report._format import as_float, get
-from bayesguide.report.content import Results, candidate_rows, metric_label
+from bayesguide.report.content import Results, candidate_rows, layer_label, loss_terms, metric_label
 
 __all__ = [
     "FIGURE_TITLES",
@@ -47,24 +47,24 @@ __all__ = [
     "unit_norms_figure",
 ]
 
-#: figure names, in report order, with their captions
 FIGURE_TITLES: dict[str, str] = {
     "loss": "Training objective",
     "unit_norms": "Unit norms over training",
     "metric": "Metric against units kept",
-    "decomposition": "Evidence, Occam prior and posterior probability",
+    "decomposition": "Evidence, architecture prior and posterior probability",
     "elpd": "Predictive comparison (PSIS-LOO)",
-    "sensitivity": "Posterior probability against the strength of the Occam prior",
+    "sensitivity": "Posterior probability against the strength of the architecture prior",
 }
+"""Figure names, in report order, with their captions."""
 
 _BLUE, _ORANGE, _GREEN, _GREY, _RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728"
 _DPI = 110
-#: nats of spread above which the decomposition's top panel switches to a symlog scale
 _SYMLOG_ABOVE = 60.0
-#: magnitudes beyond this are not drawn: axis and tick arithmetic would overflow
+"""Nats of spread above which the decomposition's top panel switches to a symlog scale."""
 _PLOTTABLE = 1e100
-#: user strings longer than this are shortened in figures (tick labels, titles, legends)
+"""Magnitudes beyond this are not drawn: axis and tick arithmetic would overflow."""
 _MAX_LABEL = 40
+"""User strings longer than this are shortened in figures (tick labels, titles, legends)."""
 
 
 def _plottable(x: float | None) -> float:
@@ -114,23 +114,45 @@ def to_png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _loss_panel(ax: Any, steps: np.ndarray, values: np.ndarray, color: str, ylabel: str, title: str) -> None:
+    """One history against the step (log scale when positive over > 2 decades)."""
+    if steps.shape != values.shape:
+        steps = np.arange(len(values), dtype=float)
+    ax.plot(steps, values, color=color, lw=1.2)
+    finite = values[np.isfinite(values)]
+    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+
+
 def loss_figure(results: Results) -> Figure | None:
-    """The training objective against the step (log scale when positive over > 2 decades)."""
+    """The training history: the data term and the penalty in two panels, when recorded.
+
+    The data term (summed negative log-likelihood) and the penalty (the prior's negative
+    log-density without its normalising constant) are drawn separately: the constant can
+    be tens of thousands of nats and would hide convergence. Results that record only the
+    total objective (older files, non-MAP fits) get the objective alone.
+    """
+    steps = _floats(get(results, "fit", "loss_steps"))
+    terms = loss_terms(results)
+    if terms is not None:
+        nll, penalty = _floats(terms[0]), _floats(terms[1])
+        if np.isfinite(nll).any():
+            fig = _new(8.5, 4.4)
+            top, bottom = fig.subplots(2, 1, sharex=True)
+            _loss_panel(top, steps, nll, _BLUE, "nats", "Data term: negative log-likelihood (summed)")
+            _loss_panel(bottom, steps, penalty, _ORANGE, "nats",
+                        "Penalty: the prior's −log density without its constant (regulariser)")
+            bottom.set_xlabel("step")
+            return fig
     losses = _floats(get(results, "fit", "losses"))
     if not np.isfinite(losses).any():
         return None
-    steps = _floats(get(results, "fit", "loss_steps"))
-    if steps.shape != losses.shape:
-        steps = np.arange(len(losses), dtype=float)
     fig = _new(8.5, 2.8)
     ax = fig.add_subplot()
-    ax.plot(steps, losses, color=_BLUE, lw=1.2)
-    finite = losses[np.isfinite(losses)]
-    if finite.min() > 0 and finite.max() / finite.min() > 100:
-        ax.set_yscale("log")
+    _loss_panel(ax, steps, losses, _BLUE, "objective (−log joint)", FIGURE_TITLES["loss"])
     ax.set_xlabel("step")
-    ax.set_ylabel("objective (−log joint)")
-    ax.set_title(FIGURE_TITLES["loss"])
     return fig
 
 
@@ -165,7 +187,7 @@ def unit_norms_figure(results: Results) -> Figure | None:
         y_edges = np.arange(n_units + 1) - 0.5
         mesh = ax.pcolormesh(x_edges, y_edges, np.clip(grid, low, None).T, cmap=cmap, norm=norm,
                              shading="flat", rasterized=True)
-        ax.set_title(f"layer {_txt(name)} ({n_units} units)")
+        ax.set_title(f"{_txt(layer_label(results, name))} ({n_units} units)")
         ax.set_xlabel("step")
         ax.set_ylabel("unit index")
         ax.grid(False)
@@ -236,8 +258,8 @@ def metric_figure(results: Results) -> Figure | None:
 
 
 def decomposition_figure(results: Results) -> Figure | None:
-    """Top: log evidence and log posterior (relative to their maxima) and the log Occam
-    prior, per candidate; bottom: the posterior probability."""
+    """Top: log evidence and log posterior (relative to their maxima) and the log
+    architecture prior, per candidate; bottom: the posterior probability."""
     cands = candidate_rows(results)
     if not cands:
         return None
@@ -254,7 +276,7 @@ def decomposition_figure(results: Results) -> Figure | None:
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[1.6, 1])
     for values, label, color, marker in (
         (ev - np.nanmax(ev) if np.isfinite(ev).any() else ev, "log evidence − max", _BLUE, "o"),
-        (prior, "log Occam prior", _ORANGE, "s"),
+        (prior, "log architecture prior", _ORANGE, "s"),
         (post - np.nanmax(post) if np.isfinite(post).any() else post, "log posterior − max", _GREEN, "D"),
     ):
         if np.isfinite(values).any():
@@ -311,7 +333,7 @@ def elpd_figure(results: Results) -> Figure | None:
 
 
 def sensitivity_figure(results: Results) -> Figure | None:
-    """``P(M | D)`` of the leading candidates against the Occam prior's range over the
+    """``P(M | D)`` of the leading candidates against the architecture prior's range over the
     candidates (``κ · (max − min cost)``, nats, log scale), with the κ used and the
     default range marked; the left end is the evidence alone."""
     cands = candidate_rows(results)
@@ -338,7 +360,7 @@ def sensitivity_figure(results: Results) -> Figure | None:
                    label=f"κ used ({kappa:.3g})")
     ax.set_xscale("log")
     ax.set_ylim(0, 1.05)
-    ax.set_xlabel("range of the Occam prior over the candidates, κ · (max − min cost), nats")
+    ax.set_xlabel("range of the architecture prior over the candidates, κ · (max − min cost), nats")
     ax.set_ylabel("P(M | D)")
     ax.set_title(FIGURE_TITLES["sensitivity"])
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -356,7 +378,7 @@ _BUILDERS = {
 
 
 def render_figures(results: Results) -> dict[str, bytes]:
-    """Every figure the results allow, as PNG bytes keyed by the names of :data:`FIGURE_TITLES`."""
+    """Every figure the results allow, as PNG bytes keyed by the names of `FIGURE_TITLES`."""
     out: dict[str, bytes] = {}
     with mpl.rc_context({"font.size": 9, "axes.titlesize": 10, "axes.spines.top": False,
                          "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,

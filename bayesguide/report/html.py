@@ -3,7 +3,7 @@
 One page, no network access: no scripts, no web fonts, no external CSS; figures are
 embedded as ``data:image/png;base64`` images and the style sheet is inline. Every piece
 of text from the results (names, configuration values, flags, errors) passes through
-:func:`html.escape`.
+`html.escape`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ _CSS = """
 * { box-sizing:border-box; }
 body { margin:0; background:#f5f7fa; color:var(--fg);
        font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif; }
-main { max-width:1080px; margin:0 auto; padding:28px 32px 48px; background:#fff;
+main { max-width:1280px; margin:0 auto; padding:28px 32px 48px; background:#fff;
        box-shadow:0 0 0 1px var(--line); min-height:100vh; }
 h1 { font-size:26px; margin:0 0 4px; }
 h2 { font-size:19px; margin:34px 0 10px; padding-bottom:5px; border-bottom:2px solid var(--line); }
@@ -43,15 +43,16 @@ nav a { color:var(--accent); text-decoration:none; margin-right:14px; }
 dl.kv { display:grid; grid-template-columns:max-content 1fr; gap:2px 14px; margin:0; font-size:14px; }
 dl.kv dt { color:var(--muted); }
 dl.kv dd { margin:0; font-variant-numeric:tabular-nums; overflow-wrap:break-word; min-width:0; }
-.tablewrap { overflow-x:auto; }
-table { border-collapse:collapse; font-size:13px; width:100%; font-variant-numeric:tabular-nums; }
-th, td { padding:5px 8px; border-bottom:1px solid var(--line); text-align:left; white-space:nowrap; }
+.tablewrap { overflow-x:auto; max-width:100%; }
+table { border-collapse:collapse; font-size:12.5px; width:100%; font-variant-numeric:tabular-nums; }
+th, td { padding:4px 6px; border-bottom:1px solid var(--line); text-align:left; white-space:nowrap; }
 th { background:#eef2f7; font-weight:600; white-space:normal; vertical-align:bottom; line-height:1.25; }
 td.num, th.num { text-align:right; }
 tbody tr:nth-child(even) { background:#fafbfd; }
 tr.best td { background:var(--okbg); font-weight:600; }
 tr.failed td { color:var(--bad); }
-td.status { white-space:normal; min-width:160px; max-width:280px; overflow-wrap:anywhere; }
+.nowrap { white-space:nowrap; }
+td.text { white-space:normal; min-width:6em; max-width:16em; overflow-wrap:anywhere; }
 figure { margin:16px 0; }
 figure img { max-width:100%; height:auto; display:block; }
 figcaption { color:var(--muted); font-size:13px; margin-top:4px; }
@@ -70,8 +71,8 @@ _SECTIONS = (("setup", "1. Setup"), ("training", "2. Training"), ("candidates", 
              ("diagnostics", "6. Diagnostics"))
 
 
-#: flags repeated in the summary box (all of them are listed under Diagnostics)
 _SUMMARY_FLAGS = 3
+"""Flags repeated in the summary box (all of them are listed under Diagnostics)."""
 
 
 def _e(text: object) -> str:
@@ -87,14 +88,29 @@ def _kv(items: list[tuple[str, str]]) -> str:
     return f'<dl class="kv">{rows}</dl>'
 
 
+def _head(name: str) -> str:
+    """A column heading; one joined by no-break spaces (``P(M | D)``) is kept on one line."""
+    return f'<span class="nowrap">{_e(name)}</span>' if "\u00a0" in name else _e(name)
+
+
+_WRAPPING = frozenset({"status", "fine-tuning", "evidence prior"})
+"""Text columns whose cells may wrap (long free text: a failure reason, a convergence verdict)."""
+
+
 def _table(table: Table) -> str:
+    """A table inside a horizontally scrolling container (``div.tablewrap``).
+
+    Numbers never wrap; the free-text columns (``status``, ``fine-tuning``, ``evidence
+    prior``) wrap, so that the table fits the page; only on a narrow screen does the
+    container scroll.
+    """
     num_cls = ' class="num"'
-    head = "".join(f"<th{num_cls if num else ''}>{_e(c)}</th>" for c, num in zip(table.columns, table.numeric))
+    head = "".join(f"<th{num_cls if num else ''}>{_head(c)}</th>" for c, num in zip(table.columns, table.numeric))
     body = []
     for row, kind in zip(table.rows, table.kinds):
         cells = []
         for col, cell, num in zip(table.columns, row, table.numeric):
-            cls = "num" if num else "status" if col == "status" else ""
+            cls = "num" if num else "text" if col in _WRAPPING else ""
             cells.append(f"<td{_cls(cls)}>{_e(cell)}</td>")
         body.append(f"<tr{_cls(kind)}>{''.join(cells)}</tr>")
     return (f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead>'
@@ -135,12 +151,12 @@ def _setup(results: Results) -> str:
     return f'<div class="grid">{groups}</div>{raw}'
 
 
-def _training(figures: Mapping[str, bytes]) -> str:
+def _training(results: Results, figures: Mapping[str, bytes]) -> str:
     parts = [
-        _figure(figures, "loss", "The objective minimised by the fit at every recorded step."),
+        _figure(figures, "loss", content.loss_caption(results)),
         _figure(figures, "unit_norms", "Norm of each unit's weight group over training, per prunable "
-                "layer (log colour scale). Under ordered guidance the high-index units collapse first, "
-                "so the surviving units form a prefix."),
+                "hidden layer, counted from the input (log colour scale). Under ordered guidance the "
+                "high-index units collapse first, so the surviving units form a prefix."),
     ]
     body = "".join(parts)
     return body or '<p class="note">No training history in these results.</p>'
@@ -152,16 +168,17 @@ def _candidates(results: Results, figures: Mapping[str, bytes]) -> str:
         return '<p class="note">No candidates in these results.</p>'
     return "".join([
         _table(table),
-        '<p class="note">Log quantities in nats. log posterior = log evidence + log Occam prior '
-        "(unnormalised); P(M | D) normalises it over the candidates that did not fail, and “P, evidence "
+        '<p class="note">Log quantities in nats. log posterior = log evidence + log architecture prior '
+        "(the prior over architectures, unnormalised; not the Laplace Occam factor, which is part of the "
+        "log evidence); P(M | D) normalises it over the candidates that did not fail, and “P, evidence "
         "alone” is the same under a uniform prior; log Bayes "
         "factor is against the candidate with the highest evidence. The recommended row is "
         "highlighted; excluded candidates are in red.</p>",
         _figure(figures, "metric", f"{content.metric_label(results).capitalize()} of each candidate "
                 "against the number of hidden units it keeps."),
-        _figure(figures, "decomposition", "The trade-off: the evidence rewards fit, the Occam prior "
+        _figure(figures, "decomposition", "The trade-off: the evidence rewards fit, the architecture prior "
                 "rewards simplicity; their sum gives the posterior probability (bottom)."),
-        _figure(figures, "sensitivity", "How much the Occam prior decides: the posterior probability of the "
+        _figure(figures, "sensitivity", "How much the architecture prior decides: the posterior probability of the "
                 "leading candidates as the prior's strength κ grows (left end: the evidence alone). "
                 "The dashed line is the κ used; in the shaded default range a change of pick is flagged."),
     ])
@@ -170,8 +187,8 @@ def _candidates(results: Results, figures: Mapping[str, bytes]) -> str:
 def _predictive(results: Results, figures: Mapping[str, bytes]) -> str:
     table = content.loo_table(results)
     if table is None:
-        return ('<p class="note">PSIS-LOO was not computed for these candidates '
-                "(run the comparison with <code>loo=True</code> to add it).</p>")
+        return (f'<p class="note">PSIS-LOO was not computed for these candidates '
+                f"({_e(content.loo_hint(results))}).</p>")
     return _table(table) + _figure(figures, "elpd", "Expected log predictive density by PSIS-LOO, ± one "
                                    "standard error; the dashed line marks the best. Pareto k above 0.7 "
                                    "means the estimate is unreliable.")
@@ -200,7 +217,7 @@ def render_html(results: Results) -> str:
     Parameters
     ----------
     results
-        A results dictionary (schema of :mod:`bayesguide.results`); only read.
+        A results dictionary (schema of [`bayesguide.results`][]); only read.
 
     Returns
     -------
@@ -211,7 +228,7 @@ def render_html(results: Results) -> str:
     flags = content.flags(results)
     sections = {
         "setup": _setup(results),
-        "training": _training(figures),
+        "training": _training(results, figures),
         "candidates": _candidates(results, figures),
         "predictive": _predictive(results, figures),
         "recommendation": _recommendation(results),
@@ -222,7 +239,7 @@ def render_html(results: Results) -> str:
                    for key, label in _SECTIONS)
     page_title = content.title(results)
     status = results.get("status")
-    subtitle = "Bayesian model selection of network widths: evidence × Occam prior → posterior"
+    subtitle = "Bayesian model selection of network widths: evidence × architecture prior → posterior"
     if status is not None:
         subtitle += f" · run status: {status}"
     return (

@@ -1,8 +1,8 @@
 """The Markdown report: the HTML report's twin, for notebooks, READMEs and diffs.
 
 It shows the same sections and the same formatted numbers as the HTML page (both are
-built from :mod:`bayesguide.report.content`). Figures are not embedded: given
-``figures`` (name → relative path, as :func:`bayesguide.report.write_report` saves
+built from `bayesguide.report.content`). Figures are not embedded: given
+``figures`` (name → relative path, as [`bayesguide.report.write_report`][] saves
 them in a ``figures/`` folder next to the ``.md`` file) the page links them as images;
 without it the page holds the tables only.
 
@@ -24,9 +24,11 @@ from bayesguide.report.figures import FIGURE_TITLES
 
 __all__ = ["escape_markdown", "render_markdown"]
 
-#: characters that start emphasis, code, links or table cells (parentheses and ``#`` only
-#: matter after ``]`` or at a line start, which these escapes and the layout rule out)
 _SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
+"""
+Characters that start emphasis, code, links or table cells (parentheses and ``#`` only matter after ``]`` or at a line
+start, which these escapes and the layout rule out).
+"""
 
 
 def escape_markdown(text: object) -> str:
@@ -76,7 +78,7 @@ def render_markdown(results: Results, figures: Mapping[str, str] | None = None) 
     Parameters
     ----------
     results
-        A results dictionary (schema of :mod:`bayesguide.results`); only read.
+        A results dictionary (schema of [`bayesguide.results`][]); only read.
     figures
         Optional relative paths of figure PNG files by name (``"loss"``,
         ``"unit_norms"``, ``"metric"``, ``"decomposition"``, ``"elpd"``, ``"sensitivity"``); each one given
@@ -103,12 +105,15 @@ def render_markdown(results: Results, figures: Mapping[str, str] | None = None) 
                 "", "</details>", ""]
     out += ["## 2. Training", ""]
     training = _figure(figures, "loss") + _figure(figures, "unit_norms")
+    if training:
+        training += [f"_{_m(content.loss_caption(results))}_", ""]
     out += training or ["_Figures not included; see the HTML report for the loss curve and unit norms._", ""]
     out += ["## 3. Candidates", ""]
     table = content.candidates_table(results)
     if table.rows:
         out += [_table(table), "",
-                "Log quantities in nats; log posterior = log evidence + log Occam prior (unnormalised); "
+                "Log quantities in nats; log posterior = log evidence + log architecture prior (the prior "
+                "over architectures, unnormalised; not the Laplace Occam factor inside the evidence); "
                 "\"P, evidence alone\" is P(M | D) under a uniform prior; "
                 "★ recommended, ✗ excluded.", ""]
         out += _figure(figures, "metric") + _figure(figures, "decomposition") + _figure(figures, "sensitivity")
@@ -117,7 +122,7 @@ def render_markdown(results: Results, figures: Mapping[str, str] | None = None) 
     out += ["## 4. Predictive comparison", ""]
     loo = content.loo_table(results)
     if loo is None:
-        out += ["_PSIS-LOO was not computed for these candidates._", ""]
+        out += [f"_PSIS-LOO was not computed for these candidates ({_m(content.loo_hint(results))})._", ""]
     else:
         out += [_table(loo), "", *_figure(figures, "elpd")]
     out += ["## 5. Recommendation", ""]

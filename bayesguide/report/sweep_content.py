@@ -44,10 +44,10 @@ __all__ = [
 ]
 
 SweepDoc = Mapping[str, Any]
-#: at most this many combinations of the other keys are drawn as separate series; more are pooled
 MAX_SERIES = 6
-#: |ρ| below this is "no clear relation"
+"""At most this many combinations of the other keys are drawn as separate series; more are pooled."""
 WEAK_RHO = 0.3
+"""|ρ| below this is "no clear relation"."""
 _STATUSES = ("complete", "failed", "pending", "running", "busy")
 
 
@@ -65,7 +65,7 @@ class Stat:
 
 @dataclass(frozen=True)
 class Series:
-    """One setting of the other grid keys (``label`` empty when there is none): one :class:`Stat` per value."""
+    """One setting of the other grid keys (``label`` empty when there is none): one `Stat` per value."""
 
     label: str
     units: tuple[Stat, ...]
@@ -205,7 +205,7 @@ def key_effects(doc: SweepDoc) -> list[KeyEffect]:
 
     For each value of the key (in grid order) the statistics run over the complete
     points having that value; seeds give the spread. The combinations of the *other*
-    non-seed keys are separate series when there are at most :data:`MAX_SERIES`,
+    non-seed keys are separate series when there are at most `MAX_SERIES`,
     otherwise pooled into one. Points that override a key outside the grid, or hold a
     value the grid does not list, are left out (a key a point does not override takes
     the base experiment's value). Means that overflow become ``None``.

@@ -2,12 +2,12 @@
 
 * one *effect* figure per non-seed grid key: selected units, log evidence and test
   metric against the key's values, mean ± one standard deviation over the seeds (the
-  numbers of :func:`bayesguide.report.sweep_content.key_effects`);
+  numbers of `bayesguide.report.sweep_content.key_effects`);
 * the *evidence against held-out metric* scatter over the complete points, with
   Spearman's ρ in the title.
 
-Like :mod:`bayesguide.report.figures` (whose helpers it reuses), figures are built with
-:class:`~matplotlib.figure.Figure` directly, never ``pyplot``; user strings are drawn as
+Like `bayesguide.report.figures` (whose helpers it reuses), figures are built with
+`Figure` directly, never ``pyplot``; user strings are drawn as
 plain text (no mathtext) and shortened; values that are missing, not finite or beyond
 ``±1e100`` are left out, and drawing never raises on odd numbers.
 """
@@ -37,16 +37,16 @@ from bayesguide.report.sweep_content import (
 
 __all__ = ["SCATTER", "effect_figure", "effect_figure_names", "render_sweep_figures", "scatter_figure"]
 
-#: name of the evidence-against-held-out-metric figure
 SCATTER = "evidence_vs_metric"
-#: a numeric axis becomes logarithmic when its values are all positive and span more than this factor
+"""Name of the evidence-against-held-out-metric figure."""
 _LOG_SPAN = 20.0
-#: horizontal offset between series on a categorical axis, so their error bars do not overlap
+"""A numeric axis becomes logarithmic when its values are all positive and span more than this factor."""
 _DODGE = 0.08
-#: a numeric axis shows the grid's values as ticks when there are at most this many
+"""Horizontal offset between series on a categorical axis, so their error bars do not overlap."""
 _MAX_TICKS = 8
-#: tick labels longer than this are shortened
+"""A numeric axis shows the grid's values as ticks when there are at most this many."""
 _TICK_CHARS = 14
+"""Tick labels longer than this are shortened."""
 
 
 def effect_figure_names(effects: Sequence[KeyEffect]) -> dict[str, str]:
@@ -145,8 +145,8 @@ def scatter_figure(doc: SweepDoc) -> Figure | None:
 def render_sweep_figures(doc: SweepDoc) -> dict[str, bytes]:
     """Every figure the sweep document allows, as PNG bytes by name.
 
-    Names: ``effect_<key>`` per non-seed grid key (see :func:`effect_figure_names`)
-    and :data:`SCATTER`.
+    Names: ``effect_<key>`` per non-seed grid key (see `effect_figure_names`)
+    and `SCATTER`.
     """
     effects = key_effects(doc)
     names = effect_figure_names(effects)

@@ -1,13 +1,13 @@
 """The sweep report: a self-contained HTML page, its Markdown twin, and the writer.
 
-Both pages render the content of :mod:`bayesguide.report.sweep_content` in six
+Both pages render the content of `bayesguide.report.sweep_content` in six
 sections: 1 Summary, 2 Points (each complete point's name links to its own report,
 ``<dir>/report.html`` or ``<dir>/report.md``, relative to the sweep directory),
 3 Effects of each grid key, 4 Evidence against the held-out metric, 5 Failures,
-6 Setup. The HTML page has the style of :mod:`bayesguide.report.html` (inline style,
+6 Setup. The HTML page has the style of `bayesguide.report.html` (inline style,
 figures as base64 PNG, no scripts, no external URLs); every user string passes
-through :func:`html.escape` (and :func:`~bayesguide.report.markdown.escape_markdown`
-in Markdown), every link through :func:`urllib.parse.quote`.
+through `html.escape` (and `escape_markdown`
+in Markdown), every link through `urllib.parse.quote`.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def render_sweep_markdown(doc: SweepDoc, figures: Mapping[str, str] | None = Non
         A sweep document (``sweep.json``); only read.
     figures
         Optional relative paths of figure PNG files by name (the names of
-        :func:`~bayesguide.report.sweep_figures.render_sweep_figures`); each one given is linked.
+        `render_sweep_figures`); each one given is linked.
 
     Returns
     -------

@@ -16,12 +16,12 @@ from bayesguide.report.markdown import render_markdown
 
 __all__ = ["FORMATS", "write_report"]
 
-#: accepted extensions and what each writes
 FORMATS = {
     ".html": "self-contained HTML page (figures embedded)",
     ".md": "Markdown page, figures saved as PNG in a figures/ folder beside it",
     ".json": "the results dictionary (schema of bayesguide.results)",
 }
+"""Accepted extensions and what each writes."""
 
 
 def _as_results(source: Comparison | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -40,9 +40,9 @@ def write_report(source: Comparison | Mapping[str, Any], path: str | os.PathLike
     Parameters
     ----------
     source
-        A :class:`~bayesguide.Comparison` (from :func:`bayesguide.compare`) or a results
-        dictionary (schema of :mod:`bayesguide.results`, e.g. from
-        :func:`bayesguide.results.load_results`); only read.
+        A [`Comparison`][bayesguide.Comparison] (from [`bayesguide.compare`][]) or a results
+        dictionary (schema of [`bayesguide.results`][], e.g. from
+        [`bayesguide.results.load_results`][]); only read.
     path
         ``*.html`` — one self-contained page (no network access; figures embedded as
         base64 PNG); ``*.md`` — its Markdown twin, with the figures saved as

@@ -1,6 +1,6 @@
 """Sweeps: many experiments over a grid of settings, on this machine or a Dask cluster.
 
-``bayesguide sweep SWEEP.toml`` and :func:`sweep` run a base experiment at every point
+``bayesguide sweep SWEEP.toml`` and [`sweep`][bayesguide.sweep] run a base experiment at every point
 of a ``[grid]`` (plus ``[[point]]`` s), each point an ordinary run directory (so
 ``bayesguide report`` works on it) under the sweep directory, and write ``sweep.json``
 (point → status, pick, evidence, metrics, wall time; rewritten atomically after every
@@ -9,11 +9,11 @@ key's effect on the selected width, the evidence and the test metric, and whethe
 evidence orders the settings like the held-out data). Rerunning a sweep does only the
 points not complete; an edited grid keeps the points it still contains.
 
-* :mod:`~bayesguide.sweeps.spec` — the sweep file and its points;
-* :mod:`~bayesguide.sweeps.point` — one point, run in a worker;
-* :mod:`~bayesguide.sweeps.executors` — ``serial``, ``local`` (process pool), ``dask``;
-* :mod:`~bayesguide.sweeps.state` — ``sweep.json``;
-* :mod:`~bayesguide.sweeps.run` — the whole sweep.
+* [`spec`][bayesguide.sweeps.spec] — the sweep file and its points;
+* [`point`][bayesguide.sweeps.point] — one point, run in a worker;
+* [`executors`][bayesguide.sweeps.executors] — ``serial``, ``local`` (process pool), ``dask``;
+* [`state`][bayesguide.sweeps.state] — ``sweep.json``;
+* [`run`][bayesguide.sweeps.run] — the whole sweep.
 
 The sweep directory is the only state the workers share: on a cluster it must be on
 storage every worker sees (see docs/scaling.md).
@@ -58,15 +58,28 @@ def sweep(source: str | Path | Experiment | Mapping[str, Any] | SweepSpec, *,
     Parameters
     ----------
     source
-        A sweep file's path (TOML: see :mod:`bayesguide.sweeps.spec`), a validated
-        :class:`SweepSpec`, or the base experiment — an :class:`~bayesguide.experiment.Experiment`
+        A sweep file's path (TOML: see [`bayesguide.sweeps.spec`][]), a validated
+        [`SweepSpec`][bayesguide.sweeps.SweepSpec], or the base experiment — an
+        [`Experiment`][bayesguide.experiment.Experiment]
         or a dictionary of experiment tables (``{"data": {...}, "fit": {...}}``).
     grid
         ``{"table.key": [values]}``: every combination is a point (with a base experiment).
     points
         Extra points outside the grid, ``{"table.key": value}`` each.
-    dir, executor, workers, scheduler, retries, threads
-        The ``[sweep]`` keys; given here they override the file's.
+    dir
+        The sweep directory (``[sweep] dir``); given here it overrides the file's, as
+        do the five below.
+    executor
+        ``"local"`` (a process pool), ``"dask"`` or ``"serial"`` (``[sweep] executor``).
+    workers
+        Processes of the local pool, or workers of a local Dask cluster (0: one per
+        core).
+    scheduler
+        Dask: ``"local"`` (a ``LocalCluster``) or a scheduler address ``"tcp://HOST:8786"``.
+    retries
+        Times a point whose worker died is run again.
+    threads
+        Torch threads per point.
     progress
         A progress bar over the points.
 

@@ -1,21 +1,23 @@
 """Where a sweep's points run: one interface over a process pool, Dask, and this process.
 
-An executor takes :class:`~bayesguide.sweeps.point.PointTask` s (:meth:`Executor.submit`)
-and hands back ``(task, outcome)`` pairs as the points finish (:meth:`Executor.completed`,
+An executor takes [`PointTask`][bayesguide.sweeps.point.PointTask] s
+([`Executor.submit`][bayesguide.sweeps.executors.Executor.submit])
+and hands back ``(task, outcome)`` pairs as the points finish
+([`Executor.completed`][bayesguide.sweeps.executors.Executor.completed],
 which also yields tasks submitted while it iterates — the retries). The outcome is the
-point's summary, or a :class:`WorkerLost` when the process running it died (killed,
+point's summary, or a [`WorkerLost`][bayesguide.sweeps.executors.WorkerLost] when the process running it died (killed,
 out of memory): the sweep decides whether to submit it again. No scheduling is written
-here: the local executor is :class:`concurrent.futures.ProcessPoolExecutor` (``spawn``
+here: the local executor is `concurrent.futures.ProcessPoolExecutor` (``spawn``
 start method, a fresh pool after a worker died) and the Dask executor is
-``distributed``'s :class:`~distributed.Client` with its futures and
-:func:`~distributed.as_completed`.
+``distributed``'s `Client` with its futures and
+`as_completed`.
 
 * ``serial`` — every point in this process, one after the other (debugging; the same
   thread count as the others, so the same numbers);
 * ``local`` — a pool of ``workers`` processes on this machine;
 * ``dask`` — a Dask cluster: ``scheduler = "tcp://HOST:8786"`` connects to a running
   one (every worker must have bayesguide installed and see the sweep directory),
-  ``scheduler = "local"`` starts a :class:`distributed.LocalCluster` of ``workers``
+  ``scheduler = "local"`` starts a `distributed.LocalCluster` of ``workers``
   single-threaded worker processes on loopback for the sweep's duration.
 """
 
@@ -94,7 +96,7 @@ class SerialExecutor(Executor):
 
 
 class LocalExecutor(Executor):
-    """A :class:`~concurrent.futures.ProcessPoolExecutor` of ``workers`` spawned processes."""
+    """A `ProcessPoolExecutor` of ``workers`` spawned processes."""
 
     name = "local"
 

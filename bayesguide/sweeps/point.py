@@ -1,10 +1,10 @@
-"""One sweep point, run where an executor puts it: :func:`run_point` and its summary.
+"""One sweep point, run where an executor puts it: [`run_point`][bayesguide.sweeps.point.run_point] and its summary.
 
-:func:`run_point` is the only function an executor ships to a worker (a process of
+[`run_point`][bayesguide.sweeps.point.run_point] is the only function an executor ships to a worker (a process of
 the local pool, a Dask worker, or this process for ``serial``). It runs the point's
-experiment into its run directory with :func:`bayesguide.runner.run_experiment` — so a
+experiment into its run directory with [`bayesguide.runner.run_experiment`][] — so a
 point is an ordinary run: resumable, locked while it runs, reported — under a fixed
-number of torch threads, and returns a plain summary (:func:`summarize`). It never
+number of torch threads, and returns a plain summary ([`summarize`][bayesguide.sweeps.point.summarize]). It never
 raises for a point that fails: a failed run is a summary with ``status = "failed"`` and
 the error, so an engine's retries are spent only on workers that died, not on points
 that fail the same way every time. A point another process is running (its run
@@ -17,12 +17,10 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from bayesguide.experiment import Experiment
 from bayesguide.results import load_results
@@ -30,10 +28,10 @@ from bayesguide.runner import RunLockedError, run_experiment
 
 __all__ = ["SUMMARY_KEYS", "PointTask", "run_point", "summarize", "worker_id"]
 
-#: the keys of a point's summary (beside ``status`` and ``error``), as ``sweep.json`` lists them
 SUMMARY_KEYS = ("best", "widths", "units", "n_params", "n_params_full", "log_evidence", "posterior_prob",
                 "evidence_prob", "train_metric", "test_metric", "full_test_metric", "metric", "n_flags", "flags",
                 "wall_s", "worker")
+"""The keys of a point's summary (beside ``status`` and ``error``), as ``sweep.json`` lists them."""
 
 
 @dataclass(frozen=True)
@@ -52,17 +50,6 @@ class PointTask:
 def worker_id() -> str:
     """``host:pid`` of this process."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``n`` for the duration (restored after: the serial executor)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _number(value: Any) -> float | None:
@@ -132,8 +119,7 @@ def run_point(task: PointTask) -> dict[str, Any]:
 
     try:
         task.dir.mkdir(parents=True, exist_ok=True)
-        with _threads(task.threads):
-            document = run_experiment(Experiment.from_dict(task.config), progress=False, log=log)
+        document = run_experiment(Experiment.from_dict(task.config), progress=False, log=log, threads=task.threads)
     except RunLockedError as err:
         return {"status": "busy", "error": " ".join(str(err).split()), **where}
     except Exception as err:  # a failed point is a result, not a crash of the sweep

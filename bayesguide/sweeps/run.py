@@ -1,6 +1,6 @@
 """Running a sweep: place the points, skip the finished ones, run the rest, report.
 
-:func:`run_sweep` is ``bayesguide sweep`` and :func:`bayesguide.sweep` — it
+[`run_sweep`][bayesguide.sweeps.run.run_sweep] is ``bayesguide sweep`` and [`bayesguide.sweep`][] — it
 
 1. places every point in a run directory under ``<dir>/points/``: the directory that
    already holds this configuration's results (found by its configuration hash, so
@@ -10,8 +10,8 @@
 2. takes the summary of every point already complete there — a rerun does only the
    missing, failed or interrupted points (an interrupted point resumes from its saved
    fit and candidates, as ``bayesguide run`` does);
-3. submits the rest to the executor (:mod:`bayesguide.sweeps.executors`) and records
-   each outcome in ``sweep.json`` (:mod:`bayesguide.sweeps.state`) as it arrives; a
+3. submits the rest to the executor ([`bayesguide.sweeps.executors`][]) and records
+   each outcome in ``sweep.json`` ([`bayesguide.sweeps.state`][]) as it arrives; a
    point whose worker died is submitted again, up to ``retries`` times;
 4. writes the sweep report (``sweep-report.html``, ``sweep-report.md``).
 
@@ -120,7 +120,7 @@ def run_sweep(spec: SweepSpec, *, progress: bool = True, log: Callable[[str], No
     Parameters
     ----------
     spec
-        A validated sweep (:func:`bayesguide.sweeps.load_sweep` / :func:`~bayesguide.sweeps.parse_sweep`).
+        A validated sweep ([`bayesguide.sweeps.load_sweep`][] / [`parse_sweep`][bayesguide.sweeps.parse_sweep]).
     progress
         Show a progress bar over the points (status lines go through ``log`` either way).
     log

@@ -1,7 +1,7 @@
 """Sweep files: a base experiment, a ``[grid]`` of dotted keys and extra ``[[point]]`` s.
 
 A sweep file holds the tables of an experiment file (``[data]``, ``[network]``,
-``[prior]``, ``[fit]``, ``[select]``; see :mod:`bayesguide.experiment`) — the *base*
+``[prior]``, ``[fit]``, ``[select]``; see [`bayesguide.experiment`][]) — the *base*
 every point starts from — plus::
 
     [sweep]
@@ -24,12 +24,12 @@ every point starts from — plus::
 Grid keys are ``"table.key"`` (quoted) or written as nested tables (``[grid.prior]``
 ``strength = [...]``): both mean the same. ``[output]`` is not allowed — each point is
 an ordinary run directory, ``<dir>/points/<name>/``. Every point is validated as an
-experiment before any work; an invalid one is a :class:`SweepError` naming the point
+experiment before any work; an invalid one is a [`SweepError`][bayesguide.sweeps.spec.SweepError] naming the point
 and the key. A relative ``[data] source`` file is read relative to the sweep file's
 folder.
 
 A point's *name* (its directory) spells its values (``strength=0.3,seed=0``); its
-*identity* is its experiment's configuration hash (:func:`bayesguide.runner.config_hash`),
+*identity* is its experiment's configuration hash ([`bayesguide.runner.config_hash`][]),
 so a point whose configuration an edited grid still contains keeps its directory and
 its results even when its name would change.
 """
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bayesguide.experiment import Experiment, ExperimentError, OutputConfig
+from bayesguide.experiment import Experiment, ExperimentError, OutputConfig, resolve_source
 from bayesguide.runner import config_hash
 
 if sys.version_info >= (3, 11):
@@ -58,17 +58,17 @@ else:  # pragma: no cover
 __all__ = ["EXECUTORS", "MAX_POINTS", "Point", "SweepError", "SweepSettings", "SweepSpec", "load_sweep",
            "parse_sweep"]
 
-#: the executors a sweep can run on
 EXECUTORS = ("local", "dask", "serial")
+"""The executors a sweep can run on."""
 
-#: the most points one sweep may have (a grid beyond this is almost surely a typo)
 MAX_POINTS = 100_000
+"""The most points one sweep may have (a grid beyond this is almost surely a typo)."""
 
-#: the experiment tables a sweep's base and its keys may set
 _TABLES = ("data", "network", "prior", "fit", "select")
+"""The experiment tables a sweep's base and its keys may set."""
 
-#: the longest point name (a directory name); longer names are cut and made unique by a hash
 _MAX_NAME = 96
+"""The longest point name (a directory name); longer names are cut and made unique by a hash."""
 
 
 class SweepError(ExperimentError):
@@ -230,18 +230,6 @@ def _points(base: dict[str, Any], grid: dict[str, list[Any]], extra: list[dict[s
     return points
 
 
-def _resolve_source(base: dict[str, Any], folder: Path | None) -> dict[str, Any]:
-    """A relative ``[data] source`` file, read relative to the sweep file's folder."""
-    data: Any = base.get("data")
-    source = data.get("source") if isinstance(data, dict) else None
-    if folder is None or not isinstance(source, str) or not source.endswith((".npz", ".csv")):
-        return base
-    path = Path(source)
-    if path.is_absolute():
-        return base
-    return base | {"data": {**data, "source": str((folder / path).resolve())}}
-
-
 def parse_sweep(raw: Mapping[str, Any], *, folder: Path | None = None, name: str = "sweep") -> SweepSpec:
     """Validate a parsed sweep document (the tables of the module docstring) and list its points.
 
@@ -292,7 +280,7 @@ def parse_sweep(raw: Mapping[str, Any], *, folder: Path | None = None, name: str
     size = math.prod(len(v) for v in grid.values()) if grid else 0
     if size + len(extra) > MAX_POINTS:
         raise SweepError(f"the sweep has {size + len(extra):,} points, more than {MAX_POINTS:,}; split it")
-    base = _resolve_source({t: dict(raw[t]) for t in _TABLES if isinstance(raw.get(t), Mapping)}, folder)
+    base = resolve_source({t: dict(raw[t]) for t in _TABLES if isinstance(raw.get(t), Mapping)}, folder)
     for t in _TABLES:
         if t in raw and not isinstance(raw[t], Mapping):
             raise SweepError(f"[{t}] must be a table, got {type(raw[t]).__name__}")
@@ -310,7 +298,7 @@ def load_sweep(path: str | Path, **settings: Any) -> SweepSpec:
     FileNotFoundError, IsADirectoryError
         If ``path`` is not a file.
     SweepError
-        If the file is not TOML or the sweep is invalid (see :func:`parse_sweep`).
+        If the file is not TOML or the sweep is invalid (see [`parse_sweep`][bayesguide.sweeps.spec.parse_sweep]).
     """
     path = Path(path)
     if path.is_dir():

@@ -21,7 +21,8 @@ Schema (``schema_version`` 1; plain JSON, ``null`` where not known)::
 The run directories are the truth; ``sweep.json`` is their index. When two invocations
 of one sweep run at once (each point is locked by the run that holds it, so none runs
 twice) each rewrites the file: a point one of them finished is never overwritten by the
-other's ``pending`` or ``busy`` (:meth:`SweepState.save` merges with the file on disk).
+other's ``pending`` or ``busy`` ([`SweepState.save`][bayesguide.sweeps.state.SweepState.save] merges with the file on
+disk).
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ __all__ = ["FINAL", "SCHEMA_VERSION", "SWEEP_FILE", "SweepState"]
 
 SCHEMA_VERSION = 1
 SWEEP_FILE = "sweep.json"
+"""The file in the sweep directory that records every point and its outcome."""
 
-#: statuses that end a point in this invocation (``busy``: another invocation runs it)
 FINAL = ("complete", "failed")
+"""Statuses that end a point in this invocation (``busy``: another invocation runs it)."""
 
 
 def _now() -> str:

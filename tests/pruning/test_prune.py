@@ -36,7 +36,8 @@ def test_candidate_is_frozen_and_prints(map_fit: FitResult) -> None:
         cand.widths = (1, 1)  # type: ignore[misc]
     text = str(cand)
     assert (
-        "Candidate w4-4: widths [4, 4] of [6, 5]" in text and "layer '0': kept 4 units [0, 2, 3, 5]" in text
+        "Candidate w4-4: widths [4, 4] of [6, 5]" in text
+        and "hidden layer 1 (module 0): kept 4 units [0, 2, 3, 5]" in text
     )
 
 

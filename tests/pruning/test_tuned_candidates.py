@@ -54,7 +54,7 @@ def test_every_scorer_reads_the_fine_tuned_weights() -> None:
         assert ev.log_evidence == pytest.approx(ref.log_evidence, rel=1e-12)
         # posterior draws (PSIS-LOO reads these): centred on the tuned weights
         idata = cand.to_inference_data(X, y, posterior="laplace", hessian="full", draws=4000, seed=1)
-        mean = torch.cat([torch.as_tensor(idata.posterior[s.name].values).mean((0, 1)).reshape(-1)
+        mean = torch.cat([torch.as_tensor(idata.posterior[s.name.replace(".", "_")].values).mean((0, 1)).reshape(-1)
                           for s in cand.model.sites])
         # Monte Carlo error of the mean is ~ sd/√4000: far below the distance fine-tuning moved the weights
         assert float((mean - tuned_theta).norm()) < 0.3 * float((tuned_theta - cut_theta).norm())

@@ -1,6 +1,6 @@
 """A small but complete results dictionary (schema of ``bayesguide.results``), by hand.
 
-Six candidates of a 64-32-16-10 MLP on digits (guidance Occam prior at κ = 1), a fit
+Six candidates of a 64-32-16-10 MLP on digits (guidance architecture prior at κ = 1), a fit
 with 200 loss points and unit norms for two layers; ``results`` has the PSIS-LOO columns, ``results_no_loo`` has
 none, one failed candidate and no measured recommendation.
 """

@@ -105,7 +105,7 @@ def test_missing_optional_fields_show_a_dash(results_no_loo: dict[str, Any]) -> 
     failed = rows["w4-3"]  # evidence failed: only the prior is known
     for col in ("log evidence", "log posterior", "P(M\u00a0|\u00a0D)", "log Bayes factor", "prior scale"):
         assert failed[col] == "—"
-    assert failed["log Occam prior"] != "—"
+    assert failed["log architecture prior"] != "—"
     assert failed["status"] == "failed: Cholesky factor not positive definite"
     assert table.kinds == ("", "", "", "best", "", "failed")
     assert "<dt>wall time</dt><dd>—</dd>" in page

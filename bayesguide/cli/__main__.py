@@ -1,0 +1,9 @@
+"""``python -m bayesguide.cli``: the ``bayesguide`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from bayesguide.cli import main
+
+sys.exit(main())
