@@ -25,7 +25,7 @@ def test_examples_cover_every_method_and_load() -> None:
     for path in EXAMPLES:
         exp = load_experiment(path)
         assert exp.output.dir == f"runs/{path.stem}"
-        assert exp.fit.steps <= 300  # examples run in well under a minute
+        assert exp.fit.steps <= 5000  # examples run in well under a minute (docs/cli.md lists their times)
 
 
 def _load(tmp_path: Path, text: str) -> Experiment:
