@@ -52,10 +52,14 @@ from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
+from torch.utils.data import DataLoader
 
 from bayesguide._arviz import arviz
-from bayesguide.model import ArrayLike
+from bayesguide.model import ArrayLike, fold_batchnorm
+from bayesguide.model.batches import Batches, BatchStream, as_batches
 from bayesguide.posterior import Fitted, PosteriorKind, to_inference_data
+from bayesguide.posterior.draws import log_likelihood_draws
+from bayesguide.posterior.fitted import posterior_draws
 
 __all__ = ["HIGH_K", "LooResult", "PosteriorKind", "loo", "loo_from_draws", "to_inference_data"]
 
@@ -82,14 +86,16 @@ class LooResult:
     pointwise
         ``elpd_loo`` per example, shape ``(N,)``.
     idata
-        The ``InferenceData`` the estimate was computed from.
+        The ``InferenceData`` the estimate was computed from (``None`` for an estimate
+        from a data loader, whose draws are not stored).
     corrected
         Whether the weights were corrected for approximate draws (see the module docstring).
     k_q
         Pareto ``k`` of ``p(D, θ_s) / q(θ_s)``: how far the draws are from the posterior
         (``None`` when the draws carry no ratio).
     elpd_data
-        ArviZ's ``ELPDData`` of this estimate (for ``arviz.compare``).
+        ArviZ's ``ELPDData`` of this estimate (for ``arviz.compare``; ``None`` from a
+        data loader).
     """
 
     elpd: float
@@ -111,13 +117,26 @@ class LooResult:
                 f"N = {n}, max k = {float(self.pareto_k.max()):.3g}{warn})")
 
 
-def loo(source: Fitted, X: ArrayLike, y: ArrayLike, *, correct: bool | str = "auto", **kwargs: Any) -> LooResult:
+def loo(source: Fitted, X: ArrayLike | Batches | DataLoader[Any], y: ArrayLike | None = None, *,
+        correct: bool | str = "auto", **kwargs: Any) -> LooResult:
     """PSIS-LOO cross-validation of a fit or candidate (Vehtari et al. 2017).
 
     Draws the posterior with ``source.to_inference_data`` (``kwargs`` are passed on:
     ``draws``, ``hessian``, ``prior_scale``, ``predictive``, …) and computes PSIS-LOO on
     them ([`loo_from_draws`][bayesguide.predictive.loo_from_draws]), correcting for approximate draws per ``correct``
     (``"auto"``, ``True``, ``False``; see the module docstring).
+
+    **Data that do not fit in memory.** ``X`` may be a data loader of ``(X, y)`` batches
+    (a ``DataLoader`` over a sized dataset, or [`Batches`][bayesguide.model.batches.Batches];
+    ``y`` omitted). PSIS is computed example by example — each example's weights depend
+    only on its own log-likelihoods over the draws — so the loader is read batch by batch,
+    in two passes (the first sums ``log p(D | θ_s)`` for the correction's ratio, the
+    second smooths each batch's weights), holding ``S × batch`` log-likelihoods at a time
+    and ``N`` numbers per result; the estimate equals the in-memory one. Such a result
+    has no ``idata`` and no ``elpd_data`` (``None``): the draws are not stored. Options:
+    ``draws`` (default 200), ``seed``, ``hessian`` (``"diag"``, the default, ``"kron"``
+    or ``"full"``), ``prior_scale``, ``predictive``, ``posterior``. The loader is checked
+    against the fit as [`bayesguide.evidence`][] checks it.
 
     Warns
     -----
@@ -137,6 +156,9 @@ def loo(source: Fitted, X: ArrayLike, y: ArrayLike, *, correct: bool | str = "au
     >>> res.pareto_k.shape, res.n_high_k, res.corrected
     ((30,), 0, True)
     """
+    batches = as_batches(X, y)
+    if batches is not None:
+        return _loo_stream(source, batches, correct=correct, **kwargs)
     return loo_from_draws(to_inference_data(source, X, y, **kwargs), correct=correct)
 
 
@@ -147,48 +169,120 @@ def loo_from_draws(idata: Any, *, correct: bool | str = "auto") -> LooResult:
     [`to_inference_data`][bayesguide.posterior.fitted.Fitted.to_inference_data]) the weights can be corrected
     for approximate draws; without it the draws are taken as posterior draws.
     """
-    if correct not in (True, False, "auto"):
-        raise ValueError(f"correct must be True, False or 'auto', got {correct!r}")
-    az = arviz()
+    _check_correct(correct)
     ll = np.asarray(idata.log_likelihood["obs"].values, dtype=np.float64)
     ll = ll.reshape(-1, ll.shape[-1]).T  # (N, S)
-    n_data, n_draws = ll.shape
     stats = getattr(idata, "sample_stats", None)
     ratio = None
     if stats is not None and "log_importance_ratio" in stats:
         ratio = np.asarray(stats["log_importance_ratio"].values, dtype=np.float64).reshape(-1)
+    correction = _Correction.decide(ratio, correct)
+    loo_i, lppd_i, k = correction.pointwise(ll)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
-        k_q: float | None = None
-        corrected = False
-        if ratio is not None and correct is not False:
-            if np.isfinite(ratio).all():
-                w_q, kq = az.psislw(ratio[None, :] - ratio.max(), reff=1.0)
-                k_q = float(np.asarray(kq).reshape(-1)[0])
-                corrected = correct is True or k_q <= HIGH_K
-        shift = ratio[None, :] if corrected and ratio is not None else 0.0
-        lw, k = az.psislw(-ll + shift - np.max(-ll + shift, axis=1, keepdims=True), reff=1.0)
-        loo_i = logsumexp(np.asarray(lw) + ll, axis=1)
-        if corrected:  # the in-sample lppd under the corrected (posterior) weights
-            lppd_i = logsumexp(np.asarray(w_q).reshape(1, -1) + ll, axis=1)
-        else:
-            lppd_i = logsumexp(ll, axis=1) - np.log(n_draws)
-        elpd_data = az.loo(idata, pointwise=True, reff=1.0)
-    k = np.asarray(k, dtype=np.float64).reshape(-1)
-    elpd, se = float(loo_i.sum()), float(np.sqrt(n_data * np.var(loo_i)))
-    p_loo = float(lppd_i.sum() - elpd)
+        elpd_data = arviz().loo(idata, pointwise=True, reff=1.0)
+    elpd, se, p_loo = _totals(loo_i, lppd_i)
     # ArviZ's record of this estimate (for arviz.compare / stacking), with our numbers in it
     elpd_data["elpd_loo"], elpd_data["se"], elpd_data["p_loo"] = elpd, se, p_loo
     elpd_data["loo_i"] = elpd_data["loo_i"].copy(data=loo_i.reshape(elpd_data["loo_i"].shape))
     elpd_data["pareto_k"] = elpd_data["pareto_k"].copy(data=k.reshape(elpd_data["pareto_k"].shape))
     elpd_data["warning"] = bool((k > HIGH_K).any())
+    return _result(loo_i, lppd_i, k, correction, idata=idata, elpd_data=elpd_data)
+
+
+def _check_correct(correct: object) -> None:
+    if correct not in (True, False, "auto"):
+        raise ValueError(f"correct must be True, False or 'auto', got {correct!r}")
+
+
+def _pareto_smoothed(log_ratios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ArviZ's ``psislw`` of each row (``(N, S)``): log weights and Pareto ``k`` per row."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
+        lw, k = arviz().psislw(log_ratios - np.max(log_ratios, axis=1, keepdims=True), reff=1.0)
+    return np.asarray(lw), np.asarray(k, dtype=np.float64).reshape(-1)
+
+
+@dataclass(frozen=True)
+class _Correction:
+    """Whether and how the weights are corrected for approximate draws (module docstring)."""
+
+    ratio: np.ndarray | None
+    corrected: bool
+    k_q: float | None
+    log_w_q: np.ndarray | None
+
+    @classmethod
+    def decide(cls, ratio: np.ndarray | None, correct: bool | str) -> _Correction:
+        """From the draws' ``log p(D, θ_s) − log q(θ_s)`` (``None``: none recorded)."""
+        if ratio is None or correct is False or not np.isfinite(ratio).all():
+            return cls(ratio, False, None, None)
+        log_w_q, k_q = _pareto_smoothed(ratio[None, :])
+        return cls(ratio, correct is True or float(k_q[0]) <= HIGH_K, float(k_q[0]), log_w_q)
+
+    def pointwise(self, ll: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(elpd_loo_i, lppd_i, k_i)`` of examples whose log-likelihoods over the draws are ``ll`` (``(B, S)``)."""
+        shift = self.ratio[None, :] if self.corrected and self.ratio is not None else 0.0
+        lw, k = _pareto_smoothed(-ll + shift)
+        loo_i = logsumexp(lw + ll, axis=1)
+        if self.corrected:  # the in-sample lppd under the corrected (posterior) weights
+            assert self.log_w_q is not None
+            lppd_i = logsumexp(self.log_w_q.reshape(1, -1) + ll, axis=1)
+        else:
+            lppd_i = logsumexp(ll, axis=1) - np.log(ll.shape[1])
+        return loo_i, lppd_i, k
+
+
+def _totals(loo_i: np.ndarray, lppd_i: np.ndarray) -> tuple[float, float, float]:
+    """``elpd_loo``, its standard error and ``p_loo`` from the pointwise values."""
+    elpd = float(loo_i.sum())
+    return elpd, float(np.sqrt(loo_i.size * np.var(loo_i))), float(lppd_i.sum() - elpd)
+
+
+def _result(loo_i: np.ndarray, lppd_i: np.ndarray, k: np.ndarray, correction: _Correction, *,
+            idata: Any, elpd_data: Any) -> LooResult:
+    """The `LooResult` (warning when some examples have ``k > 0.7``)."""
+    elpd, se, p_loo = _totals(loo_i, lppd_i)
     high = int((k > HIGH_K).sum())
     if high:
         warnings.warn(
             f"{high} of {k.size} examples have Pareto k > {HIGH_K}: their leave-one-out "
             f"estimates are unreliable (the posterior draws are far from each leave-one-out "
             f"posterior); use more draws, or a better posterior approximation",
-            UserWarning, stacklevel=2,
+            UserWarning, stacklevel=3,
         )
     return LooResult(elpd=elpd, se=se, p_loo=p_loo, pareto_k=k, n_high_k=high, pointwise=loo_i, idata=idata,
-                     corrected=corrected, k_q=k_q, elpd_data=elpd_data)
+                     corrected=correction.corrected, k_q=correction.k_q, elpd_data=elpd_data)
+
+
+def _loo_stream(source: Fitted, batches: Batches, *, correct: bool | str = "auto", draws: int = 200, seed: int = 0,
+                hessian: str = "diag", prior_scale: float = 1.0, predictive: str = "auto",
+                posterior: str | PosteriorKind = "auto") -> LooResult:
+    """PSIS-LOO of ``source`` from a data loader, batch by batch (see [`loo`][bayesguide.predictive.loo])."""
+    _check_correct(correct)
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be a positive int, got {draws!r}")
+    stream = BatchStream(batches, source.model.net, source.model.likelihood, source.model.dtype)
+    stream.check_fit(source.data_fingerprint, source.label)
+    kind = PosteriorKind.resolve(posterior, "posterior")
+    if kind is PosteriorKind.AUTO:
+        kind = PosteriorKind.GUIDE if source.variational else PosteriorKind.LAPLACE
+    model, module = source.model, source.module
+    if kind is PosteriorKind.LAPLACE:  # the network the Laplace evidence scores: BatchNorm folded
+        model, module, _ = fold_batchnorm(model, module)
+    got = posterior_draws(source, stream, None, kind, draws, seed, hessian, prior_scale=prior_scale,
+                          predictive=predictive, model=model, module=module)
+
+    def pointwise_ll() -> Any:
+        for xb, yb in stream:
+            yield log_likelihood_draws(model, module, got.values, xb, yb, source.noise,
+                                       around=got.around).numpy().T  # (B, S)
+
+    total = np.zeros(draws)
+    for ll in pointwise_ll():  # first pass: log p(D | θ_s), for the correction's ratio
+        total += ll.sum(0)
+    ratio = total + (got.log_prior - got.log_q).numpy()
+    correction = _Correction.decide(ratio, correct)
+    parts = [correction.pointwise(ll) for ll in pointwise_ll()]  # second pass: each batch's examples
+    loo_i, lppd_i, k = (np.concatenate([part[j] for part in parts]) for j in range(3))
+    return _result(loo_i, lppd_i, k, correction, idata=None, elpd_data=None)

@@ -1,12 +1,19 @@
 """Test isolation, as in Pyro's own suite: every test starts seeded, with an empty
-parameter store and Pyro's validation on."""
+parameter store and Pyro's validation on; and the documentation site, built once per
+session for the docs tests."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyro
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +23,18 @@ def _isolate() -> Iterator[None]:
     pyro.set_rng_seed(0)  # seeds torch, numpy and random
     yield
     pyro.clear_param_store()
+
+
+@pytest.fixture(scope="session")
+def docs_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The documentation site, built once per test session with ``mkdocs build --strict``."""
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    pytest.importorskip("latex2mathml")
+    site = tmp_path_factory.getbasetemp() / "docs-site"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    return site

@@ -10,10 +10,7 @@
 from __future__ import annotations
 
 import importlib
-import os
 import re
-import subprocess
-import sys
 import types
 import zlib
 from pathlib import Path
@@ -100,19 +97,6 @@ def test_all_names_exist() -> None:
     assert not missing, f"bayesguide.__all__ lists names it does not have: {missing}"
 
 
-def build_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The site, built once per test session (shared with ``test_docs_site``)."""
-    pytest.importorskip("mkdocs")
-    pytest.importorskip("mkdocstrings")
-    pytest.importorskip("latex2mathml")
-    site = tmp_path_factory.getbasetemp() / "docs-site"
-    if not (site / "objects.inv").exists():
-        proc = subprocess.run(
-            [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
-            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-        )
-        assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    return site
 
 
 def rendered_names(site: Path) -> set[str]:
@@ -154,8 +138,8 @@ NOT_YET_DOCUMENTED: dict[str, set[str]] = {}
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    return rendered_names(build_site(tmp_path_factory))
+def rendered(docs_site: Path) -> set[str]:
+    return rendered_names(docs_site)
 
 
 @pytest.mark.slow

@@ -7,10 +7,7 @@ module; the MathML hook's own tests are fast.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -63,19 +60,6 @@ def test_hook_fails_on_latex_it_cannot_render() -> None:
         hook.render_math('<span class="arithmatex">\\(\\notacommand x\\)</span>', "page.md")
 
 
-def build_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The site, built once per test session (shared with ``test_docs_names``)."""
-    pytest.importorskip("mkdocs")
-    pytest.importorskip("mkdocstrings")
-    pytest.importorskip("latex2mathml")
-    site = tmp_path_factory.getbasetemp() / "docs-site"
-    if not (site / "objects.inv").exists():
-        proc = subprocess.run(
-            [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
-            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-        )
-        assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    return site
 
 
 def pages(site: Path) -> dict[str, str]:
@@ -87,8 +71,8 @@ def pages(site: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_site(tmp_path_factory)
+def site(docs_site: Path) -> Path:
+    return docs_site
 
 
 @pytest.mark.slow
@@ -128,3 +112,33 @@ def test_docstring_math_is_mathml(site: Path) -> None:
 def test_api_pages_show_no_rest_markup(site: Path, page: str) -> None:
     found = REST_MARKUP.findall(pages(site)[page])
     assert not found, f"{page} shows reST markup: {found[:5]}"
+
+
+def grouped_entries(text: str) -> list[str]:
+    """Entries of numpy-style Parameters / Attributes sections that document several names at once."""
+    found: list[str] = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line.strip() not in ("Parameters", "Attributes") or set(lines[i + 1].strip()) != {"-"}:
+            continue
+        indent = len(line) - len(line.lstrip())
+        for entry in lines[i + 2:]:
+            if entry.strip() and len(entry) - len(entry.lstrip()) < indent:
+                break
+            if entry.strip() in ("Returns", "Raises", "Warns", "Yields", "Examples", "Notes", "See Also"):
+                break
+            if len(entry) - len(entry.lstrip()) == indent and re.fullmatch(r"\s*\w+(, \w+)+\s*", entry):
+                found.append(entry.strip())
+    return found
+
+
+def test_grouped_entries_are_found() -> None:
+    doc = "    Parameters\n    ----------\n    X, y\n        Data.\n    lr\n        Rate.\n"
+    assert grouped_entries(doc) == ["X, y"]
+
+
+def test_every_parameter_is_documented_on_its_own() -> None:
+    """mkdocstrings gives a grouped entry ("steps, lr") the first name's type and default."""
+    grouped = {str(p.relative_to(ROOT)): g for p in sorted((ROOT / "bayesguide").rglob("*.py"))
+               if (g := grouped_entries(p.read_text(encoding="utf-8")))}
+    assert not grouped, f"entries documenting several parameters at once: {grouped}"

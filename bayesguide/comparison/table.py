@@ -68,17 +68,21 @@ def compare(
     candidates
         [`Candidate`][bayesguide.Candidate] s fitted to ``X, y`` (e.g. ``bg.pruning_path``;
         with ``fine_tune > 0`` each candidate is scored at its own re-fitted MAP).
-    X, y
-        The training data (checked against the candidates' fit).
+    X
+        The training inputs (checked against the candidates' fit).
+    y
+        The training targets.
     evidence
         A registered evidence estimator: ``"laplace"`` (default), or a variational
         estimate ``"elbo"`` / ``"iwae"`` for candidates that carry a posterior guide (see
         [`bayesguide.evidence`][]).
-    occam, kappa
-        The architecture prior (``occam``: a name registered in [`bayesguide.comparison.occam`][], or a
-        callable unnormalised log prior) and its strength: ``"auto"`` (default) makes
-        the prior span 1 nat over the candidates, so it only breaks the evidence's ties;
-        a number is κ in nats per unit of cost (see [`bayesguide.comparison.occam`][]).
+    occam
+        The architecture prior: a name registered in [`bayesguide.comparison.occam`][], or
+        a callable unnormalised log prior of a candidate.
+    kappa
+        The architecture prior's strength: ``"auto"`` (default) makes the prior span 1
+        nat over the candidates, so it only breaks the evidence's ties; a number is κ in
+        nats per unit of cost (see [`bayesguide.comparison.occam`][]).
     hessian
         Laplace curvature: ``"full"``, ``"kron"``, ``"diag"``, or ``"auto"`` — full when
         the largest candidate has at most 20,000 parameters and its GGN fits the memory and
@@ -87,10 +91,14 @@ def compare(
     optimize_prior
         Type-II maximum likelihood of each candidate's prior scale (and learned noise);
         the default, since sparse priors are scored under their Gaussian counterpart.
-    X_test, y_test
-        Held-out data for the ``test_metric`` column.
-    loo, loo_draws
-        Add PSIS-LOO columns from ``loo_draws`` posterior draws per candidate.
+    X_test
+        Held-out inputs for the ``test_metric`` column.
+    y_test
+        Held-out targets, with ``X_test``.
+    loo
+        Add PSIS-LOO columns.
+    loo_draws
+        Posterior draws per candidate for PSIS-LOO.
     progress
         Show a progress bar over the candidates.
     evidence_options

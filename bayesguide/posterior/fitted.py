@@ -24,6 +24,7 @@ from torch import nn
 
 from bayesguide._arviz import arviz, arviz_name
 from bayesguide._options import Option
+from bayesguide.curvature.base import Inputs
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint, fold_batchnorm
 from bayesguide.posterior.draws import guide_draws, log_likelihood_draws, log_prior_draws, predictive_draws
 from bayesguide.posterior.guides import DeltaGuide, Guide
@@ -247,14 +248,15 @@ def to_inference_data(source: Fitted, X: ArrayLike, y: ArrayLike, **kwargs: Any)
 
 
 def posterior_draws(
-    src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, kind: PosteriorKind, draws: int, seed: int,
+    src: Fitted, Xt: Inputs, yt: torch.Tensor | None, kind: PosteriorKind, draws: int, seed: int,
     hessian: str, *, prior_scale: float = 1.0, predictive: str | Predictive = "auto",
     model: GuidedModel | None = None, module: nn.Module | None = None,
 ) -> Draws:
     """``draws`` draws of ``src``'s posterior (float64), with their densities (`Draws`).
 
     The Laplace posterior is that of ``model`` / ``module`` when given (``src``'s with its
-    ``BatchNorm`` folded, say), else of ``src``'s own.
+    ``BatchNorm`` folded, say), else of ``src``'s own; ``Xt`` may be a stream of batches
+    (its curvature is accumulated over one pass; ``yt`` is then ``None``).
     """
     generator = torch.Generator().manual_seed(seed)
     how = Predictive.resolve(predictive, "predictive")

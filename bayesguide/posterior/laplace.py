@@ -36,6 +36,7 @@ from torch import nn
 
 from bayesguide._options import Option
 from bayesguide.curvature import HessianStructure, flat_weights, make_curvature
+from bayesguide.curvature.base import Inputs
 from bayesguide.likelihoods import Likelihood
 from bayesguide.model import GuidedModel
 from bayesguide.model.device import DeviceLike, resolve_device
@@ -181,8 +182,8 @@ class LaplacePosterior:
 def laplace_posterior(
     model: GuidedModel,
     module: nn.Module,
-    X: torch.Tensor,
-    y: torch.Tensor,
+    X: Inputs,
+    y: torch.Tensor | None,
     *,
     hessian: str | HessianStructure = "full",
     prior_scale: float = 1.0,
@@ -208,9 +209,12 @@ def laplace_posterior(
     module
         The network holding ``θ*`` (the MAP weights).
     X
-        Prepared inputs (``model.prepare_data``).
+        Prepared inputs (``model.prepare_data``), or a
+        [`BatchStream`][bayesguide.model.batches.BatchStream] of batches (the curvature
+        is then accumulated over one pass).
     y
-        Prepared targets (``model.prepare_data``).
+        Prepared targets (``model.prepare_data``; ``None`` with a stream). The GGN does
+        not depend on the targets.
     hessian
         ``"full"`` (``P × P``, sampled through its Cholesky factor) or ``"diag"``.
     prior_scale

@@ -57,11 +57,17 @@ class Candidate(Fitted):
         Hidden widths (units of each prunable layer), in layer order.
     kept
         Per prunable layer, the original indices of the kept units (ascending).
-    n_params, flops
-        Parameters and FLOPs per example (2 per multiply-add of the ``Linear`` /
-        ``Conv2d`` layers; ``None`` for a CNN whose input shape was not given).
-    original_widths, original_params, original_flops
-        The same for the fitted network.
+    n_params
+        Parameters of the pruned network.
+    flops
+        FLOPs per example (2 per multiply-add of the ``Linear`` / ``Conv2d`` layers;
+        ``None`` for a CNN whose input shape was not given).
+    original_widths
+        The fitted network's hidden widths.
+    original_params
+        The fitted network's parameters.
+    original_flops
+        The fitted network's FLOPs per example.
     model
         A [`GuidedModel`][bayesguide.GuidedModel] around ``module`` with the fit's prior family
         and strength and the kept units' guidance coefficients.
@@ -255,11 +261,16 @@ def prune(
     ----------
     fit
         A MAP or SVI [`FitResult`][bayesguide.FitResult].
-    threshold, fraction, keep, budget
-        The decision, by its parameter (give one): keep units with score
-        ``> threshold``; with score ``> fraction · max`` of their layer; the ``keep``
-        best per layer (an int or ``{layer: k}``); the best within ``budget``
-        parameters (or FLOPs, ``budget_unit="flops"``).
+    threshold
+        Keep the units with score ``> threshold`` (give one of ``threshold``,
+        ``fraction``, ``keep``, ``budget``: the decision).
+    fraction
+        Keep the units with score ``> fraction · max`` of their layer.
+    keep
+        Keep the ``keep`` best units per layer (an int or ``{layer: k}``).
+    budget
+        Keep the best units within ``budget`` parameters (or FLOPs,
+        ``budget_unit="flops"``).
     rule
         ``"threshold"``, ``"relative"``, ``"keep_k"``, ``"prefix"`` (first ``keep`` units
         of the guided order, or the shortest guided prefix holding every unit above
@@ -270,9 +281,11 @@ def prune(
         ``"both"``), ``"inclusion"`` (posterior probability that the unit's norm exceeds
         ``eps``, from ``samples`` draws; SVI fits), ``"snr"`` (SVI fits), ``"guidance"``,
         or any callable score (see [`bayesguide.pruning.scores`][]).
-    X, y
-        The training data (optional): checked against the fit's fingerprint, and its
-        shape gives the input shape for FLOPs.
+    X
+        The training inputs (optional): checked against the fit's fingerprint with
+        ``y``; their shape gives the input shape for FLOPs.
+    y
+        The training targets (optional, with ``X``).
     input_shape
         Shape of one example, for the FLOPs of a convolutional network.
 
