@@ -75,7 +75,7 @@ def test_loader_loo_checks_the_loader_against_the_fit() -> None:
     with pytest.raises(ValueError, match="pass a data loader alone, without y"):
         loo(fit, DataLoader(TensorDataset(X, y), batch_size=8), y)
     shuffled = DataLoader(TensorDataset(X, y), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="does not yield the data .* was trained on"):
+    with pytest.raises(ValueError, match=r"does not yield the data .* was trained on"):
         loo(fit, shuffled, draws=10)
     with pytest.raises(ValueError, match="correct must be True, False or 'auto'"):
         loo(fit, DataLoader(TensorDataset(X, y), batch_size=8), correct="yes")
