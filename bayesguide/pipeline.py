@@ -312,7 +312,9 @@ class _Scorer:
     def score(self, candidates: list[Candidate]) -> tuple[list[Candidate], list[dict[str, Any]]]:
         """Re-fit and score ``candidates`` (restored ones are not recomputed)."""
         sel, hooks = self.sel, self.hooks
-        options = {"hessian": self.hessian, "optimize_prior": sel.optimize_prior, **sel.evidence_options}
+        # the estimator's own bars (the curvature's) follow the selection's progress setting
+        options = {"hessian": self.hessian, "optimize_prior": sel.optimize_prior, "progress": sel.progress,
+                   **sel.evidence_options}
         if sel.device is not None:
             options["device"] = sel.device
         rows: list[dict[str, Any]] = []

@@ -124,6 +124,10 @@ def test_compare_passes_its_progress_setting_to_the_estimator() -> None:
         seen.clear()
         bg.compare(path, X, y, evidence="recording", progress=False, evidence_options={"progress": True})
         assert seen and all(seen)  # an explicit option wins
+        seen.clear()
+        bg.select_architecture(fit, X, y, bg.Selection(n_candidates=2, bisect=0, fine_tune=0, evidence="recording",
+                                                       progress=False))
+        assert seen and not any(seen)  # the pipeline (bayesguide run --quiet, sweeps) too
     finally:
         unregister_estimator("recording")
 
