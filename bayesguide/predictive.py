@@ -55,11 +55,11 @@ from scipy.special import logsumexp
 from torch.utils.data import DataLoader
 
 from bayesguide._arviz import arviz
-from bayesguide.model import ArrayLike, fold_batchnorm
+from bayesguide.model import ArrayLike
 from bayesguide.model.batches import Batches, BatchStream, as_batches
 from bayesguide.posterior import Fitted, PosteriorKind, to_inference_data
-from bayesguide.posterior.draws import log_likelihood_draws
-from bayesguide.posterior.fitted import posterior_draws
+from bayesguide.posterior.draws import check_count, log_likelihood_draws
+from bayesguide.posterior.fitted import scored_draws
 
 __all__ = ["HIGH_K", "LooResult", "PosteriorKind", "loo", "loo_from_draws", "to_inference_data"]
 
@@ -260,18 +260,12 @@ def _loo_stream(source: Fitted, batches: Batches, *, correct: bool | str = "auto
                 posterior: str | PosteriorKind = "auto") -> LooResult:
     """PSIS-LOO of ``source`` from a data loader, batch by batch (see [`loo`][bayesguide.predictive.loo])."""
     _check_correct(correct)
-    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        raise ValueError(f"draws must be a positive int, got {draws!r}")
+    kind = PosteriorKind.resolve(posterior, "posterior")
+    check_count(draws, "draws")
     stream = BatchStream(batches, source.model.net, source.model.likelihood, source.model.dtype)
     stream.check_fit(source.data_fingerprint, source.label)
-    kind = PosteriorKind.resolve(posterior, "posterior")
-    if kind is PosteriorKind.AUTO:
-        kind = PosteriorKind.GUIDE if source.variational else PosteriorKind.LAPLACE
-    model, module = source.model, source.module
-    if kind is PosteriorKind.LAPLACE:  # the network the Laplace evidence scores: BatchNorm folded
-        model, module, _ = fold_batchnorm(model, module)
-    got = posterior_draws(source, stream, None, kind, draws, seed, hessian, prior_scale=prior_scale,
-                          predictive=predictive, model=model, module=module)
+    model, module, got = scored_draws(source, stream, None, kind, draws, seed, hessian, prior_scale=prior_scale,
+                                      predictive=predictive)
 
     def pointwise_ll() -> Any:
         for xb, yb in stream:

@@ -26,11 +26,17 @@ from bayesguide._arviz import arviz, arviz_name
 from bayesguide._options import Option
 from bayesguide.curvature.base import Inputs
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint, fold_batchnorm
-from bayesguide.posterior.draws import guide_draws, log_likelihood_draws, log_prior_draws, predictive_draws
+from bayesguide.posterior.draws import (
+    check_count,
+    guide_draws,
+    log_likelihood_draws,
+    log_prior_draws,
+    predictive_draws,
+)
 from bayesguide.posterior.guides import DeltaGuide, Guide
 from bayesguide.posterior.laplace import laplace_posterior
 
-__all__ = ["Draws", "Fitted", "PosteriorKind", "Predictive", "posterior_draws", "to_inference_data"]
+__all__ = ["Draws", "Fitted", "PosteriorKind", "Predictive", "posterior_draws", "scored_draws", "to_inference_data"]
 
 
 class PosteriorKind(Option):
@@ -195,16 +201,10 @@ class Fitted:
         (1, 50, 30)
         """
         kind = PosteriorKind.resolve(posterior, "posterior")
-        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-            raise ValueError(f"draws must be a positive int, got {draws!r}")
+        check_count(draws, "draws")
         Xt, yt = self.prepare(X, y)
-        if kind is PosteriorKind.AUTO:
-            kind = PosteriorKind.GUIDE if self.variational else PosteriorKind.LAPLACE
-        model, module = self.model, self.module
-        if kind is PosteriorKind.LAPLACE:  # the network the Laplace evidence scores: BatchNorm folded
-            model, module, _ = fold_batchnorm(model, module)
-        got = posterior_draws(self, Xt, yt, kind, draws, seed, hessian, prior_scale=prior_scale,
-                              predictive=predictive, model=model, module=module)
+        model, module, got = scored_draws(self, Xt, yt, kind, draws, seed, hessian, prior_scale=prior_scale,
+                                          predictive=predictive)
         values, described = got.values, got.described
         ll = log_likelihood_draws(model, module, values, Xt, yt, self.noise, chunk_size=chunk_size,
                                   around=got.around)
@@ -245,6 +245,26 @@ def to_inference_data(source: Fitted, X: ArrayLike, y: ArrayLike, **kwargs: Any)
             f"{type(source).__name__}"
         )
     return source.to_inference_data(X, y, **kwargs)
+
+
+def scored_draws(
+    src: Fitted, Xt: Inputs, yt: torch.Tensor | None, kind: PosteriorKind, draws: int, seed: int, hessian: str, *,
+    prior_scale: float = 1.0, predictive: str | Predictive = "auto",
+) -> tuple[GuidedModel, nn.Module, Draws]:
+    """The network the draws are scored with, and the draws: `posterior_draws` of ``kind``.
+
+    ``"auto"`` is the guide for SVI fits and the Laplace posterior otherwise; Laplace
+    draws are those of the network the Laplace evidence scores, with each ``BatchNorm``
+    folded into the layer before it (`fold_batchnorm`), and are scored with it.
+    """
+    if kind is PosteriorKind.AUTO:
+        kind = PosteriorKind.GUIDE if src.variational else PosteriorKind.LAPLACE
+    model, module = src.model, src.module
+    if kind is PosteriorKind.LAPLACE:
+        model, module, _ = fold_batchnorm(model, module)
+    got = posterior_draws(src, Xt, yt, kind, draws, seed, hessian, prior_scale=prior_scale, predictive=predictive,
+                          model=model, module=module)
+    return model, module, got
 
 
 def posterior_draws(
