@@ -21,7 +21,7 @@ hand-written training loop.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -39,7 +39,7 @@ from bayesguide.model.batches import Batches, BatchStream, as_batches
 from bayesguide.model.device import place_data, resolve_device, take_batch
 from bayesguide.posterior import DeltaGuide, Guide
 
-__all__ = ["Engine", "check_stream", "fit_map", "map_steps", "map_stream_steps", "prior_terms", "pyro_objective"]
+__all__ = ["Engine", "check_stream", "fit_map", "map_steps", "map_stream_steps", "pyro_objective"]
 
 DEFAULTS = OptimSettings(steps=2000, lr=1e-3)
 """The defaults of ``fit_map``."""
@@ -252,37 +252,6 @@ def _start(model: GuidedModel, init: FitResult | None, fitter: str,
     return guide, module, state, offset
 
 
-def prior_terms(model: GuidedModel, params: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The prior's penalty and log normaliser at the network's parameters.
-
-    Parameters
-    ----------
-    model
-        The model (no hierarchical priors).
-    params
-        The network's named parameters (``dict(module.named_parameters())``).
-
-    Returns
-    -------
-    tuple of torch.Tensor
-        ``(penalty, log_normaliser)``. The penalty is the regulariser
-        ``Σ_sites Σ_j rate_j s(θ_j)``, the prior's negative log-density without its
-        constants, and ``−log p(θ) = penalty − log_normaliser`` (the value of
-        `GuidedModel.neg_log_prior_blocks`, computed the same way from each layer's
-        weight and bias tensors). Rates and normalisers are read at every call, so
-        in-place updates (empirical-Bayes guidance) are seen.
-    """
-    penalty: torch.Tensor | None = None
-    log_norm: torch.Tensor | None = None
-    for site in model.sites:
-        prior = model.site_distribution(site, device=params[site.param_names[0]].device)
-        term = prior.penalty_parts([params[k].reshape(site.n_units, -1) for k in site.param_names])
-        penalty = term if penalty is None else penalty + term
-        log_norm = prior.log_normaliser if log_norm is None else log_norm + prior.log_normaliser
-    assert penalty is not None and log_norm is not None
-    return penalty, log_norm
-
-
 def _fast_objective(
     model: GuidedModel, guide: DeltaGuide, X: torch.Tensor, y: torch.Tensor
 ) -> Callable[[torch.Tensor | None], torch.Tensor]:
@@ -342,7 +311,7 @@ def _terms(
         loglik = likelihood.log_prob_sum(module(xb), yb, noise)
         if scale is not None:
             loglik = loglik * scale
-        penalty, log_norm = prior_terms(model, params)
+        penalty, log_norm = model.prior_terms(params)
         nll = -loglik
         return penalty - log_norm + nll, {"nll": nll, "penalty": penalty}
 
@@ -358,7 +327,7 @@ def _with_terms(
     def with_terms(idx: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = objective(idx)
         with torch.no_grad():
-            penalty, log_norm = prior_terms(model, params)
+            penalty, log_norm = model.prior_terms(params)
             nll = loss.detach() - (penalty - log_norm)
         return loss, {"nll": nll, "penalty": penalty}
 

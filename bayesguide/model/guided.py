@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import pyro
 import pyro.distributions as dist
@@ -346,13 +346,43 @@ class GuidedModel:
         ([`set_rate`][bayesguide.priors.base.UnitGroupDistribution.set_rate]) are seen.
         """
         total: torch.Tensor | None = None
-        for site in self.sites:
-            prior = self.site_distribution(site, device=params[site.param_names[0]].device)
-            term = prior.penalty_parts([params[k].reshape(site.n_units, -1) for k in site.param_names])
-            term = term - prior.log_normaliser
+        for penalty, log_norm in self._prior_blocks(params):
+            term = penalty - log_norm
             total = term if total is None else total + term
         assert total is not None
         return total
+
+    def prior_terms(self, params: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prior's penalty and log normaliser at the network's parameters.
+
+        Parameters
+        ----------
+        params
+            The network's named parameters (``dict(module.named_parameters())``).
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``(penalty, log_normaliser)``: the penalty is the regulariser
+            ``Σ_sites Σ_j rate_j s(θ_j)``, the prior's negative log-density without its
+            constants, and ``−log p(θ) = penalty − log_normaliser`` (the value of
+            `neg_log_prior_blocks`, from the same per-layer tensors). Rates and
+            normalisers are read at every call.
+        """
+        penalty: torch.Tensor | None = None
+        log_norm: torch.Tensor | None = None
+        for term, norm in self._prior_blocks(params):
+            penalty = term if penalty is None else penalty + term
+            log_norm = norm if log_norm is None else log_norm + norm
+        assert penalty is not None and log_norm is not None
+        return penalty, log_norm
+
+    def _prior_blocks(self, params: Mapping[str, torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Per site: its penalty on the layer's own weight and bias tensors, and its log normaliser."""
+        for site in self.sites:
+            prior = self.site_distribution(site, device=params[site.param_names[0]].device)
+            yield prior.penalty_parts([params[k].reshape(site.n_units, -1) for k in site.param_names]), \
+                prior.log_normaliser
 
     def log_joint(
         self,
