@@ -48,12 +48,7 @@ class Likelihood(Option):
         >>> Likelihood.BERNOULLI.metric(torch.tensor([[2.0], [-1.0]]), torch.tensor([[1.0], [1.0]]))
         0.5
         """
-        with torch.no_grad():
-            if self is Likelihood.CATEGORICAL:
-                return float((out.argmax(1) == y).double().mean())
-            if self is Likelihood.BERNOULLI:
-                return float(((out > 0).to(y.dtype) == y).double().mean())
-            return float((out - y.reshape(out.shape)).pow(2).mean().sqrt())
+        return self.metric_from_sums(*self.metric_sums(out, y))
 
     def metric_sums(self, out: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         """The parts of `metric` on one batch, to be summed over batches: ``(total, count)``.
