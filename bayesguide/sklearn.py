@@ -42,7 +42,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from bayesguide.comparison import Comparison
-from bayesguide.experiment.tables import ACTIVATIONS
+from bayesguide.experiment.tables import ACTIVATIONS, NetworkConfig
 from bayesguide.guidance import get as get_guidance
 from bayesguide.model import GuidedModel
 from bayesguide.pipeline import Selection, fit_model, select_architecture
@@ -143,15 +143,9 @@ class _GuidedEstimator(BaseEstimator):
         hidden = [self.hidden] if isinstance(self.hidden, int) else list(self.hidden)
         if not hidden or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
             raise ValueError(f"hidden must be a non-empty sequence of positive ints, got {self.hidden!r}")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            layers: list[nn.Module] = []
-            width = n_in
-            for h in hidden:
-                layers += [nn.Linear(width, int(h)), ACTIVATIONS[self.activation]()]
-                width = int(h)
-            layers.append(nn.Linear(width, n_out))
-            return nn.Sequential(*layers).double()
+        config = NetworkConfig(hidden=[int(h) for h in hidden], activation=self.activation)
+        with torch.random.fork_rng(devices=[]):  # the experiment file's network, seeded privately
+            return config.build(n_in, n_out, seed).double()
 
     def _select(self, X: np.ndarray, y: np.ndarray, n_out: int) -> None:
         """Fit, select and keep the recommended candidate (`module_`, `widths_`, `comparison_`)."""
