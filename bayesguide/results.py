@@ -236,6 +236,8 @@ class Recommendation:
     latency_ms: float | None = None
     latency_full_ms: float | None = None
     speedup: float | None = None
+    latency_batch: int | None = None
+    """Examples per timed forward pass (``None`` in runs that did not record it: those used 256)."""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

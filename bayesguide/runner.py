@@ -71,8 +71,11 @@ from bayesguide.rundir import (
     restored_fit,
 )
 
-__all__ = ["LOCK_FILE", "DataError", "RunDirectoryError", "RunLockedError", "config_hash", "run_experiment",
-           "torch_threads"]
+__all__ = ["LATENCY_BATCH", "LOCK_FILE", "DataError", "RunDirectoryError", "RunLockedError", "config_hash",
+           "run_experiment", "torch_threads"]
+
+LATENCY_BATCH = 256
+"""Examples per timed forward pass of the recommended and the full network."""
 
 _DATA_ERRORS = (ValueError, TypeError, KeyError, IndexError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
                 pickle.UnpicklingError)
@@ -293,9 +296,9 @@ def _complete(exp: Experiment, run: _Run, model: GuidedModel, X: torch.Tensor, y
     changes: dict[str, Any] = {"candidates": candidate_records(cmp), "flags": tuple(cmp.flags),
                                "best": None if best is None else best.name, "selection": dict(cmp.settings)}
     if best is not None:
-        x = torch.randn(256, *X.shape[1:], generator=torch.Generator().manual_seed(0))
+        x = torch.randn(LATENCY_BATCH, *X.shape[1:], generator=torch.Generator().manual_seed(0))
         ms = latency_ms({"best": best.module, "full": fit.module}, x)
-        changes["recommended"] = recommendation(best, ms["best"], ms["full"])
+        changes["recommended"] = recommendation(best, ms["best"], ms["full"], LATENCY_BATCH)
         row = cmp.table.loc[cmp.table["name"] == best.name].iloc[0]
         log(f"best   {best.name}: {best.n_params:,} of {best.original_params:,} parameters, "
             f"posterior probability {row['posterior_prob']:.3f} (evidence alone {row['evidence_prob']:.3f})")

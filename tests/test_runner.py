@@ -69,6 +69,7 @@ def test_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert sum(probs) == pytest.approx(1.0)
     assert results["best"] in names
     assert results["recommended"]["name"] == results["best"]
+    assert results["recommended"]["latency_batch"] == runner.LATENCY_BATCH  # what the report's latency line names
     for name in names:  # every candidate saved and loadable without pickled code
         module = load_module(run / "candidates" / name)
         widths = [m.out_features for m in module if isinstance(m, torch.nn.Linear)][:-1]

@@ -390,14 +390,15 @@ def recommendation(results: Results) -> Items | None:
 
 
 RUN_LATENCY_BATCH = 256
-"""The batch ``bayesguide run`` has always timed the forward pass on (random inputs)."""
+"""The batch of results written before ``recommended.latency_batch`` was recorded."""
 
 
 def _latency_label(results: Results) -> str:
     """``"latency (batch of 256, 4 torch threads)"``: what the timing was measured under.
 
-    The batch size is ``recommended.latency_batch`` when recorded, else the runner's fixed
-    batch (`RUN_LATENCY_BATCH`); the threads are ``environment.threads`` (torch's
+    The batch size is ``recommended.latency_batch`` as the runner records it; results
+    written before that field existed used the runner's batch of 256
+    (`RUN_LATENCY_BATCH`); the threads are ``environment.threads`` (torch's
     intra-op threads during the run) when recorded.
     """
     rec = results.get("recommended")

@@ -66,13 +66,13 @@ def candidate_records(cmp: Comparison) -> tuple[CandidateRecord, ...]:
 
 
 def recommendation(best: Candidate, latency_ms: float | None = None,
-                   latency_full_ms: float | None = None) -> Recommendation:
-    """The ``recommended`` section for ``best`` (latencies when measured)."""
+                   latency_full_ms: float | None = None, latency_batch: int | None = None) -> Recommendation:
+    """The ``recommended`` section for ``best`` (latencies and their batch size when measured)."""
     speedup = None if latency_ms is None or latency_full_ms is None else latency_full_ms / latency_ms
     return Recommendation(
         name=best.name, widths=list(best.widths), n_params=best.n_params, flops=best.flops,
         n_params_full=best.original_params, flops_full=best.original_flops, latency_ms=latency_ms,
-        latency_full_ms=latency_full_ms, speedup=speedup,
+        latency_full_ms=latency_full_ms, speedup=speedup, latency_batch=latency_batch,
     )
 
 
