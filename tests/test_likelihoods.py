@@ -170,3 +170,8 @@ def test_unknown_likelihood_lists_choices(name: object) -> None:
     pattern = r"unknown likelihood .*; choose one of: categorical, gaussian, bernoulli"
     with pytest.raises(ValueError, match=pattern):
         Likelihood.resolve(name, "likelihood")  # type: ignore[arg-type]
+
+
+def test_metric_from_sums_refuses_an_empty_count() -> None:
+    with pytest.raises(ValueError, match=r"no predictions to score \(count 0\)"):
+        Likelihood.GAUSSIAN.metric_from_sums(0.0, 0)

@@ -274,3 +274,16 @@ def test_every_file_of_a_run_directory_gets_the_umasks_permissions(tmp_path: Pat
         p.relative_to(out).as_posix(): stat.S_IMODE(reference.stat().st_mode) for p in files}
     assert stat.S_IMODE(reference.stat().st_mode) == 0o640
     assert {stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_dir()} <= {0o750}
+
+
+def test_torch_threads_sets_and_restores_and_refuses_bad_counts() -> None:
+    before = torch.get_num_threads()
+    with runner.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with runner.torch_threads(None):
+        assert torch.get_num_threads() == before
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match=r"threads must be a positive integer or None, got"), \
+                runner.torch_threads(bad):  # type: ignore[arg-type]
+            pass
