@@ -11,10 +11,12 @@ laplace-torch (Daxberger et al. 2021) gets. Two curvatures:
 The bayesguide side times ``bg.evidence(fit, X, y, hessian=...)``; the peer times
 ``Laplace(net, "classification", subset_of_weights="all", hessian_structure=...,
 prior_precision=2λ)``, ``la.fit(loader)`` (one full batch) and
-``la.log_marginal_likelihood()`` on a copy of the same MAP network. The two alternate
-for several rounds in one process (order swapped every round); the script prints
-median times, the ratio bayesguide / peer (target ≤ 1.0) and the relative difference of
-the log evidences (target 0.5 % for ``full``). For ``kron`` the curvatures differ by
+``la.log_marginal_likelihood()`` on a copy of the same MAP network, with its default
+GGN backend (curvlinops) and, for ``full``, also with ``backend=BackPackGGN`` (BackPACK's
+batched Jacobians: the faster choice there). They alternate for several rounds in one
+process (order reversed every other round); the script prints median wall and CPU
+times, the ratios bayesguide / peer (target ≤ 1.0) and the relative difference of the
+log evidences (target 0.5 % for ``full``). For ``kron`` the curvatures differ by
 design: laplace-torch keeps each bias as its own Kronecker block, bayesguide folds it
 into the input factor as a homogeneous coordinate (see ``bayesguide.curvature.kron``).
 
@@ -50,6 +52,7 @@ import bayesguide as bg
 from bayesguide.curvature.kron import KronBlock, kron_factors, kron_scaled_eigenvalues
 
 STRENGTH = 0.5  # λ: prior precision 2λ = 1 on every parameter
+PEER_NAMES = {"bayesguide": "bayesguide", "peer": "laplace-torch", "backpack": "laplace-torch (BackPACK GGN)"}
 
 
 def _peer() -> Any | None:
@@ -63,6 +66,19 @@ def _peer() -> Any | None:
               f"install it with `pip install -c constraints.txt laplace-torch` to compare")
         return None
     return Laplace
+
+
+def _backpack() -> Any | None:
+    """laplace-torch's ``BackPackGGN`` backend, or ``None`` (said) when BackPACK cannot be imported."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from laplace.curvature import BackPackGGN
+    except Exception as err:
+        print(f"laplace-torch's BackPACK backend is not usable here ({type(err).__name__}: {err}); "
+              f"install backpack-for-pytorch to compare with it")
+        return None
+    return BackPackGGN
 
 
 def _mlp(widths: Sequence[int]) -> nn.Sequential:
@@ -112,9 +128,12 @@ def separate_bias_evidence(fit: bg.FitResult, X: torch.Tensor, y: torch.Tensor) 
 
 def compare(
     hessian: str, widths: Sequence[int], X: torch.Tensor, y: torch.Tensor, steps: int, rounds: int,
-    Laplace: Any,
+    Laplace: Any, backpack: Any = None,
 ) -> dict[str, float]:
-    """Alternate bayesguide and the peer; return median times, their ratio and the values."""
+    """Alternate bayesguide and the peer(s); return median times, their ratios and the values.
+
+    ``backpack``: laplace-torch's ``BackPackGGN`` backend, timed as a second peer (``None``: not).
+    """
     fit = _fit(widths, X, y, steps)
     n_params = sum(p.numel() for p in fit.module.parameters())
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=len(y))
@@ -122,40 +141,48 @@ def compare(
     def ours() -> float:
         return bg.evidence(fit, X, y, hessian=hessian).log_evidence
 
-    def peer() -> float:
-        net = copy.deepcopy(fit.module).eval()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            la = Laplace(net, "classification", subset_of_weights="all", hessian_structure=hessian,
-                         prior_precision=2 * STRENGTH)
-            la.fit(loader)
-            return float(la.log_marginal_likelihood())
+    def peer(backend: Any = None) -> Callable[[], float]:
+        def run() -> float:
+            net = copy.deepcopy(fit.module).eval()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                la = Laplace(net, "classification", subset_of_weights="all", hessian_structure=hessian,
+                             prior_precision=2 * STRENGTH, backend=backend)
+                la.fit(loader)
+                return float(la.log_marginal_likelihood())
+        return run
 
-    times: dict[str, list[float]] = {"bayesguide": [], "peer": []}
-    cpu: dict[str, list[float]] = {"bayesguide": [], "peer": []}
+    contenders: dict[str, Callable[[], float]] = {"bayesguide": ours, "peer": peer()}
+    if backpack is not None:
+        contenders["backpack"] = peer(backpack)
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    cpu: dict[str, list[float]] = {name: [] for name in contenders}
     values: dict[str, float] = {}
     for r in range(rounds):
-        order = [("bayesguide", ours), ("peer", peer)]
+        order = list(contenders.items())
         for name, fn in order if r % 2 == 0 else order[::-1]:
             t, c, v = _timed(fn)
             times[name].append(t)
             cpu[name].append(c)
             values[name] = v
-    t_ours, t_peer = statistics.median(times["bayesguide"]), statistics.median(times["peer"])
-    c_ours, c_peer = statistics.median(cpu["bayesguide"]), statistics.median(cpu["peer"])
-    rel = abs(values["bayesguide"] - values["peer"]) / abs(values["peer"])
+    wall = {name: statistics.median(v) for name, v in times.items()}
+    proc = {name: statistics.median(v) for name, v in cpu.items()}
     print(f"\n[{hessian}] MLP {'-'.join(map(str, widths))}, {n_params} parameters, N={len(y)}")
-    for name in ("bayesguide", "peer"):
+    for name in contenders:
         runs = ", ".join(f"{t:.2f}" for t in times[name])
         print(f"  {name:<10} log evidence {values[name]:.6f}  times [s]: {runs}")
-    print(f"  median times [s]: bayesguide {t_ours:.3f}, laplace-torch {t_peer:.3f}")
-    print(f"  {hessian} median ratio bayesguide/laplace-torch: {t_ours / t_peer:.3f} "
-          f"(CPU time: {c_ours:.3f} / {c_peer:.3f} s = {c_ours / c_peer:.3f})")
-    print(f"  {hessian} relative difference of the log evidence: {rel:.3e}")
-    result = {
-        "ratio": t_ours / t_peer, "cpu_ratio": c_ours / c_peer, "rel_diff": rel,
-        "ours": values["bayesguide"], "peer": values["peer"],
-    }
+    print("  median times [s]: " + ", ".join(f"{PEER_NAMES[name]} {wall[name]:.3f}" for name in contenders))
+    result: dict[str, float] = {"ours": values["bayesguide"]}
+    for name, suffix in (("peer", ""), ("backpack", "_backpack")):
+        if name not in contenders:
+            continue
+        rel = abs(values["bayesguide"] - values[name]) / abs(values[name])
+        print(f"  {hessian} median ratio bayesguide/{PEER_NAMES[name]}: {wall['bayesguide'] / wall[name]:.3f} "
+              f"(CPU time: {proc['bayesguide']:.3f} / {proc[name]:.3f} s = {proc['bayesguide'] / proc[name]:.3f})")
+        print(f"  {hessian} relative difference of the log evidence from {PEER_NAMES[name]}: {rel:.3e}")
+        result |= {f"ratio{suffix}": wall["bayesguide"] / wall[name],
+                   f"cpu_ratio{suffix}": proc["bayesguide"] / proc[name],
+                   f"rel_diff{suffix}": rel, name: values[name]}
     if hessian == "kron":
         same = separate_bias_evidence(fit, X, y)
         result["rel_diff_same_curvature"] = abs(same - values["peer"]) / abs(values["peer"])
@@ -177,13 +204,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         return {}
     data = bg.datasets.digits()
     X, y = data.X_train, data.y_train
-    widths = {"full": (64, 32, 32, 10), "kron": (64, 128, 128, 10)}
+    widths: dict[str, tuple[int, ...]] = {"full": (64, 32, 32, 10), "kron": (64, 128, 128, 10)}
     rounds, steps = args.rounds, args.steps
     if args.smoke:
         X, y, rounds, steps = X[:100], y[:100], 1, 20
         widths = {"full": (64, 6, 10), "kron": (64, 16, 10)}
     hessians = ["full", "kron"] if args.hessian == "both" else [args.hessian]
-    return {h: compare(h, widths[h], X, y, steps, rounds, Laplace) for h in hessians}
+    backpack = _backpack() if "full" in hessians else None
+    return {h: compare(h, widths[h], X, y, steps, rounds, Laplace, backpack if h == "full" else None)
+            for h in hessians}
 
 
 if __name__ == "__main__":

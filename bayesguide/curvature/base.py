@@ -27,9 +27,11 @@ backend accumulates its curvature over chunks of examples
 ([`input_chunks`][bayesguide.curvature.base.input_chunks]), so both give the same
 matrices up to the order of the float64 sums.
 
-**Memory.** The full GGN is a dense ``P × P`` float64 matrix, and computing it and its
-log determinant holds ``DENSE_COPIES`` such matrices at once (the accumulator, its
-symmetrised copy, the precision, the Cholesky factor, …). Before allocating any,
+**Memory.** The full GGN is a dense ``P × P`` float64 matrix, held in one buffer whose
+lower triangle the queries use in place ([`FullGGN`][bayesguide.curvature.ggn.FullGGN]):
+the evidence holds that one matrix (plus one chunk of per-example Jacobians), the
+Laplace posterior two (the precision and its Cholesky factor) — ``DENSE_COPIES``
+at most. Before allocating any,
 ``hessian="full"`` refuses when they would exceed a memory budget
 ([`check_dense_memory`][bayesguide.curvature.base.check_dense_memory]): by default half
 of the memory available now (on Linux, ``os.sysconf("SC_PAGE_SIZE") *
@@ -68,9 +70,10 @@ __all__ = [
 Inputs = torch.Tensor | BatchStream
 """What the curvature reads: prepared inputs, or a validated data loader (only its inputs are used)."""
 
-DENSE_COPIES = 5
-"""How many ``P × P`` float64 matrices the full GGN holds at its peak (accumulator, symmetrised copy,
-precision, its diagonal term and the Cholesky factor)."""
+DENSE_COPIES = 2
+"""How many ``P × P`` float64 matrices ``hessian="full"`` holds at its peak: the GGN's buffer and either one
+chunk of per-example Jacobians (the evidence, at most ``2**24`` numbers) or, for the Laplace posterior,
+the precision and its Cholesky factor."""
 
 MEMORY_FRACTION = 0.5
 """The fraction of the available memory the dense curvature may use by default."""
@@ -116,7 +119,7 @@ def check_dense_memory(P: int, memory_budget: float | None = None) -> None:
     >>> check_dense_memory(10_000, memory_budget=1e9)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: hessian='full' needs 5 dense 10000×10000 float64 matrices for P=10000 parameters: 4000000000 bytes ...
+    ValueError: hessian='full' needs 2 dense 10000×10000 float64 matrices for P=10000 parameters: 1600000000 bytes ...
     """
     budget = default_memory_budget() if memory_budget is None else memory_budget
     need = DENSE_COPIES * 8 * P * P

@@ -235,6 +235,7 @@ def laplace_evidence(
             log_sigma = float(res.x[1])
 
     c, sigma = math.exp(log_c), math.exp(log_sigma)
+    # "full" answers from the eigenvalues above when it has them (same d): no second factorisation
     logdet = curvature.logdet(d, c, sigma**2 if gaussian else 1.0)
     prec = c * d
     log_prior = float(0.5 * torch.log(prec / (2 * math.pi)).sum()) - 0.5 * c * quad

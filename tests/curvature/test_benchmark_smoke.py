@@ -21,3 +21,18 @@ def test_curvature_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(r["max rel diff"] < 1e-6 for r in results)  # float32 network: the same diagonal
     assert all(r["diag/kron"] > 0 for r in results)
     assert "diag/kron" in capsys.readouterr().out
+
+
+def test_full_ggn_memory_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """Both sides run in fresh processes and compute the same log evidence; peaks are reported, not asserted."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "full_ggn_memory.py"
+    spec = importlib.util.spec_from_file_location("full_ggn_memory_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (pair,) = module.main(["--smoke"])
+    ours, reference = pair["bayesguide"], pair["reference"]
+    assert ours["P"] == reference["P"] == 610
+    assert ours["log_evidence"] == pytest.approx(reference["log_evidence"], rel=1e-10)
+    assert ours["after"] >= ours["before"] > 0
+    assert "peak increase bayesguide/reference" in capsys.readouterr().out
