@@ -4,9 +4,12 @@ Problem: the digits training split (1,348 × 64), an MLP 64-256-256-10 with ReLU
 full batch, Adam with lr 1e-3, guided group-lasso prior (``--prior l1``: guided L1) on the
 hidden layers and the default plain L2 prior on the output layer.
 
-* MAP reference: on an identical copy of the network, build Adam, then per step
+* MAP reference: on an identical copy of the network, build Adam (``--fused``:
+  ``Adam(fused=True)``, torch's fastest CPU Adam, which ``fit_map`` uses), then per step
   ``loss = F.cross_entropy(net(X), y, reduction="sum") + hand-written guided penalty +
   λ‖output layer‖²``, ``loss.item()`` (recording the loss as a user would), backward, step.
+  With ``--batch B`` both sides draw the same minibatches (a seeded permutation, consecutive
+  slices, a new permutation when too few are left) and scale the likelihood by ``N / B``.
 * SVI reference: a hand-written reparameterised mean-field loop, one ``(loc, ρ)`` pair per
   parameter tensor, weights ``loc + softplus(ρ)·ε``, forward with ``F.linear``,
   ``loss = −(summed log-likelihood + log prior − log q)``.
@@ -15,13 +18,20 @@ The bayesguide side times the whole ``fit_map`` / ``fit_svi`` call (data checks,
 result assembly included); the reference times copying the network, building its optimiser
 and its loop. The two
 alternate for several rounds in one process (order swapped every round) and the script
-prints per-round wall times and the median ratio bayesguide / reference. Targets: MAP ≤ 1.10,
-SVI ≤ 1.3.
+prints per-round wall and CPU times (``time.process_time``), minor page faults
+(``getrusage``) and the median ratios bayesguide / reference. Targets: MAP ≤ 1.10 (against
+the fused reference, at batch 32, 128 and full), SVI ≤ 1.3.
+
+``--compile`` times ``fit_map(compile=True)`` against ``fit_map`` uncompiled instead (ratio
+compiled / eager; below 1 is faster), after one compiled warm-up fit whose compilation
+time is printed separately (later fits in the process reuse the compiled code).
 
 Usage::
 
     python benchmarks/map_overhead.py                    # 7 rounds × 300 steps
     python benchmarks/map_overhead.py --rounds 5 --steps 200 --prior l1
+    python benchmarks/map_overhead.py --fused --batch 32 128 full --skip-svi
+    python benchmarks/map_overhead.py --compile --batch 32 full
     python benchmarks/map_overhead.py --stable-malloc     # without page-fault noise
     python benchmarks/map_overhead.py --smoke            # tiny, seconds (CI)
 """
@@ -37,6 +47,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,6 +56,7 @@ from torch.nn import functional as F
 import bayesguide as bg
 
 LR = 1e-3
+SEED = 0  # fit_map's default seed: both sides draw the same minibatches
 STRENGTH = 0.1
 INIT_SCALE = 0.01
 MAP_TARGET, SVI_TARGET = 1.10, 1.3
@@ -94,15 +106,35 @@ def hand_penalty(problem: Problem, params: Sequence[torch.Tensor]) -> torch.Tens
     return total + lam * (params[4].pow(2).sum() + params[5].pow(2).sum())
 
 
-def reference_map(problem: Problem, net: nn.Sequential, steps: int) -> list[float]:
-    """The hand-written MAP loop on ``net`` (an identical copy of the template)."""
+def reference_map(problem: Problem, net: nn.Sequential, steps: int, batch: int | None = None,
+                  fused: bool = False) -> list[float]:
+    """The hand-written MAP loop on ``net`` (an identical copy of the template).
+
+    ``batch``: minibatches drawn as ``fit_map`` draws them (same seed, same order), the
+    likelihood scaled by ``N / B``; ``fused``: ``Adam(fused=True)``.
+    """
     X, y = problem.X, problem.y
+    n = X.shape[0]
     params = list(net.parameters())
-    optimizer = torch.optim.Adam(params, lr=LR)
+    optimizer = torch.optim.Adam(params, lr=LR, fused=True) if fused else torch.optim.Adam(params, lr=LR)
+    minibatch = batch is not None and batch < n
+    generator = torch.Generator().manual_seed(SEED)
+    perm, cursor = torch.randperm(n, generator=generator), 0
     losses = []
     for _ in range(steps):
+        xb, yb = X, y
+        if minibatch:
+            assert batch is not None
+            if cursor + batch > n:
+                perm, cursor = torch.randperm(n, generator=generator), 0
+            idx = perm[cursor : cursor + batch]
+            cursor += batch
+            xb, yb = X[idx], y[idx]
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(net(X), y, reduction="sum") + hand_penalty(problem, params)
+        nll = F.cross_entropy(net(xb), yb, reduction="sum")
+        if minibatch:
+            nll = nll * (n / xb.shape[0])
+        loss = nll + hand_penalty(problem, params)
         losses.append(loss.item())
         loss.backward()
         optimizer.step()
@@ -122,7 +154,8 @@ def reference_svi(problem: Problem, net: nn.Sequential, steps: int) -> list[floa
     torch.manual_seed(0)
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
-        ws, neg_entropy = [], 0.0
+        ws: list[torch.Tensor] = []
+        neg_entropy: torch.Tensor | float = 0.0
         for loc, rho in zip(locs, rhos):
             scale = F.softplus(rho)
             eps = torch.randn_like(loc)
@@ -169,9 +202,12 @@ def _minor_faults() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
-def _timed(fn: Callable[[], float]) -> tuple[float, int, float]:
-    """Wall time, minor page faults (memory handed back by the allocator and touched
-    again: a cost of neither side's arithmetic) and the result of ``fn()``.
+def _timed(fn: Callable[[], float]) -> tuple[float, float, int, float]:
+    """Wall time, CPU time of this process, minor page faults (memory handed back by the
+    allocator and touched again: a cost of neither side's arithmetic) and the result of ``fn()``.
+
+    CPU time (``time.process_time``, all threads) is what the run cost the machine: on a
+    loaded machine wall time also counts the time other processes held the cores.
 
     The heap is collected first, and ``fn`` returns a number only, so that neither side
     runs next to the other's leftovers (a live result from the previous round changes
@@ -179,9 +215,10 @@ def _timed(fn: Callable[[], float]) -> tuple[float, int, float]:
     """
     gc.collect()
     faults = _minor_faults()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     out = fn()
-    return time.perf_counter() - start, _minor_faults() - faults, out
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return wall, cpu, _minor_faults() - faults, out
 
 
 def _reference_run(reference: Callable[[Problem, nn.Sequential, int], list[float]],
@@ -196,35 +233,42 @@ def _library_run(library: Callable[[int], bg.FitResult], steps: int) -> float:
 
 def compare(
     name: str,
-    problem: Problem,
     rounds: int,
     steps: int,
-    reference: Callable[[Problem, nn.Sequential, int], list[float]],
-    library: Callable[[int], bg.FitResult],
+    run_ref: Callable[[int], float],
+    run_lib: Callable[[int], float],
+    labels: tuple[str, str] = ("reference", "bayesguide"),
 ) -> tuple[float, tuple[float, float]]:
-    """Alternate reference and library; return the median ratio and both step-0 losses."""
-    run_ref = functools.partial(_reference_run, reference, problem, steps)
-    run_lib = functools.partial(_library_run, library, steps)
-    # warm-up (allocator, thread pools, lazy imports), not timed
-    _reference_run(reference, problem, 3)
-    _library_run(library, 3)
-    ratios = []
+    """Alternate reference and library; return the median wall ratio and both step-0 losses.
+
+    ``run_ref`` and ``run_lib`` take a number of steps and return the step-0 loss
+    (`_reference_run`, `_library_run`). Prints per round the wall and CPU times, their
+    ratios library / reference, and the minor page faults.
+    """
+    # warm-up (allocator, thread pools, lazy imports, compilation), not timed
+    run_ref(3)
+    run_lib(3)
+    walls, cpus = [], []
     first = (math.nan, math.nan)
+    ref, lib = labels
     print(f"\n{name}: {rounds} rounds × {steps} steps")
-    print(f"{'round':>5} {'reference s':>12} {'bayesguide s':>13} {'ratio':>7} {'page faults ref / bg':>22}")
+    print(f"{'round':>5} {ref + ' s':>14} {lib + ' s':>14} {'wall ratio':>10} {'CPU s ref / ' + lib[:3]:>18} "
+          f"{'CPU ratio':>9} {'page faults ref / ' + lib[:3]:>26}")
     for r in range(rounds):
         if r % 2 == 0:
-            t_ref, f_ref, ref0 = _timed(run_ref)
-            t_lib, f_lib, lib0 = _timed(run_lib)
+            t_ref, c_ref, f_ref, ref0 = _timed(functools.partial(run_ref, steps))
+            t_lib, c_lib, f_lib, lib0 = _timed(functools.partial(run_lib, steps))
         else:
-            t_lib, f_lib, lib0 = _timed(run_lib)
-            t_ref, f_ref, ref0 = _timed(run_ref)
+            t_lib, c_lib, f_lib, lib0 = _timed(functools.partial(run_lib, steps))
+            t_ref, c_ref, f_ref, ref0 = _timed(functools.partial(run_ref, steps))
         if r == 0:
             first = (lib0, ref0)
-        ratios.append(t_lib / t_ref)
-        print(f"{r:>5} {t_ref:>12.3f} {t_lib:>13.3f} {t_lib / t_ref:>7.3f} {f_ref:>11} / {f_lib:<9}")
-    median = statistics.median(ratios)
-    print(f"{name} median ratio bayesguide/reference: {median:.3f}")
+        walls.append(t_lib / t_ref)
+        cpus.append(c_lib / c_ref)
+        print(f"{r:>5} {t_ref:>14.3f} {t_lib:>14.3f} {t_lib / t_ref:>10.3f} {c_ref:>8.3f} / {c_lib:<7.3f} "
+              f"{c_lib / c_ref:>9.3f} {f_ref:>12} / {f_lib:<11}")
+    median = statistics.median(walls)
+    print(f"{name} median ratio {lib}/{ref}: {median:.3f} (wall), {statistics.median(cpus):.3f} (CPU)")
     return median, first
 
 
@@ -237,7 +281,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--stable-malloc", action="store_true",
                         help="fix glibc's mmap/trim thresholds so page faults do not add noise")
     parser.add_argument("--smoke", action="store_true", help="tiny problem, seconds: checks the script runs")
+    parser.add_argument("--fused", action="store_true",
+                        help="the MAP reference uses Adam(fused=True) (the target's reference)")
+    parser.add_argument("--batch", nargs="+", default=["full"], metavar="B",
+                        help="minibatch sizes for MAP, 'full' for the full batch (default: full)")
+    parser.add_argument("--compile", action="store_true",
+                        help="time fit_map(compile=True) against fit_map eager instead of the hand loops")
     args = parser.parse_args(argv)
+    batches = [None if b == "full" else int(b) for b in args.batch]
     rounds, steps, hidden, n = args.rounds, args.steps, 256, None
     if args.smoke:
         rounds, steps, hidden, n = 2, 5, 16, 200
@@ -248,29 +299,52 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     problem = make_problem(args.prior, hidden, n)
     print(
         f"digits train {tuple(problem.X.shape)}, MLP 64-{hidden}-{hidden}-10 ReLU, float32, "
-        f"prior {args.prior}, torch threads {torch.get_num_threads()}, {malloc}"
+        f"prior {args.prior}, torch threads {torch.get_num_threads()}, {malloc}, "
+        f"MAP reference Adam {'fused' if args.fused else 'default (foreach)'}"
     )
     model = problem.model
 
-    def run_map(k: int) -> bg.FitResult:
-        return bg.fit_map(model, problem.X, problem.y, steps=k, lr=LR, progress=False)
+    def run_map(k: int, batch: int | None = None, compile: bool = False) -> bg.FitResult:
+        extra: dict[str, Any] = {"compile": True} if compile else {}  # an older fit_map, without it, runs too
+        return bg.fit_map(model, problem.X, problem.y, steps=k, lr=LR, progress=False, batch_size=batch, **extra)
 
     def run_svi(k: int) -> bg.FitResult:
         return bg.fit_svi(model, problem.X, problem.y, guide="normal", steps=k, lr=LR,
                           init_scale=INIT_SCALE, progress=False)
 
     results: dict[str, float] = {}
-    results["map"], (lib0, ref0) = compare("MAP", problem, rounds, steps, reference_map, run_map)
-    # same objective: bayesguide's loss is the reference's minus the priors' log normaliser
-    gap = abs(lib0 - (ref0 - problem.log_normaliser)) / abs(ref0)
-    print(f"MAP step-0 loss {lib0:.6g} vs reference − Σ log c {ref0 - problem.log_normaliser:.6g} "
-          f"(relative gap {gap:.1e})")
-    if not args.skip_svi:
-        results["svi"], _ = compare("SVI", problem, rounds, steps, reference_svi, run_svi)
+    for batch in batches:
+        key = "map" if batch is None else f"map@{batch}"
+        label = "full batch" if batch is None else f"batch {batch}"
+        eager = functools.partial(_library_run, functools.partial(run_map, batch=batch))
+        if args.compile:
+            start = time.perf_counter()
+            warm = run_map(3, batch, compile=True)
+            print(f"\ncompiling ({label}): {warm.extras['compile']}; 3-step warm-up fit "
+                  f"{time.perf_counter() - start:.2f} s in all (not in the timings below)")
+            compiled = functools.partial(_library_run, functools.partial(run_map, batch=batch, compile=True))
+            results[key.replace("map", "compile")], _ = compare(
+                f"MAP compiled vs eager, {label}", rounds, steps, eager, compiled, labels=("eager", "compiled"))
+            continue
+        reference = functools.partial(reference_map, batch=batch, fused=args.fused)
+        run_ref = functools.partial(_reference_run, reference, problem)
+        name = "MAP" if batch is None else f"MAP ({label})"
+        results[key], (lib0, ref0) = compare(name, rounds, steps, run_ref, eager)
+        # same objective: bayesguide's loss is the reference's minus the priors' log normaliser
+        gap = abs(lib0 - (ref0 - problem.log_normaliser)) / abs(ref0)
+        print(f"MAP step-0 loss {lib0:.6g} vs reference − Σ log c {ref0 - problem.log_normaliser:.6g} "
+              f"(relative gap {gap:.1e})")
+    if not args.skip_svi and not args.compile:
+        run_ref = functools.partial(_reference_run, reference_svi, problem)
+        results["svi"], _ = compare("SVI", rounds, steps, run_ref, functools.partial(_library_run, run_svi))
     print()
     for name, ratio in results.items():
-        target = MAP_TARGET if name == "map" else SVI_TARGET
-        print(f"{name.upper()} ratio {ratio:.3f} (target ≤ {target})")
+        if name.startswith("compile"):
+            print(f"{name} ratio compiled/eager {ratio:.3f} (below 1: compiling pays)")
+            continue
+        target = SVI_TARGET if name == "svi" else MAP_TARGET
+        print(f"{name.upper()} ratio {ratio:.3f} (target ≤ {target}"
+              f"{', against the fused reference' if name != 'svi' and not args.fused else ''})")
     return results
 
 

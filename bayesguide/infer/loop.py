@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from bayesguide.infer.settings import OptimSettings, Schedule
 
-__all__ = ["LoopOutput", "NonFiniteLossError", "Objective", "StreamObjective", "lr_factor", "optimize"]
+__all__ = ["LoopOutput", "NonFiniteLossError", "Objective", "StreamObjective", "lr_factor", "make_adam", "optimize"]
 
 Objective = Callable[[torch.Tensor | None], torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """
@@ -64,7 +64,8 @@ class LoopOutput:
     wall_time
         Seconds spent in the loop.
     extra
-        Anything a fitter adds.
+        Anything a fitter adds; the loop itself adds ``"first_step_seconds"``, the wall
+        time of the first step (a compiled objective compiles during it).
     terms
         The named terms of the loss at every step (each as long as ``losses``), when
         the objective returns them; empty otherwise.
@@ -90,6 +91,27 @@ def lr_factor(schedule: Schedule, step: int, total: int) -> float:
     return 1.0
 
 
+_IMPLEMENTATION = ("fused", "foreach")
+"""The keys of an Adam parameter group that choose its implementation, not its arithmetic."""
+
+
+def make_adam(parameters: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam over ``parameters``: the fused kernel where torch has one, else torch's default.
+
+    The fused implementation (``Adam(fused=True)``) updates every parameter in one kernel
+    per step instead of a dozen small ones; it is the same algorithm (the trajectories
+    agree to rounding) and torch offers it for floating-point parameters on the CPU and
+    on accelerators. Parameters it does not take (another dtype or device) fall back to
+    torch's default implementation.
+    """
+    if all(p.is_floating_point() for p in parameters):  # torch checks complex ones only when it steps
+        try:
+            return torch.optim.Adam(parameters, lr=lr, fused=True)
+        except RuntimeError:  # "`fused=True` requires all the params to be floating point Tensors of supported devices"
+            pass
+    return torch.optim.Adam(parameters, lr=lr)
+
+
 def optimize(
     objective: Objective | StreamObjective,
     parameters: list[torch.nn.Parameter],
@@ -113,8 +135,9 @@ def optimize(
     accumulate between the large per-step temporaries.
 
     ``objective`` returns the loss, or ``(loss, terms)`` with ``terms`` a mapping of
-    named scalar tensors (the same names at every step) that are recorded per step,
-    without a device synchronisation, into `LoopOutput.terms`; the progress bar then
+    named scalar tensors (the same names at every step) that are recorded per step into
+    `LoopOutput.terms`, read back with the loss in one transfer (one ``torch.stack``,
+    one ``tolist``: no more device synchronisations than the loss alone); the progress bar then
     shows them (every 50 steps) instead of the loss.
 
     ``label`` names the progress bar. ``callback``, if given, is called after every
@@ -135,21 +158,23 @@ def optimize(
     same orders for the same ``seed``). ``n_data`` and ``settings.batch_size`` are then
     not used for batching; a pass that yields nothing is a ``ValueError``.
     """
-    optimizer = torch.optim.Adam(parameters, lr=settings.lr)
+    optimizer = make_adam(parameters, settings.lr)
     if optimizer_state is not None:
         # a copy: Adam's load_state_dict keeps CPU tensors as they are and then updates them in place,
         # which would change the fit being resumed (resuming it twice would not give the same result)
         optimizer.load_state_dict(copy.deepcopy(optimizer_state))
         for group in optimizer.param_groups:
             group["lr"] = settings.lr
+            # the implementation is this run's choice, not the saved one's (a state saved by an unfused Adam)
+            for key in _IMPLEMENTATION:
+                group[key] = optimizer.defaults[key]
     steps, lr, schedule, patience = settings.steps, settings.lr, settings.schedule, settings.patience
     every = settings.record_every or max(1, steps // 100)
     batch = None if batches is not None or settings.full_batch(n_data) else settings.batch_size
     stream: Iterator[Any] | None = None
     losses = np.empty(steps)
-    # per-step terms of the loss, when the objective returns them: one (steps,) buffer per
-    # name on the parameters' device, filled without reading the values back
-    term_store: dict[str, torch.Tensor] = {}
+    # per-step terms of the loss, when the objective returns them: one (steps,) array per name
+    term_store: dict[str, np.ndarray] = {}
     record_steps: list[int] = []
     # snapshots: one (capacity, *shape) buffer per key, filled row by row; a snapshot
     # whose keys or shapes change falls back to a list
@@ -206,7 +231,7 @@ def optimize(
         bar = tqdm(total=steps, desc=label, disable=not settings.progress,
                    leave=False, mininterval=0.5)
         show = not bar.disable
-        done = 0
+        done, first_step = 0, math.nan
         try:
             for step in range(steps):
                 idx: Any = None
@@ -232,7 +257,12 @@ def optimize(
                     loss = out
                 else:
                     loss, terms = out
-                value = loss.item()
+                if terms:  # the loss and its terms read back together
+                    values = torch.stack([loss.detach().reshape(()),
+                                          *(t.detach().reshape(()) for t in terms.values())]).tolist()
+                    value = values[0]
+                else:
+                    value = loss.item()
                 if not math.isfinite(value):
                     raise NonFiniteLossError(
                         f"the loss became {value} at step {step_offset + step}: {diagnose(idx)}"
@@ -241,20 +271,21 @@ def optimize(
                 optimizer.step()
                 losses[step] = value
                 if terms:
-                    for name, term in terms.items():
+                    for name, term_value in zip(terms, values[1:]):
                         buf = term_store.get(name)
                         if buf is None:
-                            buf = term_store[name] = torch.full(
-                                (steps,), math.nan, dtype=torch.float64, device=term.device)
-                        buf[step] = term.detach()
+                            buf = term_store[name] = np.full(steps, math.nan)
+                        buf[step] = term_value
                 done = step + 1
+                if step == 0:
+                    first_step = time.perf_counter() - start
                 if step % every == 0 or step == steps - 1:
                     snapshot(step)
                 if callback is not None:
                     callback(step_offset + step)
                 if show:
                     if step % 50 == 0:
-                        shown = {k: v.item() for k, v in terms.items()} if terms else {"loss": value}
+                        shown = dict(zip(terms, values[1:])) if terms else {"loss": value}
                         bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
                     bar.update(1)
                 if patience is not None:
@@ -284,5 +315,6 @@ def optimize(
         stop_reason=stop_reason,
         optimizer_state=optimizer.state_dict(),
         wall_time=wall,
-        terms={k: v[:done].cpu().numpy() for k, v in term_store.items()},
+        extra={"first_step_seconds": first_step},
+        terms={k: v[:done].copy() for k, v in term_store.items()},
     )

@@ -21,7 +21,14 @@ hand-written training loop.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import importlib.util
+import os
+import shutil
+import time
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,15 +38,18 @@ from typing_extensions import Unpack
 
 from bayesguide._options import Option
 from bayesguide.infer.common import check_continuation, check_init, check_model, make_diagnose
-from bayesguide.infer.loop import Objective, optimize
-from bayesguide.infer.result import FitResult, build_result, fit_on
+from bayesguide.infer.loop import LoopOutput, Objective, optimize
+from bayesguide.infer.result import FitResult, build_result, fit_on, register_extra
 from bayesguide.infer.settings import OptimOptions, OptimSettings
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
 from bayesguide.model.batches import Batches, BatchStream, as_batches
 from bayesguide.model.device import place_data, resolve_device, take_batch
 from bayesguide.posterior import DeltaGuide, Guide
 
-__all__ = ["Engine", "check_stream", "fit_map", "map_steps", "map_stream_steps", "pyro_objective"]
+__all__ = [
+    "CompileReport", "Engine", "check_compile", "check_stream", "fit_map", "map_steps", "map_stream_steps",
+    "pyro_objective",
+]
 
 DEFAULTS = OptimSettings(steps=2000, lr=1e-3)
 """The defaults of ``fit_map``."""
@@ -54,6 +64,82 @@ class Engine(Option):
     """``pyro.infer.Trace_ELBO`` on the Pyro model and guide."""
 
 
+@dataclass(frozen=True)
+class CompileReport:
+    """What compiling the objective cost (``fit.extras["compile"]`` of a ``compile=True`` fit).
+
+    Attributes
+    ----------
+    setup_seconds
+        Wall time of building the compiled objective, before the first step (the first
+        compiled fit of a process imports ``torch.compile``'s machinery here).
+    first_step_seconds
+        Wall time of the fit's first step, during which ``torch.compile`` traced and
+        compiled the objective's forward and backward (one ordinary step included;
+        compare with ``fit.wall_time / fit.steps``). A later fit of the same network
+        shapes in the same process reuses the compiled code and pays far less.
+    """
+
+    setup_seconds: float
+    first_step_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        """``setup_seconds + first_step_seconds``: what compiling added, to one step's time."""
+        return self.setup_seconds + self.first_step_seconds
+
+    def __str__(self) -> str:
+        return (f"compiled objective: {self.seconds:.2f} s (setup {self.setup_seconds:.2f} s, first step "
+                f"{self.first_step_seconds:.2f} s, one step included)")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CompileReport:
+        return cls(setup_seconds=float(data["setup_seconds"]), first_step_seconds=float(data["first_step_seconds"]))
+
+
+register_extra("compile", CompileReport.from_json)
+
+
+def check_compile(compile: bool, engine: Engine, device: torch.device) -> None:
+    """Refuse ``compile`` where it cannot work, naming the reason, before any step.
+
+    ``compile`` must be a bool; ``True`` needs the ``"fast"`` engine (Pyro's tracing is
+    not compiled) and ``torch.compile``'s code generator: a C++ compiler for the CPU
+    (``$CXX``, else ``g++`` / ``clang++`` / ``c++`` on the ``PATH``), Triton for a GPU;
+    ``device`` is where the steps run. (A Python that ``torch.compile`` does not support is refused by ``torch.compile``
+    itself, also before any step.)
+    """
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be True or False, got {compile!r}")
+    if not compile:
+        return
+    if engine is not Engine.FAST:
+        raise ValueError(f"compile=True needs engine='fast': engine={engine.value!r} runs Pyro's tracing, "
+                         f"which torch.compile does not compile")
+    if device.type == "cuda":
+        if importlib.util.find_spec("triton") is None:
+            raise RuntimeError("compile=True on a GPU needs Triton, torch.compile's GPU code generator, which is "
+                               "not installed; install it or use compile=False")
+        return
+    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "clang++", "c++"]
+    if not any(shutil.which(c) for c in candidates):
+        raise RuntimeError(
+            f"compile=True on the CPU needs a C++ compiler for torch.compile's code generator, and none of "
+            f"{', '.join(candidates)} was found on the PATH; install one or use compile=False"
+        )
+
+
+def _compile_extras(extras: dict[str, Any] | None, compile: bool, out: LoopOutput,
+                    setup: float) -> dict[str, Any] | None:
+    """``extras`` with the [`CompileReport`][bayesguide.infer.map.CompileReport] of a compiled run."""
+    if not compile:
+        return extras
+    return dict(extras or {}) | {"compile": CompileReport(setup, float(out.extra["first_step_seconds"]))}
+
+
 def fit_map(
     model: GuidedModel,
     X: ArrayLike | Batches | DataLoader[Any],
@@ -61,6 +147,7 @@ def fit_map(
     optim: OptimSettings | None = None,
     *,
     engine: str | Engine = "fast",
+    compile: bool = False,
     init: FitResult | None = None,
     callback: Callable[[int], None] | None = None,
     **options: Unpack[OptimOptions],
@@ -90,6 +177,16 @@ def fit_map(
     engine
         ``"fast"`` (default) or ``"pyro"``; both minimise the same objective. A data
         loader needs ``"fast"``.
+    compile
+        Compile the objective (the network's forward, the log-likelihood and the
+        penalties, and their backward) with ``torch.compile``; the ``"fast"`` engine only.
+        The same objective, so the same losses to rounding; it pays a compilation of a few
+        seconds to a minute before and during the first step, reported in
+        ``fit.extras["compile"]`` ([`CompileReport`][bayesguide.infer.map.CompileReport]),
+        and is worth it only when the run is long enough for the faster steps to repay it:
+        ``benchmarks/map_overhead.py --compile`` measures both. Off by default.
+        Machines where ``torch.compile`` cannot work (no C++ compiler for the CPU) get a
+        ``RuntimeError`` naming the reason before any step.
     init
         A previous MAP fit of the same model to continue (optimiser state and histories
         carry over; ``bg.resume_fit(fit, X, y, steps)`` does this for any fitter), or
@@ -125,13 +222,15 @@ def fit_map(
     check_model(model)
     settings = OptimSettings.resolve(optim, DEFAULTS, "fit_map", dict(options))
     engine = Engine.resolve(engine, "engine")
+    check_compile(compile, engine, resolve_device(settings.device, model.net))
     check_init(init, model)
     source = as_batches(X, y)
     if source is not None:
         stream = check_stream(model, source, settings, engine, "fit_map")
-        return fit_on(map_stream_steps(model, stream, settings, init=init, callback=callback))
+        return fit_on(map_stream_steps(model, stream, settings, init=init, callback=callback, compile=compile))
     Xt, yt = model.prepare_data(X, y)
-    return fit_on(map_steps(model, Xt, yt, settings, engine=engine, init=init, callback=callback))
+    return fit_on(map_steps(model, Xt, yt, settings, engine=engine, init=init, callback=callback,
+                            compile=compile))
 
 
 def check_stream(model: GuidedModel, source: Batches, settings: OptimSettings, engine: Engine,
@@ -162,6 +261,7 @@ def map_steps(
     fitter: str = "map",
     extras: dict[str, Any] | None = None,
     fingerprint: str | None = None,
+    compile: bool = False,
 ) -> FitResult:
     """MAP steps on prepared data: the body of [`fit_map`][bayesguide.fit_map], shared with ``fit_relevance``.
 
@@ -169,18 +269,23 @@ def map_steps(
     same ``fitter``; otherwise its network is a warm start. The steps run on
     ``settings.device`` (default: ``model.net``'s), and the result stays there (the
     public fitters bring it back to the CPU, [`fit_on`][bayesguide.infer.result.fit_on]).
-    ``fingerprint`` is the data's, when the caller has it already.
+    ``fingerprint`` is the data's, when the caller has it already. ``compile`` compiles
+    the objective (see [`fit_map`][bayesguide.fit_map]).
     """
     engine = Engine.resolve(engine, "engine")
     device = resolve_device(settings.device, model.net)
+    check_compile(compile, engine, device)
     fingerprint = data_fingerprint(Xt, yt) if fingerprint is None else fingerprint
     check_continuation(init, fitter, fingerprint)
     guide, module, state, offset = _start(model, init, fitter, device)
 
     X, y = place_data(Xt, yt, device, settings.full_batch(Xt.shape[0]))
     objective: Objective
+    setup = 0.0
     if engine is Engine.FAST:
-        objective = _fast_objective_terms(model, guide, X, y)
+        start = time.perf_counter()
+        objective = _fast_objective_terms(model, guide, X, y, compile=compile)
+        setup = time.perf_counter() - start
     else:
         objective = _with_terms(model, module, pyro_objective(model, guide, module, X, y))
     out = optimize(
@@ -190,8 +295,8 @@ def map_steps(
     )
     return build_result(
         method="map", fitter=fitter, model=model, module=module, guide=guide, out=out,
-        settings=settings.as_dict() | {"engine": engine.value}, n_data=Xt.shape[0],
-        fingerprint=fingerprint, init=init, extras=extras,
+        settings=settings.as_dict() | {"engine": engine.value} | ({"compile": True} if compile else {}),
+        n_data=Xt.shape[0], fingerprint=fingerprint, init=init, extras=_compile_extras(extras, compile, out, setup),
     )
 
 
@@ -202,6 +307,7 @@ def map_stream_steps(
     *,
     init: FitResult | None = None,
     callback: Callable[[int], None] | None = None,
+    compile: bool = False,
 ) -> FitResult:
     """MAP steps on batches read from a loader: [`map_steps`][bayesguide.infer.map.map_steps] for a `BatchStream`.
 
@@ -211,7 +317,9 @@ def map_stream_steps(
     device = resolve_device(settings.device, model.net)
     check_continuation(init, "map", stream.fingerprint)
     guide, module, state, offset = _start(model, init, "map", device)
-    terms = _terms(model, guide)
+    start = time.perf_counter()
+    terms = _terms(model, guide, compile=compile)
+    setup = time.perf_counter() - start
     n = stream.n
 
     def batch_on(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,8 +339,9 @@ def map_stream_steps(
     )
     return build_result(
         method="map", fitter="map", model=model, module=module, guide=guide, out=out,
-        settings=settings.as_dict() | {"engine": Engine.FAST.value, "data": "loader"}, n_data=n,
-        fingerprint=stream.fingerprint, init=init,
+        settings=settings.as_dict() | {"engine": Engine.FAST.value, "data": "loader"}
+        | ({"compile": True} if compile else {}),
+        n_data=n, fingerprint=stream.fingerprint, init=init, extras=_compile_extras(None, compile, out, setup),
     )
 
 
@@ -261,7 +370,7 @@ def _fast_objective(
 
 
 def _fast_objective_terms(
-    model: GuidedModel, guide: DeltaGuide, X: torch.Tensor, y: torch.Tensor
+    model: GuidedModel, guide: DeltaGuide, X: torch.Tensor, y: torch.Tensor, *, compile: bool = False
 ) -> Callable[[torch.Tensor | None], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """The MAP objective (the negative log joint) written directly in torch, with its terms.
 
@@ -279,7 +388,7 @@ def _fast_objective_terms(
     by [`take_batch`][bayesguide.model.device.take_batch].
     """
     device = next(guide.module.parameters()).device
-    terms = _terms(model, guide)
+    terms = _terms(model, guide, compile=compile)
     n = X.shape[0]
 
     def objective(idx: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -290,12 +399,13 @@ def _fast_objective_terms(
 
 
 def _terms(
-    model: GuidedModel, guide: DeltaGuide
+    model: GuidedModel, guide: DeltaGuide, *, compile: bool = False
 ) -> Callable[[torch.Tensor, torch.Tensor, float | None], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """The MAP loss and its terms on a batch already on the device, its log-likelihood scaled by ``scale``.
 
     ``scale`` is ``N / B`` for a minibatch, ``None`` for the full batch (no product: the
-    full-batch loss is bit for bit the unscaled one).
+    full-batch loss is bit for bit the unscaled one). ``compile``: the function compiled
+    by ``torch.compile`` (forward, likelihood and penalties in one graph).
     """
     module = guide.module
     params = dict(module.named_parameters())
@@ -315,7 +425,14 @@ def _terms(
         nll = -loglik
         return penalty - log_norm + nll, {"nll": nll, "penalty": penalty}
 
-    return terms
+    if not compile:
+        return terms
+    with warnings.catch_warnings():
+        # torch's code generator imports a module of torch's own that uses its deprecated torch.jit API;
+        # the warning is torch's to fix and would stop a run where warnings are errors
+        warnings.filterwarnings("ignore", message="`torch.jit.script_method` is deprecated",
+                                category=DeprecationWarning)
+        return torch.compile(terms)
 
 
 def _with_terms(

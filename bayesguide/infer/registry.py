@@ -167,7 +167,7 @@ def resume_fit(fit: FitResult, X: ArrayLike, y: ArrayLike, steps: int, **options
 
 
 _OPTIM_KEYS = tuple(f.name for f in dataclasses.fields(OptimSettings) if f.name != "steps")
-_OWN_KEYS = ("engine",)
+_OWN_KEYS = ("engine", "compile")
 
 register_fitter(Fitter("map", fit_map, "MAP training: guided L1 / L2 / group penalties (bg.fit_map)"))
 register_fitter(Fitter("svi", fit_svi, "SVI: a mean-field or low-rank Gaussian posterior (bg.fit_svi)",
