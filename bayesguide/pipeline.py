@@ -45,11 +45,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from bayesguide.comparison import Comparison, assemble, resolve_hessian, score_candidate
+from bayesguide.comparison.rows import check_reads_batches, held_out_data
 from bayesguide.infer import FitResult, OptimSettings, fitter_for, get_fitter
 from bayesguide.model import ArrayLike, GuidedModel
+from bayesguide.model.batches import Batches, BatchStream
 from bayesguide.model.device import check_device
 from bayesguide.priors import get_family
 from bayesguide.pruning import Candidate, fine_tune_fit, pruning_path, with_tuning
@@ -89,6 +92,9 @@ class Selection:
         How the path's points are spaced (see [`bayesguide.pruning_path`][]).
     min_width
         Units every layer keeps.
+    round_to
+        Keep a multiple of this many units in every prunable layer (``None``: any count;
+        see [`bayesguide.pruning_path`][]): faster kernels, a coarser path.
     start
         Where the path starts: ``"full"``, ``"threshold"`` (without the units whose
         score is ``≤ threshold``) or ``"auto"``: the fitter's choice
@@ -154,6 +160,7 @@ class Selection:
     threshold: float | None = 1e-3
     spacing: str = "linear"
     min_width: int = 1
+    round_to: int | None = None
     start: str = "auto"
     score: str = "auto"
     bisect: int = 2
@@ -202,7 +209,7 @@ def make_path(fit: FitResult, X: ArrayLike, y: ArrayLike, selection: Selection,
         start = "full"
     return pruning_path(fit, X, y, score=score, n_candidates=selection.n_candidates,
                         threshold=selection.threshold, spacing=selection.spacing, min_width=selection.min_width,
-                        start=start, removals=removals)
+                        start=start, removals=removals, round_to=selection.round_to)
 
 
 def refine(cand: Candidate, X: ArrayLike, y: ArrayLike, selection: Selection) -> Candidate:
@@ -213,13 +220,13 @@ def refine(cand: Candidate, X: ArrayLike, y: ArrayLike, selection: Selection) ->
                           batch_size=selection.batch_size, seed=selection.seed, patience=selection.fine_tune_patience,
                           min_delta=0.0, min_delta_abs=TOLERANCE, schedule=selection.fine_tune_schedule,
                           device=selection.device)
-    return with_tuning(cand, tuned)
+    return with_tuning(cand, tuned, X if isinstance(X, BatchStream) else None)
 
 
 def select_architecture(
     fit: FitResult,
-    X: ArrayLike,
-    y: ArrayLike,
+    X: ArrayLike | Batches | BatchStream | DataLoader[Any],
+    y: ArrayLike | None = None,
     selection: Selection | None = None,
     *,
     X_test: ArrayLike | None = None,
@@ -238,15 +245,24 @@ def select_architecture(
     fit
         The fit of the full network (``fit_model``, or any fitter).
     X
-        Its training inputs (checked by fingerprint).
+        Its training inputs (checked by fingerprint); or, for data that do not fit in
+        memory, a data loader of the training data (a ``DataLoader``,
+        [`Batches`][bayesguide.model.batches.Batches] or a
+        [`BatchStream`][bayesguide.model.batches.BatchStream]), checked once
+        ([`Fitted.training_data`][bayesguide.posterior.Fitted.training_data]) and then read
+        batch by batch by every step: the fine-tuning ([`bayesguide.fit_map`][] on the
+        loader, the loader's batches; ``Selection.batch_size`` is refused), the evidence
+        (``"laplace"``, its curvature summed over the batches; other estimators are refused
+        before any work), the convergence check, the metrics and PSIS-LOO. A loader of one
+        batch gives the same comparison as the tensors.
     y
-        Its training targets (checked by fingerprint with ``X``).
+        Its training targets (checked by fingerprint with ``X``); omitted for a loader.
     selection
         The settings (default [`Selection`][bayesguide.Selection] ()).
     X_test
-        Held-out inputs for the ``test_metric`` column.
+        Held-out inputs for the ``test_metric`` column (or a data loader of held-out data).
     y_test
-        Held-out targets for the ``test_metric`` column.
+        Held-out targets for the ``test_metric`` column (omitted for a loader).
     hooks
         Persistence callbacks ([`Hooks`][bayesguide.pipeline.Hooks]), for runs that save as they go.
 
@@ -256,7 +272,7 @@ def select_architecture(
         One row per candidate, largest first.
     """
     sel = Selection() if selection is None else selection
-    Xt, yt = fit.prepare(X, y)
+    Xt, yt = _training_data(fit, X, y, sel)
     path = make_path(fit, Xt, yt, sel)
     scorer = _Scorer(path, Xt, yt, sel, X_test, y_test, hooks)
     cands, rows = scorer.score(path)
@@ -267,10 +283,28 @@ def select_architecture(
         new = bisection_points([units - sum(c.widths) for c in cands], best) if best is not None else []
         if not new:
             break
-        more, more_rows = scorer.score(make_path(fit, Xt, yt, sel, removals=new))
+        known = {c.name for c in cands}  # with round_to, a midpoint may round to a candidate already scored
+        fresh = [c for c in make_path(fit, Xt, yt, sel, removals=new) if c.name not in known]
+        if not fresh:
+            break
+        more, more_rows = scorer.score(fresh)
         merged = sorted(zip(cands + more, rows + more_rows, strict=True), key=lambda cr: units - sum(cr[0].widths))
         cands, rows = [c for c, _ in merged], [r for _, r in merged]
     return scorer.assemble(cands, rows)
+
+
+def _training_data(fitted: FitResult | Candidate, X: Any, y: Any,
+                   sel: Selection) -> tuple[torch.Tensor, torch.Tensor] | tuple[BatchStream, None]:
+    """``fitted.training_data(X, y)``; for a loader, what cannot read one is refused first."""
+    data = fitted.training_data(X, y)
+    if isinstance(data[0], BatchStream):
+        check_reads_batches(sel.evidence)
+        if sel.batch_size is not None:
+            raise ValueError(
+                f"Selection.batch_size={sel.batch_size} cannot be used with a data loader: the fine-tuning "
+                f"reads the loader's batches (set batch_size on the DataLoader)"
+            )
+    return data
 
 
 def bisection_points(removed: list[int], best: int) -> list[int]:
@@ -298,15 +332,13 @@ def bisection_points(removed: list[int], best: int) -> list[int]:
 class _Scorer:
     """Steps 3–5 for one comparison: one curvature for every candidate, one test set, the hooks."""
 
-    def __init__(self, candidates: list[Candidate], X: torch.Tensor, y: torch.Tensor, sel: Selection,
-                 X_test: ArrayLike | None, y_test: ArrayLike | None, hooks: Hooks | None) -> None:
+    def __init__(self, candidates: list[Candidate], X: torch.Tensor | BatchStream, y: torch.Tensor | None,
+                 sel: Selection, X_test: ArrayLike | None, y_test: ArrayLike | None, hooks: Hooks | None) -> None:
         if not candidates:
             raise ValueError("no candidates to score")
-        if (X_test is None) != (y_test is None):
-            raise ValueError("give both X_test and y_test, or neither")
+        self.test = held_out_data(candidates[0].model, X_test, y_test)
         self.X, self.y, self.sel = X, y, sel
         self.hooks = Hooks() if hooks is None else hooks
-        self.test = None if X_test is None else candidates[0].model.prepare_data(X_test, y_test)
         self.hessian, self.why = resolve_hessian(sel.hessian, candidates, X)
 
     def score(self, candidates: list[Candidate]) -> tuple[list[Candidate], list[dict[str, Any]]]:
@@ -350,8 +382,8 @@ class _Scorer:
 
 def score_candidates(
     candidates: list[Candidate],
-    X: ArrayLike,
-    y: ArrayLike,
+    X: ArrayLike | Batches | BatchStream | DataLoader[Any],
+    y: ArrayLike | None = None,
     selection: Selection | None = None,
     *,
     X_test: ArrayLike | None = None,
@@ -362,10 +394,11 @@ def score_candidates(
 
     The steps 3–5 of the pipeline for candidates chosen by the caller (e.g. every third
     point of a path); [`select_architecture`][bayesguide.select_architecture] runs them on the whole path.
+    ``X`` may be a data loader (``y`` omitted), as in ``select_architecture``.
     """
     sel = Selection() if selection is None else selection
     if not candidates:
         raise ValueError("no candidates to score")
-    Xt, yt = candidates[0].prepare(X, y)
+    Xt, yt = _training_data(candidates[0], X, y, sel)
     scorer = _Scorer(candidates, Xt, yt, sel, X_test, y_test, hooks)
     return scorer.assemble(*scorer.score(candidates))

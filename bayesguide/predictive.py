@@ -56,7 +56,7 @@ from torch.utils.data import DataLoader
 
 from bayesguide._arviz import arviz
 from bayesguide.model import ArrayLike
-from bayesguide.model.batches import Batches, BatchStream, as_batches
+from bayesguide.model.batches import Batches, BatchStream, as_batches, open_stream
 from bayesguide.posterior import Fitted, PosteriorKind, to_inference_data
 from bayesguide.posterior.draws import check_count, log_likelihood_draws
 from bayesguide.posterior.fitted import scored_draws
@@ -117,7 +117,7 @@ class LooResult:
                 f"N = {n}, max k = {float(self.pareto_k.max()):.3g}{warn})")
 
 
-def loo(source: Fitted, X: ArrayLike | Batches | DataLoader[Any], y: ArrayLike | None = None, *,
+def loo(source: Fitted, X: ArrayLike | Batches | BatchStream | DataLoader[Any], y: ArrayLike | None = None, *,
         correct: bool | str = "auto", **kwargs: Any) -> LooResult:
     """PSIS-LOO cross-validation of a fit or candidate (Vehtari et al. 2017).
 
@@ -156,8 +156,10 @@ def loo(source: Fitted, X: ArrayLike | Batches | DataLoader[Any], y: ArrayLike |
     >>> res.pareto_k.shape, res.n_high_k, res.corrected
     ((30,), 0, True)
     """
-    batches = as_batches(X, y)
+    batches = X if isinstance(X, BatchStream) else as_batches(X, y)
     if batches is not None:
+        if isinstance(X, BatchStream) and y is not None:
+            raise ValueError("pass a data loader alone, without y: it yields (X, y) batches")
         return _loo_stream(source, batches, correct=correct, **kwargs)
     return loo_from_draws(to_inference_data(source, X, y, **kwargs), correct=correct)
 
@@ -255,14 +257,15 @@ def _result(loo_i: np.ndarray, lppd_i: np.ndarray, k: np.ndarray, correction: _C
                      corrected=correction.corrected, k_q=correction.k_q, elpd_data=elpd_data)
 
 
-def _loo_stream(source: Fitted, batches: Batches, *, correct: bool | str = "auto", draws: int = 200, seed: int = 0,
-                hessian: str = "diag", prior_scale: float = 1.0, predictive: str = "auto",
+def _loo_stream(source: Fitted, batches: Batches | BatchStream, *, correct: bool | str = "auto", draws: int = 200,
+                seed: int = 0, hessian: str = "diag", prior_scale: float = 1.0, predictive: str = "auto",
                 posterior: str | PosteriorKind = "auto") -> LooResult:
     """PSIS-LOO of ``source`` from a data loader, batch by batch (see [`loo`][bayesguide.predictive.loo])."""
     _check_correct(correct)
     kind = PosteriorKind.resolve(posterior, "posterior")
     check_count(draws, "draws")
-    stream = BatchStream(batches, source.model.net, source.model.likelihood, source.model.dtype)
+    stream = open_stream(batches, None, source.model.net, source.model.likelihood, source.model.dtype)
+    assert stream is not None
     stream.check_fit(source.data_fingerprint, source.label)
     model, module, got = scored_draws(source, stream, None, kind, draws, seed, hessian, prior_scale=prior_scale,
                                       predictive=predictive)

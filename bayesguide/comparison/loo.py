@@ -88,11 +88,16 @@ def arviz_table(idata: dict[str, Any]) -> pd.DataFrame:
         return arviz().compare(dict(idata), ic="loo", method="stacking")
 
 
-def add_loo(table: pd.DataFrame, cands: list[Candidate], X: ArrayLike, y: ArrayLike, draws: int,
+def add_loo(table: pd.DataFrame, cands: list[Candidate], X: ArrayLike, y: ArrayLike | None, draws: int,
             best: Candidate | None, hessian: str = "diag") -> LooColumns:
     """PSIS-LOO columns and stacking weights (ArviZ) added to ``table``; returns the flags,
     the candidates' ``InferenceData`` and ArviZ's comparison of them
-    ([`LooColumns`][bayesguide.comparison.loo.LooColumns])."""
+    ([`LooColumns`][bayesguide.comparison.loo.LooColumns]).
+
+    ``X`` may be a data loader (``y`` ``None``): PSIS-LOO is then streamed
+    ([`bayesguide.predictive.loo`][]) and, the draws not being kept, there are no
+    ``InferenceData``, no stacking weights and no ArviZ table; the columns and flags are
+    the same."""
     az = arviz()
     flags: list[str] = []
     results: dict[str, Any] = {}
@@ -115,6 +120,10 @@ def add_loo(table: pd.DataFrame, cands: list[Candidate], X: ArrayLike, y: ArrayL
     table["pareto_k_q"], table["loo_corrected"] = kq, corrected
     scored = np.isfinite(np.asarray(elpd, dtype=np.float64)) & table["status"].eq("ok").to_numpy()
     usable = [c.name for c, ok in zip(cands, scored) if ok]
+    if any(results[n].idata is None for n in usable):  # from a data loader: the draws were not kept
+        if len(usable) >= 2:
+            flags += _disagreement(results, max(usable, key=lambda n: results[n].elpd), best)
+        return LooColumns(flags)
     idata = {n: results[n].idata for n in usable}
     if len(usable) < 2:
         return LooColumns(flags, idata)
@@ -122,15 +131,14 @@ def add_loo(table: pd.DataFrame, cands: list[Candidate], X: ArrayLike, y: ArrayL
         warnings.simplefilter("ignore")
         ranked = az.compare({n: results[n].elpd_data for n in usable}, ic="loo", method="stacking")
     table["stacking_weight"] = [float(ranked["weight"][c.name]) if c.name in usable else np.nan for c in cands]
-    flags += _disagreement(results, ranked, best)
+    flags += _disagreement(results, str(ranked.index[0]), best)
     return LooColumns(flags, idata, arviz_table(idata))
 
 
-def _disagreement(results: dict[str, Any], ranked: pd.DataFrame, best: Candidate | None) -> list[str]:
-    """The flag when LOO's best leads the pick by more than ``DISAGREE_SE`` paired standard errors."""
+def _disagreement(results: dict[str, Any], top: str, best: Candidate | None) -> list[str]:
+    """The flag when LOO's best ``top`` leads the pick by more than ``DISAGREE_SE`` paired standard errors."""
     if best is None or best.name not in results:
         return []
-    top = str(ranked.index[0])
     if top == best.name:
         return []
     unreliable = [n for n in (top, best.name) if results[n].n_high_k > RELIABLE_FRACTION * results[n].pareto_k.size]

@@ -16,20 +16,30 @@ from typing import Any
 import torch
 
 from bayesguide.curvature import HessianStructure
-from bayesguide.marglik import get_estimator
+from bayesguide.marglik import estimators, get_estimator
+from bayesguide.model import GuidedModel
+from bayesguide.model.batches import BatchStream, is_batches, open_stream, stream_metric
 from bayesguide.posterior import Fitted
 from bayesguide.pruning import Candidate, check_convergence, tuning_model
 
 __all__ = [
-    "check_candidates", "curvature_cost", "metric", "plan_hessian", "resolve_hessian", "score_candidate",
+    "check_candidates", "check_reads_batches", "curvature_cost", "held_out_data", "metric", "plan_hessian",
+    "resolve_hessian", "score_candidate",
 ]
 
 FULL_MAX_PARAMS = 20_000
 """The largest network ``hessian="auto"`` scores with the full GGN."""
 
 
-def metric(fitted: Fitted, X: torch.Tensor, y: torch.Tensor) -> float:
-    """The task metric (accuracy or RMSE, [`metric`][bayesguide.likelihoods.Likelihood.metric]) on prepared data."""
+def metric(fitted: Fitted, X: torch.Tensor | BatchStream, y: torch.Tensor | None) -> float:
+    """The task metric (accuracy or RMSE, [`metric`][bayesguide.likelihoods.Likelihood.metric]) on prepared data.
+
+    ``X`` may be a [`BatchStream`][bayesguide.model.batches.BatchStream] (``y`` ``None``):
+    the metric is then accumulated batch by batch ([`stream_metric`][bayesguide.model.batches.stream_metric]).
+    """
+    if isinstance(X, BatchStream):
+        return stream_metric(fitted.module, fitted.model.likelihood, X)
+    assert y is not None
     with torch.no_grad():
         out = fitted.module.eval()(X)
     return fitted.model.likelihood.metric(out, y)
@@ -85,9 +95,15 @@ def curvature_cost(structure: str, n_params: int, n_data: int, n_outputs: int) -
     return 64.0 * P, 4.0 * N * C * P
 
 
-def resolve_hessian(hessian: str, candidates: Sequence[Candidate], X: torch.Tensor) -> tuple[str, str]:
+def resolve_hessian(hessian: str, candidates: Sequence[Candidate], X: torch.Tensor | BatchStream) -> tuple[str, str]:
     """The curvature a comparison of ``candidates`` on prepared inputs ``X`` uses, and why
-    ([`plan_hessian`][bayesguide.comparison.rows.plan_hessian] for the largest candidate)."""
+    ([`plan_hessian`][bayesguide.comparison.rows.plan_hessian] for the largest candidate).
+
+    ``X`` may be a [`BatchStream`][bayesguide.model.batches.BatchStream]: its ``n`` and
+    number of outputs are known without a pass over it.
+    """
+    if isinstance(X, BatchStream):
+        return plan_hessian(hessian, max(c.n_params for c in candidates), X.n, int(X.out_dim))
     with torch.no_grad():
         n_outputs = int(candidates[0].module.eval()(X[:1]).shape[-1])
     return plan_hessian(hessian, max(c.n_params for c in candidates), int(X.shape[0]), n_outputs)
@@ -128,22 +144,53 @@ def plan_hessian(hessian: str, n_params: int, n_data: int, n_outputs: int) -> tu
     return "kron", f"auto chose kron: the full GGN of {n_params:,} parameters {why}"
 
 
+def held_out_data(model: GuidedModel, X_test: Any, y_test: Any) -> tuple[torch.Tensor, torch.Tensor] | tuple[
+        BatchStream, None] | None:
+    """Held-out data for the ``test_metric`` column: prepared tensors, a stream for a data loader, or ``None``.
+
+    ``X_test`` may be a data loader (``y_test`` omitted): its metric is then streamed.
+    Otherwise give both ``X_test`` and ``y_test`` or neither (a ``ValueError``).
+    """
+    if is_batches(X_test):
+        stream = open_stream(X_test, y_test, model.net, model.likelihood, model.dtype)
+        assert stream is not None
+        return stream, None
+    if (X_test is None) != (y_test is None):
+        raise ValueError("give both X_test and y_test, or neither")
+    return None if X_test is None else model.prepare_data(X_test, y_test)
+
+
+def check_reads_batches(evidence: str) -> None:
+    """A ``ValueError`` unless the estimator ``evidence`` reads a data loader (before any work)."""
+    if not get_estimator(evidence).reads_batches:
+        readers = [e.name for e in estimators() if e.reads_batches]
+        raise ValueError(
+            f"evidence={evidence!r} needs the data in memory (X, y tensors), not a data loader; loaders are read "
+            f"by evidence={' or '.join(repr(r) for r in readers)}"
+        )
+
+
 def score_candidate(
     cand: Candidate,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    X: torch.Tensor | BatchStream,
+    y: torch.Tensor | None,
+    test: tuple[torch.Tensor, torch.Tensor] | tuple[BatchStream, None] | None = None,
     *,
     evidence: str = "laplace",
     **options: Any,
 ) -> dict[str, Any]:
     """One candidate's table row (without the architecture prior and the normalised columns).
 
-    ``X, y`` are prepared tensors; ``options`` are evidence options, passed on to the
+    ``X, y`` are prepared tensors, or ``X`` a [`BatchStream`][bayesguide.model.batches.BatchStream]
+    checked against the candidate and ``y`` ``None`` (then the estimator must read batches,
+    ``EvidenceEstimator.reads_batches``; the convergence check and the metrics stream too);
+    ``test`` likewise. ``options`` are evidence options, passed on to the
     estimator when it takes them (e.g. ``hessian="full"``, ``optimize_prior=True``,
     ``device="cuda"``: every built-in estimator runs its network passes there).
     """
     estimator = get_estimator(evidence)
+    if isinstance(X, BatchStream):
+        check_reads_batches(evidence)
     takes = estimator.options
     kwargs = {k: v for k, v in options.items() if k in takes}
     row: dict[str, Any] = {"name": cand.name, "widths": list(cand.widths), "n_params": cand.n_params,

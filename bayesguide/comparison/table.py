@@ -27,16 +27,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy.special import logsumexp
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from bayesguide.comparison.loo import add_loo
 from bayesguide.comparison.occam import AUTO_RANGE, occam_costs, resolve_kappa
 from bayesguide.comparison.result import Comparison
-from bayesguide.comparison.rows import check_candidates, resolve_hessian, score_candidate
+from bayesguide.comparison.rows import (
+    check_candidates,
+    check_reads_batches,
+    held_out_data,
+    resolve_hessian,
+    score_candidate,
+)
 from bayesguide.comparison.sensitivity import kappa_interval, prior_flags, probabilities
 from bayesguide.marglik import get_estimator
 from bayesguide.model import ArrayLike, data_fingerprint
+from bayesguide.model.batches import Batches, BatchStream, is_batches, open_stream
 from bayesguide.model.device import DeviceLike, check_device
 from bayesguide.pruning import Candidate
 
@@ -45,8 +54,8 @@ __all__ = ["assemble", "compare"]
 
 def compare(
     candidates: Sequence[Candidate],
-    X: ArrayLike,
-    y: ArrayLike,
+    X: ArrayLike | Batches | BatchStream | DataLoader[Any],
+    y: ArrayLike | None = None,
     *,
     evidence: str = "laplace",
     occam: str | Callable[[Candidate], float] = "guidance",
@@ -69,9 +78,17 @@ def compare(
         [`Candidate`][bayesguide.Candidate] s fitted to ``X, y`` (e.g. ``bg.pruning_path``;
         with ``fine_tune > 0`` each candidate is scored at its own re-fitted MAP).
     X
-        The training inputs (checked against the candidates' fit).
+        The training inputs (checked against the candidates' fit); or a data loader of
+        the training data (a ``DataLoader``, [`Batches`][bayesguide.model.batches.Batches]
+        or a [`BatchStream`][bayesguide.model.batches.BatchStream]), checked likewise
+        ([`BatchStream.check_fit`][bayesguide.model.batches.BatchStream.check_fit]) and read
+        batch by batch: the evidence (every built-in estimator reads loaders; one registered
+        without ``reads_batches`` is refused before any work), the convergence check, the
+        metrics and PSIS-LOO
+        ([`bayesguide.predictive.loo`][]; without the stacking weights, which need the
+        draws in memory) all stream.
     y
-        The training targets.
+        The training targets; omitted for a loader.
     evidence
         A registered evidence estimator: ``"laplace"`` (default), or a variational
         estimate ``"elbo"`` / ``"iwae"`` for candidates that carry a posterior guide (see
@@ -92,9 +109,9 @@ def compare(
         Type-II maximum likelihood of each candidate's prior scale (and learned noise);
         the default, since sparse priors are scored under their Gaussian counterpart.
     X_test
-        Held-out inputs for the ``test_metric`` column.
+        Held-out inputs for the ``test_metric`` column (or a data loader of held-out data).
     y_test
-        Held-out targets, with ``X_test``.
+        Held-out targets, with ``X_test`` (omitted for a loader).
     loo
         Add PSIS-LOO columns.
     loo_draws
@@ -126,12 +143,19 @@ def compare(
     if device is not None:
         check_device(device)
     cands = check_candidates(candidates)
-    Xt, yt = cands[0].model.prepare_data(X, y)
-    if data_fingerprint(Xt, yt) != cands[0].data_fingerprint:
-        raise ValueError("X, y are not the data the candidates were fitted to")
-    if (X_test is None) != (y_test is None):
-        raise ValueError("give both X_test and y_test, or neither")
-    test = None if X_test is None else cands[0].model.prepare_data(X_test, y_test)
+    model = cands[0].model
+    stream = open_stream(X, y, model.net, model.likelihood, model.dtype)
+    Xt: torch.Tensor | BatchStream
+    yt: torch.Tensor | None
+    if stream is not None:
+        check_reads_batches(evidence)  # before the loader is read
+        stream.check_fit(cands[0].data_fingerprint, "the candidates' fit")
+        Xt, yt = stream, None
+    else:
+        Xt, yt = model.prepare_data(X, y)
+        if data_fingerprint(Xt, yt) != cands[0].data_fingerprint:
+            raise ValueError("X, y are not the data the candidates were fitted to")
+    test = held_out_data(model, X_test, y_test)
     resolve_kappa(kappa, occam_costs(cands, occam), occam)  # validates occam and kappa before any work
     hessian, why = resolve_hessian(hessian, cands, Xt)
     estimator = get_estimator(evidence)
@@ -150,8 +174,8 @@ def compare(
     ]
     settings = {"evidence": estimator.name, "hessian": hessian, "hessian_reason": why,
                 "optimize_prior": optimize_prior}
-    return assemble(rows, cands, occam=occam, kappa=kappa, loo=loo, X=X, y=y, loo_draws=loo_draws,
-                    settings=settings)
+    return assemble(rows, cands, occam=occam, kappa=kappa, loo=loo, X=X if stream is None else stream, y=y,
+                    loo_draws=loo_draws, settings=settings)
 
 
 def convergence_flags(table: pd.DataFrame, best: str | None) -> list[str]:
@@ -217,8 +241,8 @@ def assemble(
                              AUTO_RANGE / span if span > 0 else 0.0, ok)
     flags += convergence_flags(table, best.name if best is not None else None)
     if loo:
-        if X is None or y is None:
-            raise ValueError("loo=True needs X and y")
+        if X is None or (y is None and not is_batches(X)):
+            raise ValueError("loo=True needs X and y (or a data loader X)")
         added = add_loo(table, cands, X, y, loo_draws, best, hessian=str((settings or {}).get("hessian", "diag")))
         flags += added.flags
     all_settings = {"occam": str(occam), **selection, "loo": loo,

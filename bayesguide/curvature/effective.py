@@ -25,13 +25,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bayesguide.curvature.base import Inputs
 from bayesguide.curvature.kron import KronBlock, ggn_diagonal, kron_factors
 from bayesguide.model import GuidedModel
 
 __all__ = ["effective_parameters_diag", "effective_parameters_kron", "site_blocks"]
 
 
-def site_blocks(model: GuidedModel, module: nn.Module, X: torch.Tensor, hessian: str = "kron",
+def site_blocks(model: GuidedModel, module: nn.Module, X: Inputs, hessian: str = "kron",
                 chunk_size: int = 2048) -> list[KronBlock]:
     """The curvature of every site (at ``σ = 1``, site order) for `effective_parameters_kron`.
 

@@ -32,13 +32,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from typing_extensions import Unpack
 
 from bayesguide.infer.common import check_continuation, check_init, check_model
 from bayesguide.infer.loop import optimize
+from bayesguide.infer.map import Engine, check_stream
 from bayesguide.infer.result import FitResult, build_result, fit_on, register_extra
 from bayesguide.infer.settings import OptimOptions, OptimSettings
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
+from bayesguide.model.batches import Batches, as_batches
 from bayesguide.model.device import place_data, resolve_device, take_batch
 from bayesguide.network import functional_forward
 from bayesguide.posterior import DeltaGuide
@@ -178,8 +181,8 @@ def _start(model: GuidedModel, prior: HardConcreteGates, init: FitResult | None,
 
 def fit_l0(
     model: GuidedModel,
-    X: ArrayLike,
-    y: ArrayLike,
+    X: ArrayLike | Batches | DataLoader[Any],
+    y: ArrayLike | None = None,
     optim: OptimSettings | None = None,
     *,
     init: FitResult | None = None,
@@ -196,9 +199,12 @@ def fit_l0(
         A [`GuidedModel`][bayesguide.GuidedModel] whose prior is [`HardConcreteGates`][bayesguide.HardConcreteGates]
         (its ``plain_prior`` is not used: the optional weight decay covers all sites).
     X
-        Training inputs (an array or tensor), validated before any training.
+        Training inputs (an array or tensor), validated before any training; or a data
+        loader of ``(X, y)`` batches (a ``DataLoader`` over a sized dataset, or
+        [`Batches`][bayesguide.model.batches.Batches]), read as by [`fit_map`][bayesguide.fit_map]:
+        each step the next batch, its log-likelihood scaled by ``n / B``.
     y
-        Training targets, validated with ``X`` before any training.
+        Training targets, validated with ``X`` before any training; omitted for a loader.
     optim
         The optimisation settings ([`OptimSettings`][bayesguide.OptimSettings]); default
         ``steps=2000``, ``lr=1e-2`` (shared by the weights and ``log α``).
@@ -236,11 +242,14 @@ def fit_l0(
     settings = OptimSettings.resolve(optim, DEFAULTS, "fit_l0", dict(options))
     check_init(init, model)
     device = resolve_device(settings.device, model.net)
-    Xt, yt = model.prepare_data(X, y)
-    fingerprint = data_fingerprint(Xt, yt)
+    source = as_batches(X, y)
+    stream = None if source is None else check_stream(model, source, settings, Engine.FAST, "fit_l0")
+    if stream is None:
+        Xt, yt = model.prepare_data(X, y)
+        fingerprint, n, dtype = data_fingerprint(Xt, yt), Xt.shape[0], Xt.dtype
+    else:
+        fingerprint, n, dtype = stream.fingerprint, stream.n, model.dtype
     check_continuation(init, "l0", fingerprint)
-    n = Xt.shape[0]
-    dtype = Xt.dtype
     beta, stretch, lam, wd = prior.temperature, prior.stretch, prior.strength, prior.weight_decay
 
     module, log_alpha, state, offset, history = _start(model, prior, init, dtype)
@@ -254,10 +263,8 @@ def fit_l0(
     coeffs = {s.name: model.coefficients[s.name].to(dtype).to(device) for s in prunable}
     likelihood = model.likelihood
     fixed_noise = None if model.learns_noise else model.noise_tensor(None, dtype)
-    Xd, yd = place_data(Xt, yt, device, settings.full_batch(n))
 
-    def objective(idx: torch.Tensor | None) -> torch.Tensor:
-        xb, yb = take_batch(Xd, yd, idx, device)
+    def loss_on(xb: torch.Tensor, yb: torch.Tensor, scale: float | None) -> torch.Tensor:
         values = {s.name: s.pack(params) for s in model.sites}
         loss = torch.zeros((), dtype=dtype)
         if wd > 0:
@@ -269,9 +276,24 @@ def fit_l0(
             loss = loss + expected_l0_penalty(log_alpha[s.name], coeffs[s.name], lam, beta, stretch)
         noise = fixed_noise if fixed_noise is not None else guide.noise()
         loglik = likelihood.log_prob_sum(functional_forward(chain, model.sites, values, xb), yb, noise)
-        if idx is not None:
-            loglik = loglik * (n / idx.shape[0])
+        if scale is not None:
+            loglik = loglik * scale
         return loss - loglik
+
+    objective: Callable[[Any], torch.Tensor]
+    if stream is None:
+        Xd, yd = place_data(Xt, yt, device, settings.full_batch(n))
+
+        def by_index(idx: torch.Tensor | None) -> torch.Tensor:
+            return loss_on(*take_batch(Xd, yd, idx, device), None if idx is None else n / idx.shape[0])
+
+        objective = by_index
+    else:
+        def by_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            xb, yb = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            return loss_on(xb, yb, None if xb.shape[0] == n else n / xb.shape[0])
+
+        objective = by_batch
 
     def record() -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -286,7 +308,7 @@ def fit_l0(
     out = optimize(
         objective, [*guide.parameters(), *log_alpha.values()], n, settings, label="L0",
         record=record, diagnose=_diagnose(log_alpha, module), optimizer_state=state, step_offset=offset,
-        device=device,
+        device=device, batches=None if stream is None else stream.__iter__,
     )
     gates = _fold(prunable, params, log_alpha, stretch)
     steps = out.record_steps if init is None or init.fitter != "l0" else np.concatenate(
@@ -298,8 +320,8 @@ def fit_l0(
     )
     return fit_on(build_result(
         method="map", fitter="l0", model=model, module=module, guide=guide, out=out,
-        settings=settings.as_dict(), n_data=n, fingerprint=fingerprint, init=init,
-        extras={"l0": state_l0},
+        settings=settings.as_dict() | ({} if stream is None else {"data": "loader"}), n_data=n,
+        fingerprint=fingerprint, init=init, extras={"l0": state_l0},
     ))
 
 

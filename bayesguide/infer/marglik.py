@@ -48,21 +48,24 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 from typing_extensions import Unpack
 
 from bayesguide.curvature import effective_parameters_kron, site_blocks
 from bayesguide.guidance import MarginalLikelihood
-from bayesguide.infer.common import continued_model
-from bayesguide.infer.map import map_steps
+from bayesguide.infer.common import as_map_block, continued_model
+from bayesguide.infer.map import Engine, check_stream, map_steps, map_stream_steps
 from bayesguide.infer.result import FitResult, fit_on, register_extra
 from bayesguide.infer.settings import OptimOptions, OptimSettings
 from bayesguide.likelihoods import Likelihood
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
-from bayesguide.model.device import resolve_device, to_device
+from bayesguide.model.batches import Batches, BatchStream, as_batches
+from bayesguide.model.device import module_device, resolve_device, to_device
 from bayesguide.priors import GuidedNormal, UnitNormal
 
 __all__ = ["PrecisionTrace", "fit_marglik", "marglik_model", "marglik_settings", "marglik_steps", "update_precisions"]
@@ -138,9 +141,13 @@ def _strength(model: GuidedModel, prunable: bool) -> float:
     return float(prior.strength)
 
 
-def update_precisions(model: GuidedModel, fit: FitResult, X: torch.Tensor,
+def update_precisions(model: GuidedModel, fit: FitResult, X: torch.Tensor | BatchStream,
                       s: MarginalLikelihood) -> tuple[float, int]:
     """One type-II update of every precision of ``model`` at ``fit``'s weights, written in place.
+
+    ``X``: the prepared training inputs, or a [`BatchStream`][bayesguide.model.batches.BatchStream]
+    whose batches the curvature accumulates over (one pass; the same sums as on the
+    tensors).
 
     The noise ``σ`` is the model's, or the fit's current MAP value when it learns it (a
     type-II noise update ``σ² = RSS / (N − Σ γ)`` was tried: early in training it keeps
@@ -178,16 +185,16 @@ def update_precisions(model: GuidedModel, fit: FitResult, X: torch.Tensor,
         strength = _strength(model, site.prunable)
         g = alphas[site.name] / (2.0 * strength)
         model.coefficients[site.name].copy_(g)
-        dist = model.site_distribution(site, X.dtype, device=X.device)
+        dist = model.site_distribution(site, model.dtype, device=module_device(module))
         assert isinstance(dist, UnitNormal)
-        model.set_site_rate(site, (strength * g).to(X.dtype))
+        model.set_site_rate(site, (strength * g).to(model.dtype))
         capped += int((alphas[site.name] >= s.max_precision).sum()) if site.prunable else 0
     return float(sum(g.sum() for g in gammas.values())), capped
 
 
 def marglik_steps(
-    model: GuidedModel, X: torch.Tensor, y: torch.Tensor, s: MarginalLikelihood, settings: OptimSettings,
-    fit: FitResult | None, engine: str = "fast",
+    model: GuidedModel, X: torch.Tensor | BatchStream, y: torch.Tensor | None, s: MarginalLikelihood,
+    settings: OptimSettings, fit: FitResult | None, engine: str = "fast",
 ) -> FitResult:
     """Evidence-driven training of ``model`` (already its own) for ``settings.steps`` steps, continuing ``fit``.
 
@@ -198,10 +205,18 @@ def marglik_steps(
     The steps and the updates run on ``settings.device`` (default: ``model.net``'s); the
     updates' curvature reads the whole training set, so ``X, y`` are moved there once,
     and the fit stays there (its caller brings it back to the CPU).
+
+    ``X`` may be a [`BatchStream`][bayesguide.model.batches.BatchStream] (``y`` ``None``,
+    ``engine="fast"``, checked by the caller): the MAP steps read its batches
+    ([`map_stream_steps`][bayesguide.infer.map.map_stream_steps]) and each update's
+    curvature accumulates over one pass of it.
     """
     device = resolve_device(settings.device, model.net)
-    fingerprint = data_fingerprint(X, y)
-    X, y = to_device(X, device), to_device(y, device)
+    stream = X if isinstance(X, BatchStream) else None
+    if stream is None:
+        assert isinstance(X, torch.Tensor) and y is not None
+        fingerprint = data_fingerprint(X, y)
+        X, y = to_device(X, device), to_device(y, device)
     done = 0
     seed = settings.seed
     trace = fit.extras.get("precisions", PrecisionTrace()) if fit is not None else PrecisionTrace()
@@ -215,20 +230,25 @@ def marglik_steps(
         chunk = min(target - at, settings.steps - done)
         block_settings = settings.with_options(
             "fit_marglik", steps=chunk, progress=False, seed=None if seed is None else seed + block)
-        fit = map_steps(model, X, y, block_settings, engine=engine, init=fit, fitter="marglik",
-                        fingerprint=fingerprint)
+        if stream is None:
+            assert isinstance(X, torch.Tensor) and y is not None
+            fit = map_steps(model, X, y, block_settings, engine=engine, init=fit, fitter="marglik",
+                            fingerprint=fingerprint)
+        else:
+            fit = as_map_block(fit, "marglik", functools.partial(map_stream_steps, model, stream, block_settings))
         done += chunk
         if fit.steps == target:
             trace = trace.added(fit.steps, *update_precisions(model, fit, X, s))
         fit = dataclasses.replace(fit, extras=dict(fit.extras) | {"precisions": trace})
     assert fit is not None
-    return dataclasses.replace(fit, settings=settings.as_dict() | {"engine": engine, "marglik": repr(s)})
+    data = {} if stream is None else {"data": "loader"}
+    return dataclasses.replace(fit, settings=settings.as_dict() | {"engine": engine, "marglik": repr(s)} | data)
 
 
 def fit_marglik(
     model: GuidedModel,
-    X: ArrayLike,
-    y: ArrayLike,
+    X: ArrayLike | Batches | DataLoader[Any],
+    y: ArrayLike | None = None,
     optim: OptimSettings | None = None,
     *,
     marglik: MarginalLikelihood | None = None,
@@ -250,13 +270,19 @@ def fit_marglik(
         A model whose prior and plain prior are [`GuidedNormal`][bayesguide.GuidedNormal] (their
         strengths and guidance give the starting precisions).
     X
-        Training inputs (an array or tensor), validated before any training.
+        Training inputs (an array or tensor), validated before any training; or a data
+        loader of ``(X, y)`` batches (a ``DataLoader`` over a sized dataset, or
+        [`Batches`][bayesguide.model.batches.Batches]), as in [`fit_map`][bayesguide.fit_map]:
+        each MAP step reads the loader's next batch (log-likelihood scaled by ``n / B``),
+        and each update's KFAC or diagonal curvature is summed over one pass of the
+        loader — the same sums as on the tensors, never all data at once.
     y
-        Training targets, validated with ``X`` before any training.
+        Training targets, validated with ``X`` before any training; omitted when ``X`` is
+        a data loader.
     optim
         The optimisation settings; default ``steps=2000``, ``lr=1e-3``, no progress bar.
-        ``batch_size`` sets the minibatch of the MAP steps; the curvature of an update
-        is always computed on the full training set.
+        ``batch_size`` sets the minibatch of the MAP steps (for a loader, its own batch
+        size); the curvature of an update is always computed on the full training set.
     marglik
         The settings; default: the model's guidance, which must be
         [`bayesguide.guidance.marglik`][].
@@ -282,5 +308,9 @@ def fit_marglik(
     s = marglik_settings(model if own is None else own, marglik)
     own = marglik_model(model, s) if own is None else own
     settings = OptimSettings.resolve(optim, DEFAULTS, "fit_marglik", dict(options))
+    source = as_batches(X, y)
+    if source is not None:
+        stream = check_stream(own, source, settings, Engine.resolve(engine, "engine"), "fit_marglik")
+        return fit_on(marglik_steps(own, stream, None, s, settings, init, engine=engine))
     Xt, yt = own.prepare_data(X, y)
     return fit_on(marglik_steps(own, Xt, yt, s, settings, init, engine=engine))

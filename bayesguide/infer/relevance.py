@@ -54,20 +54,24 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from typing_extensions import Unpack
 
 from bayesguide.guidance import Relevance, Sensitivity
 from bayesguide.guidance.relevance import Scale
-from bayesguide.infer.common import continued_model
-from bayesguide.infer.map import map_steps
+from bayesguide.infer.common import as_map_block, continued_model
+from bayesguide.infer.map import Engine, check_stream, map_steps, map_stream_steps
 from bayesguide.infer.result import FitResult, fit_on
 from bayesguide.infer.settings import OptimOptions, OptimSettings
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
-from bayesguide.model.device import module_on, resolve_device, to_device
+from bayesguide.model.batches import Batches, BatchStream, as_batches
+from bayesguide.model.device import module_device, module_on, resolve_device, to_device
 from bayesguide.priors import GuidedNormal, UnitNormal
 
 __all__ = [
@@ -84,18 +88,35 @@ def data_loss(model: GuidedModel, module: nn.Module, X: torch.Tensor, y: torch.T
     return -model.likelihood.log_prob_sum(module(X), y, noise)
 
 
+def _data_grads(model: GuidedModel, module: nn.Module, X: torch.Tensor | BatchStream, y: torch.Tensor | None,
+                wanted: Sequence[torch.Tensor]) -> tuple[torch.Tensor | None, ...]:
+    """The gradient of the summed data loss in ``wanted``; for a stream, the batches' gradients summed."""
+    if isinstance(X, torch.Tensor):
+        assert y is not None
+        return torch.autograd.grad(data_loss(model, module, X, y), wanted, allow_unused=True)
+    device = module_device(module)
+    total: list[torch.Tensor | None] = [None] * len(wanted)
+    for xb, yb in X:
+        grads = torch.autograd.grad(data_loss(model, module, xb.to(device), yb.to(device)), wanted,
+                                    allow_unused=True)
+        total = [g if t is None else t if g is None else t + g for t, g in zip(total, grads, strict=True)]
+    return tuple(total)
+
+
 def insensitivity(
-    model: GuidedModel, module: nn.Module, X: torch.Tensor, y: torch.Tensor, settings: Relevance
+    model: GuidedModel, module: nn.Module, X: torch.Tensor | BatchStream, y: torch.Tensor | None, settings: Relevance
 ) -> dict[str, torch.Tensor]:
     """``g_j = ReLU(1 − s_j / scale)`` of every prunable site of ``module`` (float64).
 
-    ``X, y`` are prepared tensors (``model.prepare_data``); the sensitivity is computed
+    ``X, y`` are prepared tensors (``model.prepare_data``), or ``X`` a
+    [`BatchStream`][bayesguide.model.batches.BatchStream] and ``y`` ``None`` (the
+    gradient is then summed over the batches of one pass); the sensitivity is computed
     on the summed data loss, in ``module``'s current train/eval mode.
     """
     params = dict(module.named_parameters())
     sites = model.prunable_sites
     wanted = [params[k] for s in sites for k in s.param_names]
-    grads = torch.autograd.grad(data_loss(model, module, X, y), wanted, allow_unused=True)
+    grads = _data_grads(model, module, X, y, wanted)
     by_name = dict(zip([k for s in sites for k in s.param_names], grads, strict=True))
     out: dict[str, torch.Tensor] = {}
     for site in sites:
@@ -155,18 +176,19 @@ def relevance_model(model: GuidedModel, settings: Relevance) -> GuidedModel:
                        noise=model.noise, plain_prior=model.plain_prior)
 
 
-def _estimate(model: GuidedModel, module: nn.Module, X: torch.Tensor, y: torch.Tensor, s: Relevance) -> None:
+def _estimate(model: GuidedModel, module: nn.Module, X: torch.Tensor | BatchStream, y: torch.Tensor | None,
+              s: Relevance) -> None:
     """Re-estimate the coefficients and write them into the model's priors in place."""
     g = insensitivity(model, module, X, y, s)
     for site in model.prunable_sites:
         model.coefficients[site.name].copy_(g[site.name])
-        dist = model.site_distribution(site, X.dtype, device=X.device)
+        dist = model.site_distribution(site, model.dtype, device=module_device(module))
         assert isinstance(dist, UnitNormal)
-        model.set_site_rate(site, model.prior.strength * g[site.name].to(X.dtype))
+        model.set_site_rate(site, model.prior.strength * g[site.name].to(model.dtype))
 
 
 def relevance_steps(
-    model: GuidedModel, X: torch.Tensor, y: torch.Tensor, s: Relevance, settings: OptimSettings,
+    model: GuidedModel, X: torch.Tensor | BatchStream, y: torch.Tensor | None, s: Relevance, settings: OptimSettings,
     fit: FitResult | None, after_block: Callable[[FitResult], bool] | None = None, engine: str = "fast",
 ) -> FitResult:
     """Relevance training of ``model`` (already its own) for ``settings.steps`` steps, continuing ``fit``.
@@ -178,10 +200,18 @@ def relevance_steps(
     The steps and the estimates run on ``settings.device`` (default: ``model.net``'s);
     the estimates read the whole training set, so ``X, y`` are moved there once, and the
     fit stays there (its callers bring it back to the CPU).
+
+    ``X`` may be a [`BatchStream`][bayesguide.model.batches.BatchStream] (``y`` ``None``,
+    ``engine="fast"``, checked by the caller): the steps read its batches
+    ([`map_stream_steps`][bayesguide.infer.map.map_stream_steps]) and each estimate sums
+    the gradient over one pass of it.
     """
     device = resolve_device(settings.device, model.net)
-    fingerprint = data_fingerprint(X, y)
-    X, y = to_device(X, device), to_device(y, device)
+    stream = X if isinstance(X, BatchStream) else None
+    if stream is None:
+        assert isinstance(X, torch.Tensor) and y is not None
+        fingerprint = data_fingerprint(X, y)
+        X, y = to_device(X, device), to_device(y, device)
     if fit is None:
         _estimate(model, module_on(model.net, device), X, y, s)
     done = 0
@@ -191,20 +221,25 @@ def relevance_steps(
         block = 0 if fit is None else -(-fit.steps // s.every)
         block_settings = settings.with_options(
             "fit_relevance", steps=chunk, progress=False, seed=None if seed is None else seed + block)
-        fit = map_steps(model, X, y, block_settings, engine=engine, init=fit, fitter="relevance",
-                        fingerprint=fingerprint)
+        if stream is None:
+            assert isinstance(X, torch.Tensor) and y is not None
+            fit = map_steps(model, X, y, block_settings, engine=engine, init=fit, fitter="relevance",
+                            fingerprint=fingerprint)
+        else:
+            fit = as_map_block(fit, "relevance", functools.partial(map_stream_steps, model, stream, block_settings))
         done += chunk
         _estimate(model, fit.module, X, y, s)
         if after_block is not None and after_block(fit):
             break
     assert fit is not None
-    return dataclasses.replace(fit, settings=settings.as_dict() | {"engine": engine, "relevance": repr(s)})
+    data = {} if stream is None else {"data": "loader"}
+    return dataclasses.replace(fit, settings=settings.as_dict() | {"engine": engine, "relevance": repr(s)} | data)
 
 
 def fit_relevance(
     model: GuidedModel,
-    X: ArrayLike,
-    y: ArrayLike,
+    X: ArrayLike | Batches | DataLoader[Any],
+    y: ArrayLike | None = None,
     optim: OptimSettings | None = None,
     *,
     relevance: Relevance | None = None,
@@ -227,14 +262,18 @@ def fit_relevance(
     model
         A model with a [`GuidedNormal`][bayesguide.GuidedNormal] prior and fixed noise.
     X
-        Training inputs (an array or tensor), validated before any training.
+        Training inputs (an array or tensor), validated before any training; or a data
+        loader of ``(X, y)`` batches (a ``DataLoader`` over a sized dataset, or
+        [`Batches`][bayesguide.model.batches.Batches]), read as by [`fit_map`][bayesguide.fit_map]
+        (each step the next batch, its log-likelihood scaled by ``n / B``); each estimate
+        then sums the gradient over one pass of the loader.
     y
-        Training targets, validated with ``X`` before any training.
+        Training targets, validated with ``X`` before any training; omitted for a loader.
     optim
         The optimisation settings ([`OptimSettings`][bayesguide.OptimSettings]); default
         ``steps=2000``, ``lr=1e-3``, no progress bar. ``batch_size`` sets the minibatch
-        of the Adam steps; the sensitivities are always estimated on the full training
-        set. Block ``k`` of ``every`` steps uses minibatch seed ``seed + k``, so the
+        of the Adam steps (for a loader, its own batch size); the sensitivities are always
+        estimated on the full training set. Block ``k`` of ``every`` steps uses minibatch seed ``seed + k``, so the
         blocks do not repeat one another's minibatch order. ``schedule`` and
         ``patience`` apply within each block.
     relevance
@@ -261,5 +300,9 @@ def fit_relevance(
     s = relevance_settings(model if own is None else own, relevance)
     own = relevance_model(model, s) if own is None else own
     settings = OptimSettings.resolve(optim, DEFAULTS, "fit_relevance", dict(options))
+    source = as_batches(X, y)
+    if source is not None:
+        stream = check_stream(own, source, settings, Engine.resolve(engine, "engine"), "fit_relevance")
+        return fit_on(relevance_steps(own, stream, None, s, settings, init, engine=engine))
     Xt, yt = own.prepare_data(X, y)
     return fit_on(relevance_steps(own, Xt, yt, s, settings, init, engine=engine))

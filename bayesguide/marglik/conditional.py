@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ from bayesguide.infer import fit_map
 from bayesguide.marglik.laplace import laplace_evidence
 from bayesguide.marglik.result import Evidence
 from bayesguide.marglik.variational import weight_diagnostics
+from bayesguide.model.batches import Batches, BatchStream
 from bayesguide.model.device import DeviceLike, resolve_device
 from bayesguide.posterior import Fitted, laplace_posterior, log_likelihood_draws
 from bayesguide.pruning.tuning import tuning_model
@@ -72,12 +74,49 @@ def clml_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.
     return perm[:m], perm[m:]
 
 
+class _Part:
+    """The examples of a stream whose position (in one pass) is marked in ``keep``: a re-iterable of batches."""
+
+    def __init__(self, stream: BatchStream, keep: torch.Tensor) -> None:
+        self.stream, self.keep = stream, keep
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        start = 0
+        for xb, yb in self.stream:
+            mask = self.keep[start : start + xb.shape[0]].to(xb.device)
+            start += xb.shape[0]
+            if mask.any():
+                yield xb[mask], yb[mask]
+
+
+def _split_stream(stream: BatchStream, net: torch.nn.Module, fraction: float,
+                  seed: int) -> tuple[BatchStream, BatchStream]:
+    """The conditioned and the predicted examples of a stream (each in the stream's order), split by `clml_split`."""
+    first, rest = clml_split(stream.n, fraction, seed)
+    parts = []
+    for idx in (first, rest):
+        keep = torch.zeros(stream.n, dtype=torch.bool)
+        keep[idx] = True
+        parts.append(BatchStream(Batches(_Part(stream, keep), n=idx.numel()), net,
+                                 stream.likelihood, stream.dtype))
+    return parts[0], parts[1]
+
+
 def clml_estimate(
-    fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, fraction: float = 0.8, steps: int = 300,
+    fitted: Fitted, X: torch.Tensor | BatchStream, y: torch.Tensor | None, *, fraction: float = 0.8, steps: int = 300,
     lr: float = 1e-3, draws: int = 1000, hessian: str = "full", optimize_prior: bool = True, seed: int = 0,
     device: DeviceLike = None,
 ) -> Evidence:
     """The ``"clml"`` estimator (see the module docstring) on prepared training data.
+
+    ``X`` may be a [`BatchStream`][bayesguide.model.batches.BatchStream] (``y`` ``None``):
+    the split is then by position in a pass (the same ``clml_split`` of ``n``); the
+    re-fit reads the conditioned examples of each batch as a loader fit does
+    ([`bayesguide.fit_map`][]: one batch a step, scaled by ``m / B``), the Laplace
+    curvature is summed over them, and the predictive log-likelihoods of the others are
+    summed per draw, batch by batch. A loader of one batch gives the estimate of the
+    tensors up to the order of the sums, when ``steps=0``; with ``steps > 0`` the
+    re-fit sees the conditioned examples in the loader's order instead of the split's.
 
     Parameters
     ----------
@@ -107,28 +146,41 @@ def clml_estimate(
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 2:
         raise ValueError(f"draws must be an int >= 2, got {draws!r}")
     target = resolve_device(device, fitted.module)
-    first, rest = clml_split(X.shape[0], fraction, seed)
+    Xf: torch.Tensor | BatchStream
+    Xr: torch.Tensor | BatchStream
+    yf: torch.Tensor | None
+    yr: torch.Tensor | None
+    if isinstance(X, BatchStream):
+        Xf, Xr = _split_stream(X, fitted.module, fraction, seed)
+        yf = yr = None
+    else:
+        assert y is not None
+        first, rest = clml_split(X.shape[0], fraction, seed)
+        Xf, yf, Xr, yr = X[first], y[first], X[rest], y[rest]
     model = tuning_model(fitted)
     module = copy.deepcopy(fitted.module)
     noise = fitted.noise
     if steps:
-        fit = fit_map(model.with_network(module), X[first], y[first], steps=steps, lr=lr, seed=seed, progress=False,
+        fit = fit_map(model.with_network(module), Xf, yf, steps=steps, lr=lr, seed=seed, progress=False,
                       device=target)
         module, noise = fit.module, fit.noise
     structure = "diag" if hessian == "kron" else hessian
     scale = 1.0
     if optimize_prior:
-        ev = laplace_evidence(model, module, X[first], y[first], hessian=structure, optimize_prior=True, noise=noise,
+        ev = laplace_evidence(model, module, Xf, yf, hessian=structure, optimize_prior=True, noise=noise,
                               device=target)
         scale = float(ev.prior_scale) if ev.prior_scale is not None else 1.0
         noise = ev.noise if model.learns_noise else noise
-    post = laplace_posterior(model, module, X[first], y[first], hessian=structure, prior_scale=scale, noise=noise,
+    post = laplace_posterior(model, module, Xf, yf, hessian=structure, prior_scale=scale, noise=noise,
                              device=target)
     flat = post.sample(draws, torch.Generator().manual_seed(seed))
-    loglik = log_likelihood_draws(model, module, post.unflatten(flat), X[rest], y[rest],
-                                  noise if model.learns_noise else None, around=post.unflatten(post.mean),
-                                  device=target)
-    lw = loglik.sum(1).numpy()
+    lw_t = torch.zeros(draws, dtype=torch.float64)
+    for xb, yb in [(Xr, yr)] if isinstance(Xr, torch.Tensor) else Xr:
+        assert yb is not None
+        lw_t += log_likelihood_draws(model, module, post.unflatten(flat), xb, yb,
+                                     noise if model.learns_noise else None, around=post.unflatten(post.mean),
+                                     device=target).sum(1)
+    lw = lw_t.numpy()
     if not np.isfinite(lw).all():
         raise ValueError("non-finite predictive log-likelihoods: the Laplace posterior puts mass where the "
                          "likelihood is 0 or NaN")

@@ -11,10 +11,15 @@ help all know a new estimator from its one registration.
 
 | name | estimate | options (all also take ``device``) |
 |---|---|---|
-| laplace | Laplace approximation, GGN curvature; reads loaders | hessian, optimize_prior, max_params, memory_budget |
+| laplace | Laplace approximation, GGN curvature | hessian, optimize_prior, max_params, memory_budget |
 | elbo | ELBO of the SVI guide (a lower bound) | particles (200), seed, chunk_size |
 | iwae | importance-weighted bound, ESS and Pareto k | particles (1000), seed, chunk_size |
 | clml | conditional marginal likelihood (Lotfi et al.) | fraction, steps, lr, draws, hessian, optimize_prior, seed |
+
+Every built-in estimator also reads a data loader, batch by batch
+(``EvidenceEstimator.reads_batches``): the Laplace curvature and log-likelihood, the
+variational log-weights and the CLML's re-fit, curvature and predictive are sums over
+the examples, accumulated over the batches.
 
 Every built-in estimator takes ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``; default:
 where the fit's or candidate's network is — the CPU for bayesguide's own results): the
@@ -65,7 +70,8 @@ class EvidenceEstimator:
     reads_batches
         Whether ``estimate`` also takes a data loader: ``X`` a
         [`BatchStream`][bayesguide.model.batches.BatchStream] and ``y`` ``None``
-        (``"laplace"``); [`evidence`][bayesguide.evidence] refuses a loader for the others.
+        (every built-in estimator); [`evidence`][bayesguide.evidence] refuses a loader for
+        the others.
     """
 
     name: str
@@ -121,11 +127,13 @@ def evidence(fit: Fitted, X: ArrayLike | Batches | DataLoader[Any], y: ArrayLike
         The inputs the fit was trained on (checked by fingerprint); or, for data that do
         not fit in memory, a data loader of ``(X, y)`` batches (a ``DataLoader`` over a
         sized dataset, or [`Batches`][bayesguide.model.batches.Batches]), read batch by
-        batch — ``"laplace"`` only, where ``hessian="kron"``, ``"diag"`` and ``"ekfac"``
-        accumulate the curvature over the batches (``"full"`` too, within its memory
-        budget). A fit made from a loader is checked by the loader's fingerprint, a fit
-        made from tensors by hashing the loader's data in its order (two extra passes; the
-        loader must not shuffle); see [`bayesguide.model.batches`][].
+        batch by every built-in method: for ``"laplace"`` ``hessian="kron"``, ``"diag"``
+        and ``"ekfac"`` accumulate the curvature over the batches (``"full"`` too, within
+        its memory budget); ``"elbo"`` / ``"iwae"`` sum each draw's log-likelihood over
+        them; ``"clml"`` splits the examples by position in a pass. A fit made from a
+        loader is checked by the loader's fingerprint, a fit made from tensors by hashing
+        the loader's data in its order (two extra passes; the loader must not shuffle); see
+        [`bayesguide.model.batches`][].
     y
         The targets the fit was trained on (checked by fingerprint with ``X``); omitted
         when ``X`` is a data loader.
@@ -190,9 +198,11 @@ def evidence(fit: Fitted, X: ArrayLike | Batches | DataLoader[Any], y: ArrayLike
 register_estimator(EvidenceEstimator("laplace", laplace_estimate, "Laplace approximation, GGN curvature",
                                      reads_batches=True))
 register_estimator(EvidenceEstimator(
-    "elbo", elbo_estimate, "ELBO of the SVI guide (a lower bound), many particles, full data", needs_posterior=True))
+    "elbo", elbo_estimate, "ELBO of the SVI guide (a lower bound), many particles, full data", needs_posterior=True,
+    reads_batches=True))
 register_estimator(EvidenceEstimator(
     "iwae", iw_estimate, "importance-weighted bound with the SVI guide as proposal, ESS and Pareto k",
-    needs_posterior=True))
+    needs_posterior=True, reads_batches=True))
 register_estimator(EvidenceEstimator(
-    "clml", clml_estimate, "conditional marginal likelihood log p(D_>m | D_<=m) (Lotfi et al.), GLM predictive"))
+    "clml", clml_estimate, "conditional marginal likelihood log p(D_>m | D_<=m) (Lotfi et al.), GLM predictive",
+    reads_batches=True))

@@ -34,6 +34,7 @@ import torch
 
 from bayesguide._arviz import arviz
 from bayesguide.marglik.result import Evidence
+from bayesguide.model.batches import BatchStream
 from bayesguide.model.device import DeviceLike, resolve_device
 from bayesguide.posterior import Fitted, guide_draws, log_likelihood_draws, log_prior_draws
 
@@ -43,17 +44,23 @@ _MIN_DRAWS_FOR_K = 10
 """Fewer draws than this give no Pareto-k estimate (``nan``)."""
 
 
-def log_weights(src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, particles: int, seed: int,
+def log_weights(src: Fitted, Xt: torch.Tensor | BatchStream, yt: torch.Tensor | None, particles: int, seed: int,
                 chunk_size: int | None = None, device: DeviceLike = None) -> torch.Tensor:
     """``log p(D | θ_s) + log p(θ_s) − log q(θ_s)`` for ``particles`` guide draws (float64, on the CPU).
 
     The draws are made on the CPU (the same draws on every device); the network runs on
-    ``device`` (default: where ``src.module`` is).
+    ``device`` (default: where ``src.module`` is). ``Xt`` may be a
+    [`BatchStream`][bayesguide.model.batches.BatchStream] (``yt`` ``None``): ``log p(D | θ_s)``
+    is then summed over its batches in one pass, holding ``S × batch`` numbers at a time.
     """
     values, log_q = guide_draws(src.guide, src.model, particles, torch.Generator().manual_seed(seed))
-    loglik = log_likelihood_draws(src.model, src.module, values, Xt, yt, src.noise, chunk_size=chunk_size,
-                                  device=device)
-    return loglik.sum(1) + log_prior_draws(src.model, values) - log_q
+    batches = [(Xt, yt)] if isinstance(Xt, torch.Tensor) else Xt
+    loglik = torch.zeros(particles, dtype=torch.float64)
+    for xb, yb in batches:
+        assert yb is not None
+        loglik += log_likelihood_draws(src.model, src.module, values, xb, yb, src.noise, chunk_size=chunk_size,
+                                       device=device).sum(1)
+    return loglik + log_prior_draws(src.model, values) - log_q
 
 
 def weight_diagnostics(lw: np.ndarray) -> tuple[float, float]:
@@ -70,7 +77,7 @@ def weight_diagnostics(lw: np.ndarray) -> tuple[float, float]:
     return ess, float(k)
 
 
-def _estimate(src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, particles: int, seed: int,
+def _estimate(src: Fitted, Xt: torch.Tensor | BatchStream, yt: torch.Tensor | None, particles: int, seed: int,
               chunk_size: int | None, method: str, device: DeviceLike) -> Evidence:
     if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
         raise ValueError(f"particles must be a positive int, got {particles!r}")
@@ -103,8 +110,8 @@ def _estimate(src: Fitted, Xt: torch.Tensor, yt: torch.Tensor, particles: int, s
     )
 
 
-def elbo_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles: int = 200, seed: int = 0,
-                  chunk_size: int | None = None, device: DeviceLike = None) -> Evidence:
+def elbo_estimate(fitted: Fitted, X: torch.Tensor | BatchStream, y: torch.Tensor | None, *, particles: int = 200,
+                  seed: int = 0, chunk_size: int | None = None, device: DeviceLike = None) -> Evidence:
     """The ``"elbo"`` estimator: the ELBO of an SVI posterior, a lower bound on the log evidence.
 
     $$
@@ -112,7 +119,9 @@ def elbo_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles
         = \\log p(\\mathcal D \\mid M) - \\mathrm{KL}(q \\,\\|\\, p(θ \\mid \\mathcal D)),
     $$
 
-    estimated with ``particles`` draws on the full (prepared) training data ``X, y``.
+    estimated with ``particles`` draws on the full (prepared) training data ``X, y`` —
+    or on a [`BatchStream`][bayesguide.model.batches.BatchStream] ``X`` (``y`` ``None``),
+    whose batches' log-likelihoods are summed per draw in one pass (the same sums).
     ``seed`` seeds a private generator (the draws are made on the CPU); ``device`` is
     where the network evaluates them (default: where ``fitted.module`` is), in blocks
     of draws and examples moved there.
@@ -132,8 +141,8 @@ def elbo_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles
     return _estimate(fitted, X, y, particles, seed, chunk_size, "elbo", device)
 
 
-def iw_estimate(fitted: Fitted, X: torch.Tensor, y: torch.Tensor, *, particles: int = 1000, seed: int = 0,
-                chunk_size: int | None = None, device: DeviceLike = None) -> Evidence:
+def iw_estimate(fitted: Fitted, X: torch.Tensor | BatchStream, y: torch.Tensor | None, *, particles: int = 1000,
+                seed: int = 0, chunk_size: int | None = None, device: DeviceLike = None) -> Evidence:
     """The ``"iwae"`` estimator: ``log (1/S) Σ_s p(D, θ_s) / q(θ_s)`` (Burda et al. 2016).
 
     Tighter than the ELBO and increasing in ``S``; exact when the guide is the

@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader
 from bayesguide.likelihoods import Likelihood
 from bayesguide.model.data import ArrayLike, as_tensor, prepare_data
 
-__all__ = ["BatchStream", "Batches", "as_batches", "is_batches", "stream_metric"]
+__all__ = ["BatchStream", "Batches", "as_batches", "is_batches", "open_stream", "stream_metric"]
 
 
 class Batches:
@@ -137,8 +137,9 @@ def _dataset_len(source: Any) -> int | None:
 
 
 def is_batches(X: Any) -> bool:
-    """Whether ``X`` is a data loader (a ``DataLoader`` or [`Batches`][bayesguide.model.batches.Batches])."""
-    return isinstance(X, (Batches, DataLoader))
+    """Whether ``X`` is a data loader (a ``DataLoader``, [`Batches`][bayesguide.model.batches.Batches] or a
+    [`BatchStream`][bayesguide.model.batches.BatchStream])."""
+    return isinstance(X, (Batches, DataLoader, BatchStream))
 
 
 def as_batches(X: ArrayLike, y: ArrayLike | None) -> Batches | None:
@@ -153,6 +154,8 @@ def as_batches(X: ArrayLike, y: ArrayLike | None) -> Batches | None:
     if is_batches(X):
         if y is not None:
             raise ValueError("pass a data loader alone, without y: it yields (X, y) batches")
+        if isinstance(X, BatchStream):
+            return X.batches
         return X if isinstance(X, Batches) else Batches(X)
     if y is None:
         raise TypeError(
@@ -196,6 +199,7 @@ class BatchStream:
             self.n, self.feature_shape, str(xt.dtype), self.target_shape, str(yt.dtype), batches.key,
         )).encode())
         self.fingerprint = "batches:" + h.hexdigest()[:16]
+        self._checked: set[str] = set()  # fit fingerprints this stream was found to hold the data of
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count = 0
@@ -256,13 +260,20 @@ class BatchStream:
             h.update(yb.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
+    def holds(self, fingerprint: str) -> bool:
+        """Whether this stream is known to yield the data of ``fingerprint``: its own, or one
+        [`check_fit`][bayesguide.model.batches.BatchStream.check_fit] accepted (no pass over the data)."""
+        return fingerprint == self.fingerprint or fingerprint in self._checked
+
     def check_fit(self, fingerprint: str, label: str) -> None:
         """Refuse this loader unless it holds the data a fit with ``fingerprint`` was trained on.
 
         A loader fit's fingerprint must equal this stream's; a fit on tensors is checked
         against [`content_fingerprint`][bayesguide.model.batches.BatchStream.content_fingerprint]
-        (two passes over the data).
+        (two passes over the data, once per stream: a fingerprint found to match is remembered).
         """
+        if fingerprint in self._checked:
+            return
         if fingerprint.startswith("batches:"):
             if fingerprint != self.fingerprint:
                 raise ValueError(
@@ -278,6 +289,24 @@ class BatchStream:
                 f"{own} != {fingerprint}; pass a loader over the training data without shuffling, or the X, y "
                 f"tensors"
             )
+        self._checked.add(fingerprint)
+
+
+def open_stream(X: Any, y: Any, net: nn.Module, likelihood: Likelihood, dtype: torch.dtype) -> BatchStream | None:
+    """``X`` as a [`BatchStream`][bayesguide.model.batches.BatchStream] when it is a data loader, else ``None``.
+
+    A ``BatchStream`` is returned as it is (it was validated when made, and it remembers
+    the fits it was checked against, [`check_fit`][bayesguide.model.batches.BatchStream.check_fit]),
+    so that a pipeline checks a loader once and passes the stream on; a ``DataLoader`` or
+    [`Batches`][bayesguide.model.batches.Batches] is validated against ``net`` and
+    ``likelihood`` (its first batch read). Errors as [`as_batches`][bayesguide.model.batches.as_batches].
+    """
+    if isinstance(X, BatchStream):
+        if y is not None:
+            raise ValueError("pass a data loader alone, without y: it yields (X, y) batches")
+        return X
+    source = as_batches(X, y)
+    return None if source is None else BatchStream(source, net, likelihood, dtype)
 
 
 def _pair(batch: Any, i: int) -> tuple[Any, Any]:
@@ -329,7 +358,7 @@ def stream_metric(module: nn.Module, likelihood: Likelihood,
     True
     """
     param = next(module.parameters())
-    if is_batches(data):
+    if is_batches(data) and not isinstance(data, BatchStream):
         data = BatchStream(as_batches(data, None) or Batches(data), module, likelihood, param.dtype)
     module = module.eval()
     device = param.device if device is None else device

@@ -83,7 +83,8 @@ def as_tensor(a: ArrayLike, name: str) -> torch.Tensor:
     elif (hasattr(a, "__iter__") and not hasattr(a, "__len__")) or type(a).__name__ in ("DataLoader", "Batches"):
         raise TypeError(
             f"{name} is a data loader ({type(a).__name__}); this function needs the data in memory as arrays or "
-            f"tensors — data loaders are read by bg.fit_map, bg.fit_svi and bg.evidence(method='laplace') "
+            f"tensors — data loaders are read by the fitters, bg.evidence, bg.compare and "
+            f"bg.select_architecture "
             f"(see docs/scaling.md, 'Data that does not fit in memory')"
         )
     else:

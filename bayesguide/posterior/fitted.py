@@ -26,6 +26,7 @@ from bayesguide._arviz import arviz, arviz_name
 from bayesguide._options import Option
 from bayesguide.curvature.base import Inputs
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint, fold_batchnorm
+from bayesguide.model.batches import BatchStream, is_batches, open_stream
 from bayesguide.posterior.draws import (
     check_count,
     guide_draws,
@@ -127,6 +128,24 @@ class Fitted:
             )
         return Xt, yt
 
+    def training_data(self, X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor] | tuple[BatchStream, None]:
+        """The training data checked against this fit: prepared tensors, or a stream for a data loader.
+
+        Arrays or tensors ``X, y`` give [`prepare`][bayesguide.posterior.Fitted.prepare]'s
+        ``(X, y)``. A data loader ``X`` (a ``DataLoader``, [`Batches`][bayesguide.model.batches.Batches]
+        or a [`BatchStream`][bayesguide.model.batches.BatchStream]; ``y`` ``None``) gives
+        ``(stream, None)``: the loader validated against the network
+        ([`open_stream`][bayesguide.model.batches.open_stream]) and checked to hold the fit's
+        training data ([`BatchStream.check_fit`][bayesguide.model.batches.BatchStream.check_fit]: by
+        fingerprint for a fit made from a loader, by hashing the loader's data for a fit made
+        from tensors — once per stream).
+        """
+        stream = open_stream(X, y, self.model.net, self.model.likelihood, self.model.dtype)
+        if stream is None:
+            return self.prepare(X, y)
+        stream.check_fit(self.data_fingerprint, self.label)
+        return stream, None
+
     def predict(self, X: ArrayLike) -> torch.Tensor:
         """Network output (logits or means) at the fitted weights, in eval mode."""
         Xt = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
@@ -151,7 +170,11 @@ class Fitted:
         Parameters
         ----------
         X
-            The training inputs (validated and checked by fingerprint).
+            The training inputs (validated and checked by fingerprint). In memory: the
+            ``log_likelihood`` group alone holds ``S × N`` numbers, so a data loader is
+            refused (a ``TypeError``) — for data beyond memory, PSIS-LOO streams:
+            [`bayesguide.predictive.loo`][]``(fit, loader)``, which reads the loader batch by
+            batch and keeps ``N`` numbers per result, not the draws.
         y
             The training targets (validated and checked by fingerprint with ``X``).
         posterior
@@ -200,6 +223,12 @@ class Fitted:
         >>> idata.log_likelihood["obs"].shape
         (1, 50, 30)
         """
+        if is_batches(X):
+            raise TypeError(
+                f"to_inference_data needs the data in memory, got a data loader ({type(X).__name__}): its "
+                f"log_likelihood and posterior_predictive groups hold draws × examples numbers; for PSIS-LOO on "
+                f"data beyond memory use bg.predictive.loo(fit, loader), which streams the loader"
+            )
         kind = PosteriorKind.resolve(posterior, "posterior")
         check_count(draws, "draws")
         Xt, yt = self.prepare(X, y)

@@ -18,6 +18,7 @@ from torch import nn
 
 from bayesguide.infer import FitResult
 from bayesguide.model import ArrayLike, GuidedModel
+from bayesguide.model.batches import BatchStream, is_batches
 from bayesguide.posterior import Fitted, Guide
 from bayesguide.pruning.decisions import (
     Budget,
@@ -219,9 +220,13 @@ def setup(
     """Analyse the fit's network, check the data, find spatial sizes; the decision context."""
     if not isinstance(fit, FitResult):
         raise TypeError(f"expected a FitResult from bg.fit_map or bg.fit_svi, got {type(fit).__name__}")
-    if (X is None) != (y is None):
+    if X is not None and is_batches(X):
+        stream, _ = fit.training_data(X, y)  # a loader (y omitted): checked against the fit
+        assert isinstance(stream, BatchStream)
+        input_shape = stream.feature_shape if input_shape is None else input_shape
+    elif (X is None) != (y is None):
         raise ValueError("pass both X and y (the training data) or neither")
-    if X is not None and y is not None:
+    elif X is not None and y is not None:
         Xt, _ = fit.prepare(X, y)
         input_shape = tuple(Xt.shape[1:]) if input_shape is None else input_shape
     structure = analyse(fit.module)
@@ -283,9 +288,10 @@ def prune(
         or any callable score (see [`bayesguide.pruning.scores`][]).
     X
         The training inputs (optional): checked against the fit's fingerprint with
-        ``y``; their shape gives the input shape for FLOPs.
+        ``y``; their shape gives the input shape for FLOPs. Or a data loader of ``(X, y)``
+        batches, checked likewise ([`Fitted.training_data`][bayesguide.posterior.Fitted.training_data]).
     y
-        The training targets (optional, with ``X``).
+        The training targets (optional, with ``X``; omitted for a loader).
     input_shape
         Shape of one example, for the FLOPs of a convolutional network.
 
@@ -323,10 +329,20 @@ def prune(
     return build(fit, structure, masks, f"{described} on score {name!r}", positions)
 
 
-def with_tuning(cand: Candidate, tuned: FitResult) -> Candidate:
-    """``cand`` with the fine-tuned network and guide of ``tuned`` (the only way to set ``tuned``)."""
+def with_tuning(cand: Candidate, tuned: FitResult, data: BatchStream | None = None) -> Candidate:
+    """``cand`` with the fine-tuned network and guide of ``tuned`` (the only way to set ``tuned``).
+
+    ``tuned`` must have been trained on the candidate's data: the same fingerprint, or —
+    for a candidate of a fit made from tensors, fine-tuned on a data loader — on the
+    stream ``data``, which was checked to hold those data
+    ([`BatchStream.holds`][bayesguide.model.batches.BatchStream.holds]); ``tuned`` then
+    takes the candidate's fingerprint.
+    """
     if not isinstance(tuned, FitResult):
         raise TypeError(f"with_tuning takes the fine-tuning FitResult, got {type(tuned).__name__}")
+    if (tuned.data_fingerprint != cand.data_fingerprint and data is not None
+            and tuned.data_fingerprint == data.fingerprint and data.holds(cand.data_fingerprint)):
+        tuned = dataclasses.replace(tuned, data_fingerprint=cand.data_fingerprint)
     if tuned.data_fingerprint != cand.data_fingerprint:
         raise ValueError("the fine-tuning fit was trained on other data than the candidate's fit")
     return dataclasses.replace(cand, module=tuned.module, guide=tuned.guide, tuned=tuned)

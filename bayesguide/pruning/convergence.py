@@ -40,6 +40,7 @@ import torch
 
 from bayesguide.infer import FitResult
 from bayesguide.model import ArrayLike, GuidedModel
+from bayesguide.model.batches import BatchStream, open_stream
 
 __all__ = ["Convergence", "check_convergence"]
 
@@ -79,24 +80,35 @@ class Convergence:
                 "grad_rms": self.grad_rms}
 
 
-def _grad_rms(fit: FitResult, model: GuidedModel, X: torch.Tensor, y: torch.Tensor) -> float:
+def _grad_rms(fit: FitResult, model: GuidedModel, X: torch.Tensor | BatchStream, y: torch.Tensor | None) -> float:
+    """The RMS gradient of the negative log joint; for a stream, the batches' gradients summed (float64)."""
     module = fit.module
     params = [p for p in module.parameters() if p.requires_grad]
     values = fit.guide.mean_values()
     noise = fit.guide.noise()
+    noise = None if noise is None else noise.detach()
+    batches = [(X, y)] if isinstance(X, torch.Tensor) else X
+    total: list[torch.Tensor | None] = [None] * len(params)
     was_training = module.training
     module.eval()
     try:
-        ll, lp = model.log_joint(model.chain(module), values, X, y, noise=None if noise is None else noise.detach())
-        grads = torch.autograd.grad(-(ll + lp), params, allow_unused=True)
+        for i, (xb, yb) in enumerate(batches):
+            assert yb is not None
+            ll, lp = model.log_joint(model.chain(module), values, xb, yb, noise=noise)
+            grads = torch.autograd.grad(-(ll + lp) if i == 0 else -ll, params, allow_unused=True)
+            for k, g in enumerate(grads):
+                if g is not None:
+                    g = g.detach().to(torch.float64)
+                    prev = total[k]
+                    total[k] = g if prev is None else prev + g
     finally:
         module.train(was_training)
-    squares = sum(float(g.detach().pow(2).sum()) for g in grads if g is not None)
+    squares = sum(float(g.pow(2).sum()) for g in total if g is not None)
     count = sum(p.numel() for p in params)
     return math.sqrt(squares / max(count, 1))
 
 
-def check_convergence(fit: FitResult, X: ArrayLike, y: ArrayLike, *, model: GuidedModel | None = None,
+def check_convergence(fit: FitResult, X: ArrayLike, y: ArrayLike | None = None, *, model: GuidedModel | None = None,
                       window: int | None = None, tol: float = TOLERANCE) -> Convergence:
     """The convergence check of a MAP fit (typically a candidate's fine-tuning).
 
@@ -105,9 +117,12 @@ def check_convergence(fit: FitResult, X: ArrayLike, y: ArrayLike, *, model: Guid
     fit
         A MAP fit (``fit.losses`` is its objective per step).
     X
-        Its training inputs (for the gradient).
+        Its training inputs (for the gradient); or a data loader of them (a
+        ``DataLoader``, [`Batches`][bayesguide.model.batches.Batches] or
+        [`BatchStream`][bayesguide.model.batches.BatchStream]), whose batches' gradients are
+        summed in one pass.
     y
-        Its training targets (for the gradient).
+        Its training targets (for the gradient); omitted for a loader.
     model
         The model whose negative log joint the fit minimised; default ``fit.model`` (a
         candidate's fine-tuning: [`tuning_model`][bayesguide.pruning.tuning.tuning_model]).
@@ -121,7 +136,8 @@ def check_convergence(fit: FitResult, X: ArrayLike, y: ArrayLike, *, model: Guid
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a finite number > 0 (nats), got {tol!r}")
     model = fit.model if model is None else model
-    Xt, yt = model.prepare_data(X, y)
+    stream = open_stream(X, y, model.net, model.likelihood, model.dtype)
+    Xt, yt = (stream, None) if stream is not None else model.prepare_data(X, y)
     losses = np.asarray(fit.losses, dtype=np.float64)
     steps = len(losses)
     w = max(10, min(100, steps // 5)) if window is None else int(window)

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import bayesguide as bg
 from bayesguide.curvature import base as curvature_base
+from bayesguide.marglik import EvidenceEstimator, register_estimator, unregister_estimator
 from bayesguide.model.batches import Batches, BatchStream, stream_metric
 
 N = 120
@@ -138,7 +139,8 @@ def test_full_ggn_refused_beyond_the_memory_budget(monkeypatch: pytest.MonkeyPat
     X, y = regression()
     fit = bg.fit_map(gaussian_model(), X, y, steps=5, progress=False)
     P = 4 * 6 + 6 + 6 + 1
-    message = rf"P={P} parameters: {5 * 8 * P * P} bytes .* memory budget of 1000 bytes .* hessian='kron'"
+    need = curvature_base.DENSE_COPIES * 8 * P * P
+    message = rf"P={P} parameters: {need} bytes .* memory budget of 1000 bytes .* hessian='kron'"
     with pytest.raises(ValueError, match=message):
         bg.evidence(fit, X, y, hessian="full", memory_budget=1000, progress=False)
     with pytest.raises(ValueError, match=message):
@@ -207,6 +209,10 @@ def test_bad_loaders_are_named() -> None:
         Batches(batches, n=0)
 
 
+def _in_memory_only(fitted: object, X: torch.Tensor, y: torch.Tensor) -> bg.Evidence:
+    raise AssertionError("not reached: a loader is refused before the estimator is called")
+
+
 def test_what_a_loader_fit_cannot_do_is_refused_before_any_work() -> None:
     X, y = regression()
     model = gaussian_model()
@@ -220,10 +226,16 @@ def test_what_a_loader_fit_cannot_do_is_refused_before_any_work() -> None:
     with pytest.raises(TypeError, match="y is missing"):
         bg.fit_map(model, X, steps=5, progress=False)
     with pytest.raises(TypeError, match="X is a data loader"):
-        model.prepare_data(data, y)  # what every in-memory fitter (fit_l0, fit_relevance, ...) runs first
+        model.prepare_data(data, y)  # what in-memory-only code (relevance_pruning, to_inference_data) runs first
     fit = bg.fit_map(model, data, steps=5, progress=False)
-    with pytest.raises(ValueError, match="method='elbo' needs the data in memory"):
-        bg.evidence(fit, data, method="elbo")
+    register_estimator(EvidenceEstimator("toy_in_memory", _in_memory_only, "reads tensors only"))
+    try:
+        with pytest.raises(ValueError, match="method='toy_in_memory' needs the data in memory"):
+            bg.evidence(fit, data, method="toy_in_memory")
+    finally:
+        unregister_estimator("toy_in_memory")
+    with pytest.raises(TypeError, match=r"to_inference_data needs the data in memory.*bg.predictive.loo"):
+        fit.to_inference_data(data, None)
     with pytest.raises(ValueError, match="not the one MAP fit was trained on"):
         bg.evidence(fit, Batches(data, key="v2"), hessian="kron", progress=False)
     tensor_fit = bg.fit_map(model, X, y, steps=5, progress=False)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
+import bayesguide as bg
 from bayesguide.infer import FitResult
+from bayesguide.pipeline import Selection, make_path, select_architecture
 from bayesguide.pruning import pruning_path
 from bayesguide.pruning.path import removal_order
 
@@ -120,3 +123,77 @@ def test_fine_tuning_l0_and_horseshoe_paths_uses_the_uniform_gaussian() -> None:
             assert isinstance(used.prior, bg.GuidedNormal) and used.prior.strength == 2.0
             assert torch.equal(used.coefficients[used.prunable_sites[0].name],
                                torch.ones(cand.widths[0], dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------- round_to
+
+def _conv_fit() -> tuple[FitResult, torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
+    """A small CNN (12 and 10 channels, then 7 Linear units) and distinct random unit scores."""
+    g = torch.Generator().manual_seed(1)
+    X, y = torch.randn(16, 1, 6, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 12, 3), torch.nn.ReLU(), torch.nn.Conv2d(12, 10, 3), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear(40, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3),
+    )
+    fit = bg.fit_map(bg.GuidedModel(net, bg.GuidedLaplace(0.1)), X, y, steps=3, progress=False)
+    rng = np.random.default_rng(0)
+    scores = {"0": rng.permutation(12) + 0.5, "2": rng.permutation(10) + 0.25, "5": rng.permutation(7) + 0.75}
+    return fit, X, y, scores
+
+
+def _top(scores: np.ndarray, k: int) -> set[int]:
+    """The ``k`` best-scored units (independent of the path's ranking code)."""
+    return {int(j) for j in np.argsort(-scores)[:k]}
+
+
+@pytest.mark.parametrize("round_to", [4, 8])
+def test_round_to_keeps_multiples_of_the_best_scored_units(round_to: int) -> None:
+    fit, X, y, scores = _conv_fit()
+    widths = {"0": 12, "2": 10, "5": 7}
+    removable = sum(widths.values()) - 3
+    plain = pruning_path(fit, X, y, score=lambda f: scores, removals=list(range(removable + 1)))
+    rounded = pruning_path(fit, X, y, score=lambda f: scores, removals=list(range(removable + 1)),
+                           round_to=round_to)
+    expected = sorted({tuple(min(n, -(-k // round_to) * round_to) for n, k in zip(widths.values(), c.widths))
+                       for c in plain}, key=sum, reverse=True)
+    assert [c.widths for c in rounded] == expected  # each point rounded up, duplicates kept once
+    assert len({c.name for c in rounded}) == len(rounded)
+    for cand in rounded:
+        for (layer, n), kept in zip(widths.items(), cand.widths):
+            assert kept % round_to == 0 or kept == n  # a multiple, or the whole layer (never wider)
+            assert set(cand.kept[layer]) == _top(scores[layer], kept)  # the next-best units were added back
+    for big, small in itertools.pairwise(rounded):
+        assert all(set(small.kept[k]) <= set(big.kept[k]) for k in big.kept)  # still nested
+    with torch.no_grad():  # the cut networks run
+        assert rounded[-1].module(X).shape == (16, 3)
+
+
+def test_round_to_respects_min_width_and_layers_narrower_than_it() -> None:
+    fit, X, y, scores = _conv_fit()
+    path = pruning_path(fit, X, y, score=lambda f: scores, n_candidates=6, min_width=5, round_to=4)
+    assert path[-1].widths == (8, 8, 7)  # min_width 5 rounds up to 8; 7 Linear units < 8: never cut
+    assert all(w >= 5 for c in path for w in c.widths)
+    whole = pruning_path(fit, X, y, score=lambda f: scores, n_candidates=4, round_to=16)
+    assert [c.widths for c in whole] == [(12, 10, 7)]  # every layer narrower than 16 stays whole
+    ones = pruning_path(fit, X, y, score=lambda f: scores, n_candidates=4, round_to=1)
+    assert [c.widths for c in ones] == [c.widths for c in pruning_path(fit, X, y, score=lambda f: scores,
+                                                                        n_candidates=4)]
+
+
+@pytest.mark.parametrize("bad", [0, -4, True, 2.5, "8"])
+def test_round_to_refuses_bad_values(map_fit: FitResult, data: tuple[torch.Tensor, torch.Tensor], bad: object) -> None:
+    with pytest.raises(ValueError, match=r"round_to must be a positive int \(units per multiple\) or None, got"):
+        pruning_path(map_fit, *data, round_to=bad)  # type: ignore[arg-type]
+
+
+def test_selection_round_to_reaches_the_path_and_bisection_adds_no_duplicate(
+    map_fit: FitResult, data: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    X, y = data
+    sel = Selection(round_to=4, n_candidates=4, threshold=None, fine_tune=0, bisect=3, progress=False,
+                    hessian="full", optimize_prior=False)
+    assert [c.widths for c in make_path(map_fit, X, y, sel)] == [(6, 5), (4, 4)]
+    cmp = select_architecture(map_fit, X, y, sel)
+    names = list(cmp.table["name"])
+    assert len(names) == len(set(names))
+    assert {tuple(w) for w in cmp.table["widths"]} <= {(6, 5), (6, 4), (4, 5), (4, 4)}
