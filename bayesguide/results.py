@@ -3,7 +3,11 @@
 A run directory (``bayesguide run`` / ``bayesguide demo``) holds
 
 * ``results.json`` — this schema (``schema_version`` 1), rewritten atomically after
-  every finished step, so a crash keeps everything finished before it;
+  every finished step, so a crash keeps everything finished before it. The file is
+  compact JSON, one line per top-level key and per candidate
+  ([`RunResults.dumps`][bayesguide.results.RunResults.dumps]); a writer that passes the same ``memo`` to every
+  save serialises the ``fit`` section (its histories are most of the file) and each
+  finished candidate once, not at every rewrite;
 * ``fit/`` — the full network's ``state_dict`` (``weights.pt``) and ``architecture.json``;
 * ``candidates/<name>/`` — each candidate's ``weights.pt`` and ``architecture.json`` (and,
   when it was fine-tuned, the fine-tuning fit: ``FitResult.save``);
@@ -24,7 +28,7 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "fit": {"method", "fitter", "prior" (str of the prior), "steps", "wall_time_s", "stop_reason", "final_loss",
               "losses": [...], "loss_steps": [...],           # at most 500 points
               "loss_terms": {"nll": [...], "penalty": [...]}, # MAP fits: the two parts of losses, same steps
-              "unit_norms": {layer: [[...units] per record]}, "norm_steps": [...],
+              "unit_norms": {layer: [[...units] per record]}, "norm_steps": [...],  # 7 significant digits
               "train_metric", "test_metric",
               "coefficients": {site: [...]}},                  # relevance fits only: the last estimate
       "metric": "accuracy" | "rmse",
@@ -75,7 +79,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesguide.atomic import jsonable, write_json_atomic
+from bayesguide.atomic import jsonable, write_atomic, write_json_atomic
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -88,6 +92,7 @@ __all__ = [
     "downsample",
     "jsonable",
     "load_results",
+    "significant",
     "write_json_atomic",
 ]
 
@@ -328,13 +333,12 @@ class RunResults:
     environment: EnvironmentRecord | None = None
     """The software and machine of the invocation that wrote the document last (``None``: not recorded)."""
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON document (plain types; NaN and inf as ``null``)."""
+    def _layout(self) -> dict[str, Any]:
+        """The document's top-level entries in file order, ``fit`` and ``candidates`` still records."""
         out: dict[str, Any] = {
             "schema_version": self.schema_version, "status": self.status, "config": self.config,
             "config_hash": self.config_hash, "data": self.data.to_json(),
-            "fit": None if self.fit is None else self.fit.to_json(), "metric": self.metric,
-            "candidates": [c.to_json() for c in self.candidates], "best": self.best,
+            "fit": self.fit, "metric": self.metric, "candidates": self.candidates, "best": self.best,
             "recommended": None if self.recommended is None else self.recommended.to_json(),
             "flags": list(self.flags), "timings": dict(self.timings),
         }
@@ -348,8 +352,55 @@ class RunResults:
             out["selection"] = dict(self.selection)
         if self.environment is not None:
             out["environment"] = self.environment.to_json()
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document (plain types; NaN and inf as ``null``)."""
+        out = self._layout()
+        out["fit"] = None if self.fit is None else self.fit.to_json()
+        out["candidates"] = [c.to_json() for c in self.candidates]
         result: dict[str, Any] = jsonable(out)
         return result
+
+    def dumps(self, memo: dict[int, tuple[Any, str]] | None = None) -> str:
+        """The document as compact JSON text: one line per top-level key and per candidate.
+
+        Parameters
+        ----------
+        memo
+            The texts of records serialised by an earlier call, by identity: a run that
+            rewrites the file after every step passes the same dictionary each time, so
+            that the ``fit`` record (its histories are most of the file) and the
+            finished candidates are serialised once. Updated to hold this document's
+            records only.
+
+        Returns
+        -------
+        str
+            The text [`save`][bayesguide.results.RunResults.save] writes; ``json.loads`` of it equals
+            [`to_json`][bayesguide.results.RunResults.to_json] ().
+        """
+        memo = {} if memo is None else memo
+        now: dict[int, tuple[Any, str]] = {}
+
+        def record(rec: FitRecord | CandidateRecord) -> str:
+            hit = memo.get(id(rec))
+            text = hit[1] if hit is not None and hit[0] is rec else _dump(rec.to_json())
+            now[id(rec)] = (rec, text)
+            return text
+
+        lines = []
+        for key, value in self._layout().items():
+            if key == "fit" and value is not None:
+                text = record(value)
+            elif key == "candidates":
+                text = "[" + "".join(f"\n{record(c)}," for c in value).rstrip(",") + "]"
+            else:
+                text = _dump(value)
+            lines.append(f"{json.dumps(key)}:{text}")
+        memo.clear()
+        memo.update(now)
+        return "{" + ",\n".join(lines) + "}\n"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunResults:
@@ -367,14 +418,34 @@ class RunResults:
             environment=None if not data.get("environment") else EnvironmentRecord.from_json(data["environment"]),
         )
 
-    def save(self, run_dir: str | Path) -> Path:
-        """Write ``run_dir/results.json`` atomically."""
-        return write_json_atomic(Path(run_dir) / "results.json", self.to_json())
+    def save(self, run_dir: str | Path, memo: dict[int, tuple[Any, str]] | None = None) -> Path:
+        """Write ``run_dir/results.json`` atomically ([`dumps`][bayesguide.results.RunResults.dumps] ``(memo)``)."""
+        return write_atomic(Path(run_dir) / "results.json", self.dumps(memo))
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunResults:
         """Read and check ``run_dir/results.json`` (see [`load_results`][bayesguide.results.load_results])."""
         return cls.from_json(load_results(run_dir))
+
+
+def _dump(value: Any) -> str:
+    """Compact JSON of ``value`` (through [`jsonable`][bayesguide.atomic.jsonable]: NaN and inf as ``null``)."""
+    return json.dumps(jsonable(value), separators=(",", ":"), allow_nan=False)
+
+
+def significant(values: Any, digits: int = 7) -> Any:
+    """Floats in nested lists rounded to ``digits`` significant digits (float32's precision by default).
+
+    Examples
+    --------
+    >>> significant([[0.509972333908081, 1e-9 / 3], [2.0, None]])
+    [[0.5099723, 3.333333e-10], [2.0, None]]
+    """
+    if isinstance(values, (list, tuple)):
+        return [significant(v, digits) for v in values]
+    if isinstance(values, float):
+        return float(f"{values:.{digits}g}")
+    return values
 
 
 def downsample(values: np.ndarray, steps: np.ndarray, most: int = 500) -> tuple[list[float], list[int]]:

@@ -5,7 +5,8 @@
 path → fine-tune → score → assemble) and *only persists*: the fit is saved
 (``FitResult.save``) as soon as it is done, every candidate as soon as it is scored,
 and ``results.json`` ([`RunResults`][bayesguide.results.RunResults]) is rewritten atomically
-after every step. A crash or Ctrl-C keeps every finished candidate; running the same
+after every step (compact; the fit's histories and each finished candidate are
+serialised once, not at every rewrite). A crash or Ctrl-C keeps every finished candidate; running the same
 experiment into the same directory again resumes where it stopped — the fit and the
 finished candidates are loaded, not recomputed; a complete run is returned as it is —
 and a different experiment in that directory is refused, so nothing is overwritten by
@@ -57,7 +58,7 @@ from bayesguide.latency import latency_ms
 from bayesguide.model import GuidedModel, data_fingerprint
 from bayesguide.pipeline import Hooks, fit_model, select_architecture
 from bayesguide.pruning import Candidate, tuning_model, with_tuning
-from bayesguide.report import write_report
+from bayesguide.report import write_reports
 from bayesguide.report.convert import candidate_records, fit_record, recommendation
 from bayesguide.results import CandidateRecord, DataRecord, EnvironmentRecord, RunResults
 from bayesguide.rundir import (
@@ -138,12 +139,13 @@ class _Run:
     def __init__(self, out: Path, results: RunResults, start: float) -> None:
         self.out, self.results, self.start = out, results, start
         self.previous_s = float(results.timings.get("total_s", 0.0))
+        self.memo: dict[int, tuple[Any, str]] = {}  # the fit and finished candidates, serialised once
 
     def update(self, **changes: Any) -> None:
         """Change the document and write it (atomically), with the time spent so far."""
         total = self.previous_s + time.perf_counter() - self.start
         self.results = dataclasses.replace(self.results, **changes, timings={"total_s": total})
-        self.results.save(self.out)
+        self.results.save(self.out, self.memo)
 
     def restore(self, cand: Candidate) -> tuple[Candidate, dict[str, Any]] | None:
         """A candidate finished by an earlier invocation, its fine-tuned weights loaded."""
@@ -239,9 +241,7 @@ def _run(exp: Experiment, progress: bool, log: Callable[[str], None]) -> dict[st
             # nothing to do: the same experiment on the same data, finished (a sweep's rerun relies on it)
             log(f"the run in {out} is complete; nothing to do (bayesguide report {out} rebuilds its reports)")
             document = previous.to_json()
-            for name in ("report.html", "report.md"):
-                if not (out / name).is_file():
-                    write_report(document, out / name)
+            write_reports(document, [out / name for name in ("report.html", "report.md") if not (out / name).is_file()])
             return document
         elif previous is not None:
             log(f"resuming the run in {out} ({previous.status})")
@@ -308,7 +308,6 @@ def _complete(exp: Experiment, run: _Run, model: GuidedModel, X: torch.Tensor, y
             changes["posterior_file"] = "posterior.nc"
     run.update(status="complete", **changes)
     document = run.results.to_json()
-    for name in ("report.html", "report.md"):
-        write_report(document, out / name)
+    write_reports(document, [out / "report.html", out / "report.md"])  # the figures drawn once for both
     log(f"wrote {out / 'report.html'} and {out / 'report.md'}")
     return document

@@ -287,3 +287,42 @@ def test_torch_threads_sets_and_restores_and_refuses_bad_counts() -> None:
         with pytest.raises(ValueError, match=r"threads must be a positive integer or None, got"), \
                 runner.torch_threads(bad):  # type: ignore[arg-type]
             pass
+
+
+def test_a_run_draws_its_figures_once_and_serialises_its_fit_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bayesguide.report.writer as writer
+    from bayesguide.results import FitRecord, RunResults
+
+    figures: list[int] = []
+    fit_json: list[int] = []
+    saves: list[str] = []
+    draw, to_json, dumps = writer.render_figures, FitRecord.to_json, RunResults.dumps
+
+    def counted_draw(results: dict[str, object]) -> dict[str, bytes]:
+        figures.append(1)
+        return draw(results)
+
+    def counted_to_json(self: FitRecord) -> dict[str, object]:
+        fit_json.append(1)
+        return to_json(self)
+
+    def recorded(self: RunResults, memo: dict[int, tuple[object, str]] | None = None) -> str:
+        saves.append(text := dumps(self, memo))
+        return text
+
+    monkeypatch.setattr(writer, "render_figures", counted_draw)
+    monkeypatch.setattr(FitRecord, "to_json", counted_to_json)
+    monkeypatch.setattr(RunResults, "dumps", recorded)
+    assert main(["run", str(_experiment(tmp_path)), "--quiet"]) == 0
+    run = tmp_path / "run"
+    assert figures == [1]  # report.html and report.md share one drawing
+    assert (run / "figures" / "report_loss.png").is_file() and "base64" in (run / "report.html").read_text()
+    assert len(saves) >= 5  # rewritten after every step ...
+    assert len(fit_json) == 2  # ... but the fit serialised once for the file (and once for the returned document)
+    text = (run / "results.json").read_text()
+    assert text == saves[-1]
+    document = json.loads(text)
+    assert len(text.splitlines()) == len(document) + len(document["candidates"])  # a line per key and candidate
+    assert load_results(run) == document and RunResults.load(run).to_json() == document

@@ -4,7 +4,7 @@ Compute, then report: the functions here read a results dictionary (the schema o
 [`bayesguide.results`][]) or a [`Comparison`][bayesguide.Comparison] and never change it.
 
 * [`write_report`][bayesguide.write_report] — a file whose extension chooses the format (``.html``, ``.md``,
-  ``.json``);
+  ``.json``); [`write_reports`][bayesguide.report.write_reports] — several of them, the figures drawn once;
 * [`render_html`][bayesguide.report.render_html] / [`render_markdown`][bayesguide.report.render_markdown] — the page as
 a string;
 * [`results_from_comparison`][bayesguide.report.results_from_comparison] — the results dictionary of a comparison;
@@ -28,7 +28,7 @@ from bayesguide.report.figures import render_figures
 from bayesguide.report.html import render_html
 from bayesguide.report.markdown import render_markdown
 from bayesguide.report.sweep_pages import render_sweep_html, render_sweep_markdown, write_sweep_report
-from bayesguide.report.writer import FORMATS, write_report
+from bayesguide.report.writer import FORMATS, write_report, write_reports
 
 __all__ = [
     "FORMATS",
@@ -39,5 +39,6 @@ __all__ = [
     "render_sweep_markdown",
     "results_from_comparison",
     "write_report",
+    "write_reports",
     "write_sweep_report",
 ]

@@ -20,7 +20,15 @@ from bayesguide.comparison import Comparison
 from bayesguide.infer import FitResult, get_fitter
 from bayesguide.likelihoods import Likelihood
 from bayesguide.pruning import Candidate
-from bayesguide.results import CandidateRecord, DataRecord, FitRecord, Recommendation, RunResults, downsample
+from bayesguide.results import (
+    CandidateRecord,
+    DataRecord,
+    FitRecord,
+    Recommendation,
+    RunResults,
+    downsample,
+    significant,
+)
 
 __all__ = ["candidate_records", "fit_record", "recommendation", "results_from_comparison"]
 
@@ -35,6 +43,9 @@ def _plain(value: Any) -> Any:
 
 def fit_record(fit: FitResult, train_metric: float | None = None, test_metric: float | None = None) -> FitRecord:
     """The ``fit`` section of a fit (histories downsampled to at most 500 points).
+
+    Unit norms, one value per unit and record (most of the section), keep 7 significant
+    digits: float32's precision, the precision they were computed in.
 
     MAP fits also keep their data term and penalty (``loss_terms``: ``"nll"`` and
     ``"penalty"``, at the same steps as ``losses``; NaN becomes ``None``). Fits whose
@@ -51,7 +62,7 @@ def fit_record(fit: FitResult, train_metric: float | None = None, test_metric: f
         method=fit.method, fitter=fit.fitter, prior=str(fit.model.prior), steps=fit.steps,
         wall_time_s=fit.wall_time, stop_reason=fit.stop_reason,
         final_loss=fit.final_loss if len(fit.losses) else None, losses=losses, loss_steps=loss_steps,
-        unit_norms={str(k): np.asarray(v)[idx].tolist() for k, v in fit.unit_norms.items()},
+        unit_norms={str(k): significant(np.asarray(v)[idx].tolist()) for k, v in fit.unit_norms.items()},
         norm_steps=[int(s) for s in np.asarray(fit.norm_steps)[idx]], train_metric=train_metric,
         test_metric=test_metric,
         coefficients={k: v.tolist() for k, v in fit.model.coefficients.items()} if adaptive else None,

@@ -211,20 +211,25 @@ def _diagnostics(flags: list[str]) -> str:
     return '<ul class="flags">' + "".join(f"<li>⚠ {_e(f)}</li>" for f in flags) + "</ul>"
 
 
-def render_html(results: Results) -> str:
+def render_html(results: Results, figures: Mapping[str, bytes] | None = None) -> str:
     """The report as one self-contained HTML page.
 
     Parameters
     ----------
     results
         A results dictionary (schema of [`bayesguide.results`][]); only read.
+    figures
+        The figures as PNG bytes by name, already drawn from ``results``
+        ([`render_figures`][bayesguide.report.render_figures]; what
+        [`write_reports`][bayesguide.report.write_reports] passes, so that the Markdown report's figures are not
+        drawn again); ``None``: drawn here.
 
     Returns
     -------
     str
         The page, with figures embedded as base64 PNG and every user string escaped.
     """
-    figures = render_figures(results)
+    figures = render_figures(results) if figures is None else figures
     flags = content.flags(results)
     sections = {
         "setup": _setup(results),

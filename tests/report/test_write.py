@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bayesguide.report import write_report
+from bayesguide.report import render_figures, write_report, write_reports
 from bayesguide.results import load_results
 
 
@@ -44,3 +44,52 @@ def test_unknown_extension(results: dict[str, Any], tmp_path: Path, name: str) -
 def test_wrong_source_type(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="Comparison or a results dictionary, not list"):
         write_report([1, 2], tmp_path / "r.html")  # type: ignore[arg-type]
+
+
+def test_write_reports_draws_the_figures_once_for_both_pages(
+    results: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    import bayesguide.report.html as html_module
+    import bayesguide.report.writer as writer
+
+    calls: list[int] = []
+    drawn: dict[str, bytes] = {}
+
+    def counting(res: dict[str, Any]) -> dict[str, bytes]:
+        calls.append(1)
+        drawn.update(render_figures(res))
+        return dict(drawn)
+
+    monkeypatch.setattr(writer, "render_figures", counting)
+    monkeypatch.setattr(html_module, "render_figures", counting)  # a page drawing its own would count too
+    paths = write_reports(results, [tmp_path / "report.html", tmp_path / "report.md", tmp_path / "r.json"])
+    assert paths == [tmp_path / "report.html", tmp_path / "report.md", tmp_path / "r.json"]
+    assert len(calls) == 1
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert len(drawn) == 6
+    for name, png in drawn.items():  # the page embeds the very bytes the Markdown links as files
+        assert (tmp_path / "figures" / f"report_{name}.png").read_bytes() == png
+        assert f"data:image/png;base64,{base64.b64encode(png).decode('ascii')}" in page
+    assert "<script" not in page and 'src="figures/' not in page  # still self-contained
+    assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(results))
+
+
+def test_write_reports_checks_every_extension_first(results: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"'.*report\.pdf'.*extension must be one of"):
+        write_reports(results, [tmp_path / "report.html", tmp_path / "report.pdf"])
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_write_reports_draws_nothing_for_json_alone(
+    results: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bayesguide.report.writer as writer
+
+    def refuse(res: dict[str, Any]) -> dict[str, bytes]:
+        raise AssertionError("no figure is needed")
+
+    monkeypatch.setattr(writer, "render_figures", refuse)
+    assert write_reports(results, [tmp_path / "a.json"]) == [tmp_path / "a.json"]
+    assert write_reports(results, []) == []
