@@ -13,18 +13,19 @@ of the pick over the noise.
 
 Methods:
 
-* ``default`` — ``bayesguide run``'s defaults (``kind = "group"``, linear guidance,
-  ``strength = 1``): what a new user gets.
-* ``marglik`` — ``kind = "l2"``, ``guidance = "marglik"``: evidence-driven fitting
-  (:func:`bayesguide.fit_marglik`).
+* ``default`` — ``bayesguide run``'s defaults, what a new user gets: evidence-driven
+  fitting (``kind = "l2"``, ``guidance = "auto"``, i.e. ``"marglik"``,
+  :func:`bayesguide.fit_marglik`, ``[fit] steps = "auto"``, i.e. 6,000).
+* ``group`` — the guided group lasso (``kind = "group"``, linear guidance,
+  ``strength = 1``, 1,500 steps): the default before evidence-driven fitting.
 
 Usage::
 
-    python benchmarks/teacher_student.py                  # the full grid (36 cases × 2 methods, ~30 min)
+    python benchmarks/teacher_student.py                  # the full grid (36 cases × 2 methods, ~40 min idle)
     python benchmarks/teacher_student.py --quick          # 4 cases, a smoke run
-    python benchmarks/teacher_student.py --methods marglik --out benchmarks/results/teacher_student.json
-    python benchmarks/teacher_student.py --seeds 0 --set fit.steps=6000 select.fine_tune=3000 \
-        --out benchmarks/results/teacher_student_long.json   # a 4× budget
+    python benchmarks/teacher_student.py --methods default --out benchmarks/results/teacher_student_default.json
+    python benchmarks/teacher_student.py --methods group --set fit.steps=6000 \
+        --out benchmarks/results/teacher_student_group_6000.json   # the group lasso at a 4× budget
 
 Each finished case is appended to the JSON output (written atomically), so an
 interrupted run keeps what it did and ``--resume`` skips it.
@@ -49,7 +50,7 @@ from bayesguide.runner import run_experiment
 
 METHODS: dict[str, dict[str, Any]] = {
     "default": {},
-    "marglik": {"kind": "l2", "guidance": "marglik"},
+    "group": {"kind": "group"},
 }
 
 ACTIVATIONS = ("tanh", "relu")

@@ -43,6 +43,6 @@ def test_summary_counts_exact_and_within_one(bench: ModuleType) -> None:
 @pytest.mark.slow
 def test_one_case_runs_end_to_end(bench: ModuleType, tmp_path: Path) -> None:
     case = {"activation": "tanh", "width": 2, "d": 4, "n": 300, "noise": 0.2, "seed": 1}
-    record = bench.run_case(case, "marglik", tmp_path, {"fit": {"steps": 300}, "select": {"fine_tune": 50}})
+    record = bench.run_case(case, "default", tmp_path, {"fit": {"steps": 300}, "select": {"fine_tune": 50}})
     assert 1 <= record["picked"] <= 6 and record["path"][0] <= 6
     assert 0.0 <= record["posterior"] <= 1.0 and record["test_rmse_over_noise"] > 0

@@ -19,7 +19,6 @@ from bayesguide.experiment import (
     ExperimentError,
     FitConfig,
     OutputConfig,
-    PriorConfig,
     keys_help,
     load_experiment,
 )
@@ -27,21 +26,15 @@ from bayesguide.guidance import ProfileName
 from bayesguide.infer import NonFiniteLossError, fitters
 from bayesguide.marglik import estimators
 from bayesguide.priors import families
-from bayesguide.report import write_report
+from bayesguide.report import write_reports
 from bayesguide.results import load_results
 from bayesguide.runner import DataError, run_experiment
 from bayesguide.sweeps import load_sweep, run_sweep
 
-__all__ = ["DEMO_PRIOR", "InputError", "demo", "failure", "methods_help", "report", "run", "run_help", "sweep"]
+__all__ = ["InputError", "demo", "failure", "methods_help", "report", "run", "run_help", "sweep"]
 
 _MOST = 2000
 """The longest message printed (a library's message can be pages long)."""
-
-DEMO_PRIOR = PriorConfig(kind="l2", strength=1.0, guidance="marglik")
-"""
-The demo's prior: evidence-driven fitting, which on the digits keeps a 5.6× smaller network than the empty experiment's
-guided group lasso at the same test accuracy (docs/cli.md).
-"""
 
 
 class InputError(Exception):
@@ -92,8 +85,8 @@ def _run(experiment: Experiment, args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """``bayesguide demo``: the built-in default experiment under `DEMO_PRIOR`."""
-    exp = Experiment(prior=DEMO_PRIOR, fit=FitConfig(steps=args.steps), output=OutputConfig(dir=args.out))
+    """``bayesguide demo``: the built-in default experiment, ``--steps`` MAP steps (`bayesguide.cli.DEMO_STEPS`)."""
+    exp = Experiment(fit=FitConfig(steps=args.steps), output=OutputConfig(dir=args.out))
     return _run(exp, args)
 
 
@@ -132,8 +125,7 @@ def report(args: argparse.Namespace) -> int:
         results = load_results(args.run_dir)
     except (OSError, ValueError) as err:  # no run directory, or not a results file: bad input
         raise InputError(str(err)) from err
-    for name in ("report.html", "report.md"):
-        path = write_report(results, Path(args.run_dir) / name)
+    for path in write_reports(results, [Path(args.run_dir) / name for name in ("report.html", "report.md")]):
         print(f"wrote {path}")
     return 0
 

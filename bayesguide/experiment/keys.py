@@ -29,9 +29,10 @@ NOTES: dict[tuple[str, str], str] = {
     ("network", "activation"): "",
     ("prior", "kind"): "the unit prior (see the methods below)",
     ("prior", "strength"): "λ, the prior's rate (summed-NLL convention); l0: the cost of an open gate",
-    ("prior", "guidance"): "the guidance profile",
+    ("prior", "guidance"): "the guidance profile; auto: marglik (evidence-driven) for kind = \"l2\" with "
+                           "method = \"map\", else linear",
     ("fit", "method"): "map: a point estimate; svi: an approximate posterior",
-    ("fit", "steps"): "",
+    ("fit", "steps"): "\"auto\" (6000 for guidance = \"marglik\", else 1500) or a number",
     ("fit", "lr"): "the learning rate",
     ("fit", "seed"): "initialisation and minibatches",
     ("fit", "batch_size"): "0: full batch",
@@ -48,6 +49,8 @@ NOTES: dict[tuple[str, str], str] = {
                              "(0: none)",
     ("select", "patience"): "stop a re-fit once its objective has not improved by 0.5 nats in this many "
                             "steps (0: run all fine_tune steps)",
+    ("select", "round_to"): "keep a multiple of this many units (channels) per layer, e.g. 8: more "
+                            "speed per FLOP on CPU kernels, a coarser path (0: any count)",
     ("select", "hessian"): "the curvature of the Laplace evidence",
     ("select", "optimize_prior"): "type-II maximum likelihood of each candidate's prior scale",
     ("select", "loo"): "PSIS-LOO columns (slower)",
@@ -91,7 +94,7 @@ def keys_help() -> str:
     Examples
     --------
     >>> text = keys_help()
-    >>> '[fit]' in text and 'steps = 1500' in text
+    >>> '[fit]' in text and 'steps = "auto"' in text
     True
     """
     accepted = choices()

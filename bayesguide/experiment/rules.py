@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from bayesguide.experiment.tables import (
     SelectConfig,
     parse_prior_table,
     parse_table,
+    resolve_guidance,
+    resolve_steps,
 )
 from bayesguide.guidance import ProfileName, adaptive_fitter
 from bayesguide.guidance import get as get_guidance
@@ -49,15 +51,24 @@ class Experiment:
 
     ``[fit] device`` is listed by ``to_dict()`` only when set: where a run computes is not
     what it computes, so an experiment that leaves it at ``""`` keeps the identity (the
-    runner's configuration hash) it had before the key existed.
+    runner's configuration hash) it had before the key existed; likewise ``[select]
+    round_to`` at its default 0 (no rounding), added later.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    prior: PriorConfig = field(default_factory=lambda: PriorConfig(options=get_family("group").defaults()))
+    prior: PriorConfig = field(default_factory=lambda: PriorConfig(options=get_family("l2").defaults()))
     fit: FitConfig = field(default_factory=FitConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        # "auto" never outlives construction: to_dict() (and so a run's identity) holds what ran
+        if self.prior.guidance == "auto":
+            object.__setattr__(self, "prior", replace(self.prior, guidance=resolve_guidance(self.prior.kind,
+                                                                                          self.fit.method)))
+        if self.fit.steps == "auto":
+            object.__setattr__(self, "fit", replace(self.fit, steps=resolve_steps(self.prior.guidance)))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -67,6 +78,8 @@ class Experiment:
                 f.name: getattr(part, f.name) for f in fields(part)}
         if not self.fit.device:
             out["fit"].pop("device")
+        if not self.select.round_to:
+            out["select"].pop("round_to")
         return out
 
     def fitter(self) -> Fitter:
@@ -77,7 +90,7 @@ class Experiment:
         """The ``[fit]`` table as optimisation settings (the keys the fitter takes; ``device`` when set)."""
         fitter = self.fitter()
         f = self.fit
-        options: dict[str, Any] = {"steps": f.steps, "lr": f.lr, "seed": f.seed, "progress": progress}
+        options: dict[str, Any] = {"steps": int(f.steps), "lr": f.lr, "seed": f.seed, "progress": progress}
         if f.device:
             options["device"] = f.device
         if fitter.minibatch:
@@ -95,6 +108,7 @@ class Experiment:
         s = self.select
         return Selection(
             n_candidates=s.n_candidates, threshold=s.threshold or None, bisect=s.bisect, fine_tune=s.fine_tune,
+            round_to=s.round_to or None,
             fine_tune_patience=s.patience or None,
             fine_tune_lr=self.fit.lr, seed=self.fit.seed, evidence=s.evidence, hessian=s.hessian,
             optimize_prior=s.optimize_prior, occam=s.occam, kappa=s.kappa, loo=s.loo, progress=progress,
@@ -108,11 +122,12 @@ class Experiment:
         if unknown:
             raise ExperimentError(f"unknown table [{unknown[0]}]; tables: {', '.join('[' + t + ']' for t in TABLES)}")
         parts: dict[str, Any] = {}
-        for table, config in TABLES.items():
+        for table, config in sorted(TABLES.items(), key=lambda item: item[0] == "prior"):  # [prior] reads [fit]
             values = raw.get(table, {})
             if not isinstance(values, dict):
                 raise ExperimentError(f"[{table}] must be a table, got {type(values).__name__}")
-            parts[table] = parse_prior_table(values) if table == "prior" else parse_table(table, config, values)
+            parts[table] = (parse_prior_table(values, parts["fit"].method) if table == "prior"
+                            else parse_table(table, config, values))
         exp = cls(**parts)
         check_sizes(exp)
         check_method(exp)

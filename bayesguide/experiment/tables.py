@@ -31,9 +31,10 @@ from bayesguide.posterior import GuideKind
 from bayesguide.priors import PriorFamily, UnitPrior, families, get_family, kinds
 
 __all__ = [
-    "ACTIVATIONS", "AUTO_OR_NUMBER", "LIMITS", "MAX_LAYERS", "MAX_WIDTH", "POSITIVE", "TABLES", "DataConfig",
-    "ExperimentError", "FitConfig", "NetworkConfig", "OutputConfig", "PriorConfig", "SelectConfig", "choices",
-    "parse_device", "parse_prior_table", "parse_table", "parse_value",
+    "ACTIVATIONS", "AUTO_OR_NUMBER", "DEFAULT_STEPS", "EVIDENCE_DRIVEN", "LIMITS", "MAX_LAYERS", "MAX_WIDTH",
+    "POSITIVE", "STEPS", "TABLES", "DataConfig", "ExperimentError", "FitConfig", "NetworkConfig", "OutputConfig",
+    "PriorConfig", "SelectConfig", "choices", "parse_device", "parse_prior_table", "parse_table", "parse_value",
+    "resolve_guidance", "resolve_steps",
 ]
 
 
@@ -53,7 +54,7 @@ def choices() -> dict[tuple[str, str], tuple[str, ...]]:
         ("data", "task"): ("classification", "regression"),
         ("network", "activation"): tuple(ACTIVATIONS),
         ("prior", "kind"): tuple(kinds()),
-        ("prior", "guidance"): tuple(ProfileName.choices()),
+        ("prior", "guidance"): ("auto", *ProfileName.choices()),
         ("fit", "method"): ("map", "svi"),
         ("fit", "schedule"): tuple(Schedule.choices()),
         ("fit", "guide"): tuple(GuideKind.choices()),
@@ -66,11 +67,51 @@ def choices() -> dict[tuple[str, str], tuple[str, ...]]:
 POSITIVE = {("prior", "strength"), ("fit", "steps"), ("fit", "lr"), ("select", "n_candidates")}
 
 LIMITS = {("fit", "steps"): 10**9, ("fit", "batch_size"): 10**9, ("select", "fine_tune"): 10**9,
-          ("select", "patience"): 10**9, ("select", "bisect"): 100}
+          ("select", "patience"): 10**9, ("select", "bisect"): 100, ("select", "round_to"): 10**6}
 """The largest accepted value of the size keys: beyond these a run cannot finish (or allocate) anyway."""
 
-AUTO_OR_NUMBER = {("select", "kappa"): 1.0}
+AUTO_OR_NUMBER = {("select", "kappa"): 1.0, ("fit", "steps"): 1500}
 """Keys that take ``"auto"`` or a number (validated as a number with this default)."""
+
+EVIDENCE_DRIVEN = "marglik"
+"""The guidance ``guidance = "auto"`` resolves to for ``kind = "l2"`` fitted by MAP: evidence-driven fitting."""
+
+STEPS = {EVIDENCE_DRIVEN: 6000}
+"""``[fit] steps = "auto"`` by guidance; every other guidance gets `DEFAULT_STEPS`.
+
+Evidence-driven fitting needs the longer fit: on the teacher–student benchmark
+(``benchmarks/teacher_student.py``) 1,500 steps left units alive that 6,000 collapse
+(71 % of the teacher widths found exactly against 88 %, docs/benchmarks.md)."""
+
+DEFAULT_STEPS = 1500
+"""``[fit] steps = "auto"`` for every guidance not in `STEPS`."""
+
+
+def resolve_guidance(kind: str, method: str = "map") -> str:
+    """``[prior] guidance = "auto"``: ``"marglik"`` (evidence-driven) for ``"l2"`` fitted by MAP, else ``"linear"``.
+
+    Evidence-driven fitting learns each unit's prior precision from the Laplace evidence
+    ([`bayesguide.fit_marglik`][]), so the prior strength is not a setting the user must
+    tune; it exists for the Gaussian family and MAP fits only.
+
+    Examples
+    --------
+    >>> resolve_guidance("l2"), resolve_guidance("group"), resolve_guidance("l2", "svi")
+    ('marglik', 'linear', 'linear')
+    """
+    return EVIDENCE_DRIVEN if kind == "l2" and method == "map" else "linear"
+
+
+def resolve_steps(guidance: str) -> int:
+    """``[fit] steps = "auto"``: 6,000 for evidence-driven fitting, 1,500 otherwise (`STEPS`).
+
+    Examples
+    --------
+    >>> resolve_steps("marglik"), resolve_steps("linear")
+    (6000, 1500)
+    """
+    return STEPS.get(guidance, DEFAULT_STEPS)
+
 
 MAX_WIDTH, MAX_LAYERS = 10**6, 1000
 """The largest hidden width and the most hidden layers ``[network] hidden`` may list."""
@@ -106,11 +147,16 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class PriorConfig:
-    """The ``[prior]`` table: ``kind``, ``strength``, ``guidance`` and the family's own keys."""
+    """The ``[prior]`` table: ``kind``, ``strength``, ``guidance`` and the family's own keys.
 
-    kind: str = "group"
+    The defaults are evidence-driven fitting: ``kind = "l2"`` with ``guidance = "auto"``,
+    which resolves to ``"marglik"`` for a MAP fit (`resolve_guidance`); any other kind
+    gets ``"linear"`` guidance unless the table names one.
+    """
+
+    kind: str = "l2"
     strength: float = 1.0
-    guidance: str = "linear"
+    guidance: str = "auto"
     options: dict[str, float] = field(default_factory=dict)
     """The family's own keys (``alpha``, ``tau0``, ``l0_weight_decay``, …), defaults filled in."""
 
@@ -120,7 +166,8 @@ class PriorConfig:
 
     def build(self) -> UnitPrior:
         """The unit prior this table describes."""
-        return self.family.build(self.strength, get_guidance(self.guidance), **self.options)
+        guidance = resolve_guidance(self.kind) if self.guidance == "auto" else self.guidance
+        return self.family.build(self.strength, get_guidance(guidance), **self.options)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "strength": self.strength, "guidance": self.guidance, **self.options}
@@ -131,7 +178,8 @@ class FitConfig:
     """The `[fit]` table: the fitter and its optimisation settings."""
 
     method: str = "map"
-    steps: int = 1500
+    steps: int | str = "auto"
+    """MAP / SVI steps; ``"auto"`` (`resolve_steps`): 6,000 for evidence-driven fitting, 1,500 otherwise."""
     lr: float = 0.003
     seed: int = 0
     batch_size: int = 0
@@ -178,6 +226,7 @@ class SelectConfig:
     bisect: int = 2
     fine_tune: int = 3000
     patience: int = 200
+    round_to: int = 0
     hessian: str = "auto"
     optimize_prior: bool = True
     loo: bool = False
@@ -211,9 +260,9 @@ def parse_value(table: str, key: str, value: Any, default: Any) -> Any:
     if (table, key) in AUTO_OR_NUMBER:
         if value == "auto":
             return value
-        if isinstance(value, str):
-            raise ExperimentError(f"[{table}] {key} must be \"auto\" or a number, got {value!r}")
         default = AUTO_OR_NUMBER[(table, key)]
+        if isinstance(value, str):
+            raise ExperimentError(f"[{table}] {key} must be \"auto\" or {_type_name(type(default))}, got {value!r}")
     kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -257,8 +306,12 @@ def parse_table(table: str, config: type, values: dict[str, Any]) -> Any:
     return config(**out)
 
 
-def parse_prior_table(values: dict[str, Any]) -> PriorConfig:
-    """The ``[prior]`` table: the fixed keys, then the registered families' own keys."""
+def parse_prior_table(values: dict[str, Any], method: str = "map") -> PriorConfig:
+    """The ``[prior]`` table: the fixed keys, then the registered families' own keys.
+
+    ``guidance = "auto"`` (the default) is resolved here, for the ``[fit] method``
+    (`resolve_guidance`).
+    """
     owners = {o.key: (fam, o) for fam in families() for o in fam.options}
     fixed = {k: v for k, v in values.items() if k in ("kind", "strength", "guidance")}
     base = parse_table("prior", PriorConfig, fixed)
@@ -282,7 +335,8 @@ def parse_prior_table(values: dict[str, Any]) -> PriorConfig:
                 )
             continue
         own[key] = number
-    config = PriorConfig(base.kind, base.strength, base.guidance, own)
+    guidance = resolve_guidance(base.kind, method) if base.guidance == "auto" else base.guidance
+    config = PriorConfig(base.kind, base.strength, guidance, own)
     try:
         config.build()
     except (ValueError, TypeError) as err:

@@ -20,7 +20,7 @@ def _float_keys() -> list[tuple[str, str]]:
     every prior family's own keys."""
     keys = [(table, key) for table, values in Experiment().to_dict().items()
             for key, value in values.items() if isinstance(value, float)]
-    keys += list(AUTO_OR_NUMBER)
+    keys += [key for key, default in AUTO_OR_NUMBER.items() if isinstance(default, float)]
     keys += [("prior", o.key) for family in families() for o in family.options]
     return sorted(set(keys))
 
