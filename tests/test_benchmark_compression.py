@@ -38,6 +38,11 @@ def smoke_run(compression: ModuleType, tmp_path_factory: pytest.TempPathFactory)
     return out
 
 
+def _peers(compression: ModuleType) -> list[str]:
+    """The peers the smoke run includes (skipped when their library is not installed)."""
+    return list(compression.PEERS) if compression.torch_pruning_available() else []
+
+
 def _records(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
 
@@ -45,14 +50,17 @@ def _records(out: Path) -> list[dict[str, Any]]:
 def test_every_method_runs_on_every_task(compression: ModuleType, smoke_run: Path) -> None:
     records = _records(smoke_run)
     keys = {(r["task"], r["method"]) for r in records}
-    expected = {(t, m) for t in compression.TASKS for m in [*compression.METHODS, "reference"]}
+    expected = {(t, m) for t in compression.DEFAULT_TASKS
+                for m in [*compression.METHODS, *_peers(compression), "reference"]}
     assert keys == expected
     failed = [(r["key"], r["status"]) for r in records if r["status"] != "ok"]
     assert not failed
     for r in records:
         units = [row["units"] for row in r["path"]]
         assert units == sorted(units, reverse=True) and len(units) >= 2  # a path, largest first
-        if r["method"] != "reference":
+        if r["method"] in compression.PEERS:
+            assert "evidence" not in r  # no model, no evidence pick
+        elif r["method"] != "reference":
             ev = r["evidence"]
             assert "error" not in ev, ev
             assert ev["fine_tune_steps"] == 2 and ev["selected"] in {c["name"] for c in ev["candidates"]}
@@ -80,16 +88,17 @@ def test_summary_matches_a_hand_recomputation(compression: ModuleType, smoke_run
                 got = seed["small"]["units"] if seed["small"] is not None else None
                 assert got == best_units, (task, method)
                 checked += 1
-    assert checked == len(compression.TASKS) * len(compression.METHODS)
+    assert checked == len(compression.DEFAULT_TASKS) * (len(compression.METHODS) + len(_peers(compression)))
 
 
 def test_page_has_every_table_row_and_the_claims(compression: ModuleType, smoke_run: Path) -> None:
     page = (smoke_run / "benchmarks.md").read_text()
-    for task in compression.TASKS.values():
+    for task in (compression.TASKS[t] for t in compression.DEFAULT_TASKS):
         assert f"### {task.title}" in page
-    for method in compression.METHODS.values():
-        assert page.count(f"| {method.title} |") >= len(compression.TASKS)
+    for method in [*compression.METHODS.values(), *(compression.PEERS[p] for p in _peers(compression))]:
+        assert page.count(f"| {method.title} |") >= len(compression.DEFAULT_TASKS)
     for section in ("## Protocol", "## Claims, checked", "Guided against uniform", "evidence-selected",
+                    "Who keeps the fewest units at equal accuracy",
                     "## What the numbers show", "<!-- notes:start -->"):
         assert section in page
     assert (smoke_run / "img" / "benchmarks" / "digits-mlp.png").stat().st_size > 1000
@@ -133,3 +142,59 @@ def test_a_failing_fit_is_recorded_and_retried(
     latest = {r["method"]: r["status"] for r in _records(tmp_path)}  # later lines win
     assert latest["uniform-l2"] == "ok"
     assert "## Failed fits" not in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_fewest_units_table_matches_a_hand_recomputation(compression: ModuleType, smoke_run: Path) -> None:
+    summary = json.loads((smoke_run / "summary.json").read_text())["summary"]
+    page = (smoke_run / "benchmarks.md").read_text()
+    table = page[page.index("### Who keeps the fewest units"):]
+    rows = 0
+    for task, methods in summary.items():
+        def units(entry: dict[str, Any]) -> float:  # the rule, written out: a seed with none counts as full
+            seeds = [s for s in entry["seeds"] if s["status"] == "ok"]
+            return sum(s["small"]["units"] if s["small"] else s["full_units"] for s in seeds) / len(seeds)
+
+        ours = {m: units(e) for m, e in methods.items() if m in compression.METHODS}
+        best = min(ours.values())
+        for p in _peers(compression):
+            theirs = units(methods[p])
+            verdict = ("bayesguide keeps fewer" if best < theirs - 1 else "**the peer keeps fewer**"
+                       if theirs < best - 1 else "tie")
+            title = compression.TASKS[task].title
+            line = next(line for line in table.splitlines() if line.startswith(f"| {title} |"))
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            assert cells[4] == f"{best:.0f}" and cells[6] == f"{theirs:.0f}" and cells[7] == verdict, line
+            rows += 1
+    assert rows == len(compression.DEFAULT_TASKS) * len(_peers(compression))
+
+
+def test_the_peer_is_skipped_with_a_note_without_torch_pruning(
+    compression: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(compression, "torch_pruning_available", lambda: False)
+    args = ["--smoke", "--workers", "1", "--out", str(tmp_path), "--tasks", "teacher",
+            "--methods", "guided-l2", "torch-pruning"]
+    assert compression.main(args) == 0
+    assert "the Torch-Pruning peer is skipped" in capsys.readouterr().out
+    assert {r["method"] for r in _records(tmp_path)} == {"reference", "guided-l2"}
+
+
+def test_a_fit_stored_with_another_budget_is_refitted(
+    compression: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--smoke", "--workers", "1", "--out", str(tmp_path), "--tasks", "teacher", "--methods", "guided-l2"]
+    assert compression.main(args) == 0
+    runs = tmp_path / "runs.jsonl"
+    records = _records(tmp_path)
+    fit = next(r for r in records if r["method"] == "guided-l2")
+    ref = next(r for r in records if r["method"] == "reference")
+    changed = {fit["key"]: {**fit, "steps": fit["steps"] + 1},  # fitted with other steps
+               ref["key"]: {**ref, "budget": {**ref["budget"], "lr": 2 * ref["budget"]["lr"]}}}  # another lr
+    runs.write_text("".join(json.dumps(changed.get(r["key"], r)) + "\n" for r in records))
+    capsys.readouterr()
+    assert compression.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("1 fits to run") == 2  # the reference (phase 1), then the guided fit (phase 2)
+    latest = {r["key"]: r for r in _records(tmp_path)}
+    assert latest[fit["key"]]["steps"] == fit["steps"] and latest[ref["key"]]["budget"] == ref["budget"]
+    assert compression.main(args) == 0 and "fits to run" not in capsys.readouterr().out  # now all current
