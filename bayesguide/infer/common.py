@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Callable
 
@@ -13,7 +12,7 @@ from bayesguide.model import GuidedModel
 from bayesguide.model.device import module_device, take_batch
 from bayesguide.posterior import Guide
 
-__all__ = ["as_map_block", "check_continuation", "check_init", "check_model", "make_diagnose"]
+__all__ = ["check_continuation", "check_init", "check_model", "make_diagnose"]
 
 
 def check_model(model: GuidedModel) -> None:
@@ -46,19 +45,6 @@ def continued_model(init: FitResult | None, fitter: str, model: GuidedModel) -> 
     if model is not init.model and model.net is not init.model.net:
         raise ValueError("init is a fit of another GuidedModel; continue it with the model it was fitted with")
     return init.model
-
-
-def as_map_block(fit: FitResult | None, fitter: str, run: Callable[..., FitResult]) -> FitResult:
-    """One block of MAP steps of an adaptive ``fitter`` run by a step function that continues only ``"map"`` fits.
-
-    [`map_stream_steps`][bayesguide.infer.map.map_stream_steps] (MAP steps on a data
-    loader) continues a fit — guide, optimiser state, histories — only when it was made by
-    ``"map"``; ``run(init=...)`` gets ``fit`` labelled so, and its result is labelled
-    ``fitter`` again with ``fit``'s extras, so that the blocks of a ``fit_marglik`` or
-    ``fit_relevance`` fit form one fit as they do on tensors.
-    """
-    out = run(init=None if fit is None else dataclasses.replace(fit, fitter="map"))
-    return dataclasses.replace(out, fitter=fitter, extras=dict(fit.extras) if fit is not None else {})
 
 
 def check_continuation(init: FitResult | None, fitter: str, fingerprint: str) -> None:

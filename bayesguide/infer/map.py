@@ -307,16 +307,19 @@ def map_stream_steps(
     *,
     init: FitResult | None = None,
     callback: Callable[[int], None] | None = None,
+    fitter: str = "map",
     compile: bool = False,
 ) -> FitResult:
     """MAP steps on batches read from a loader: [`map_steps`][bayesguide.infer.map.map_steps] for a `BatchStream`.
 
     Each step reads the next batch (moved to the device) and scales its log-likelihood
     by ``n / B``; the fit records ``n_data = stream.n`` and the loader's fingerprint.
+    ``init`` is continued when it was made by the same ``fitter`` (the blocks of a
+    ``fit_marglik`` or ``fit_relevance`` fit), as in `map_steps`.
     """
     device = resolve_device(settings.device, model.net)
-    check_continuation(init, "map", stream.fingerprint)
-    guide, module, state, offset = _start(model, init, "map", device)
+    check_continuation(init, fitter, stream.fingerprint)
+    guide, module, state, offset = _start(model, init, fitter, device)
     start = time.perf_counter()
     terms = _terms(model, guide, compile=compile)
     setup = time.perf_counter() - start
@@ -338,7 +341,7 @@ def map_stream_steps(
         optimizer_state=state, step_offset=offset, callback=callback, device=device, batches=stream.__iter__,
     )
     return build_result(
-        method="map", fitter="map", model=model, module=module, guide=guide, out=out,
+        method="map", fitter=fitter, model=model, module=module, guide=guide, out=out,
         settings=settings.as_dict() | {"engine": Engine.FAST.value, "data": "loader"}
         | ({"compile": True} if compile else {}),
         n_data=n, fingerprint=stream.fingerprint, init=init, extras=_compile_extras(None, compile, out, setup),

@@ -48,7 +48,6 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +57,7 @@ from typing_extensions import Unpack
 
 from bayesguide.curvature import effective_parameters_kron, site_blocks
 from bayesguide.guidance import MarginalLikelihood
-from bayesguide.infer.common import as_map_block, continued_model
+from bayesguide.infer.common import continued_model
 from bayesguide.infer.map import Engine, check_stream, map_steps, map_stream_steps
 from bayesguide.infer.result import FitResult, fit_on, register_extra
 from bayesguide.infer.settings import OptimOptions, OptimSettings
@@ -235,7 +234,7 @@ def marglik_steps(
             fit = map_steps(model, X, y, block_settings, engine=engine, init=fit, fitter="marglik",
                             fingerprint=fingerprint)
         else:
-            fit = as_map_block(fit, "marglik", functools.partial(map_stream_steps, model, stream, block_settings))
+            fit = map_stream_steps(model, stream, block_settings, init=fit, fitter="marglik")
         done += chunk
         if fit.steps == target:
             trace = trace.added(fit.steps, *update_precisions(model, fit, X, s))

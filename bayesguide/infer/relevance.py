@@ -54,7 +54,6 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,7 +64,7 @@ from typing_extensions import Unpack
 
 from bayesguide.guidance import Relevance, Sensitivity
 from bayesguide.guidance.relevance import Scale
-from bayesguide.infer.common import as_map_block, continued_model
+from bayesguide.infer.common import continued_model
 from bayesguide.infer.map import Engine, check_stream, map_steps, map_stream_steps
 from bayesguide.infer.result import FitResult, fit_on
 from bayesguide.infer.settings import OptimOptions, OptimSettings
@@ -226,7 +225,7 @@ def relevance_steps(
             fit = map_steps(model, X, y, block_settings, engine=engine, init=fit, fitter="relevance",
                             fingerprint=fingerprint)
         else:
-            fit = as_map_block(fit, "relevance", functools.partial(map_stream_steps, model, stream, block_settings))
+            fit = map_stream_steps(model, stream, block_settings, init=fit, fitter="relevance")
         done += chunk
         _estimate(model, fit.module, X, y, s)
         if after_block is not None and after_block(fit):
