@@ -204,7 +204,11 @@ def pruning_path(
     Returns
     -------
     list[Candidate]
-        Largest first, each with the kept units of the next as a superset.
+        Largest first, each with the kept units of the next as a superset, no two with
+        the same widths: a point whose cut network has an earlier point's widths is left
+        out. That happens at the end of a CNN's path, where a convolution channel that
+        cannot be removed exactly (its constant output made position-dependent by zero
+        padding) stays, so several points cut to the same network shape.
 
     Raises
     ------
@@ -271,6 +275,7 @@ def pruning_path(
     preference = _preference(order, scores) if round_to is not None and round_to > 1 else None
     path: list[Candidate] = []
     done: set[int] = set()
+    widths: set[tuple[int, ...]] = set()
     for r in sorted(counts):
         masks = {k: np.ones(len(v), dtype=bool) for k, v in scores.items()}
         for layer, j in order[:r]:
@@ -282,6 +287,12 @@ def pruning_path(
             continue
         done.add(removed)
         cand = build(fit, structure, masks, f"path: {removed} lowest-{name!s} units removed", positions)
+        if cand.widths in widths:
+            # a unit that cannot be removed exactly stays (a convolution channel whose constant output
+            # zero padding makes position-dependent): the cut equals an earlier point's widths, whose name
+            # identifies it in a comparison, so the point adds nothing but a duplicate row
+            continue
+        widths.add(cand.widths)
         if fine_tune:
             tuned = fine_tune_fit(cand, X, y, steps=fine_tune, lr=lr, seed=seed, device=device)
             cand = with_tuning(cand, tuned, stream)

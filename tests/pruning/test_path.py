@@ -197,3 +197,22 @@ def test_selection_round_to_reaches_the_path_and_bisection_adds_no_duplicate(
     names = list(cmp.table["name"])
     assert len(names) == len(set(names))
     assert {tuple(w) for w in cmp.table["widths"]} <= {(6, 5), (6, 4), (4, 5), (4, 4)}
+
+
+def test_a_cnn_path_never_holds_two_points_of_the_same_widths() -> None:
+    """Zero padding keeps some removed channels (their constant output is not constant at the border), so
+    late points of a CNN's path used to cut to equal widths, and compare() refused the duplicate names."""
+    torch.manual_seed(0)
+    X = torch.rand(120, 1, 6, 6)
+    y = torch.randint(0, 3, (120,))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear(8 * 36, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3))
+    fit = bg.fit_map(bg.GuidedModel(net, bg.GuidedGroupLasso(3.0)), X, y, steps=60, lr=1e-2, progress=False)
+    path = pruning_path(fit, X, y, n_candidates=29)
+    names = [c.name for c in path]
+    assert len(names) == len(set(names))
+    totals = [sum(c.widths) for c in path]
+    assert totals == sorted(totals, reverse=True) and path[0].widths == (8, 8, 12)
+    kept = [{(k, int(j)) for k, v in c.kept.items() for j in v} for c in path]
+    assert all(a >= b for a, b in itertools.pairwise(kept))  # still nested
