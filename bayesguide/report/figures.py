@@ -198,13 +198,19 @@ def unit_norms_figure(results: Results) -> Figure | None:
     return fig
 
 
+NEGLIGIBLE_NORM = 1e-250
+"""Unit norms at most this small are drawn as zero (far below any float32 or float64 weight that matters)."""
+
+
 def _norm_scale(values: np.ndarray) -> tuple[float, Normalize, str]:
     """The clip floor, colour scale and colour-bar label for unit norms.
 
     A log scale over the positive norms (at most six decades below the largest); when no
     norm is positive (all zero: a zero-initialised network), a linear scale on ``[0, 1]``.
+    Norms below `NEGLIGIBLE_NORM` count as zero: matplotlib takes a scale whose largest
+    value is that small for a singular one and moves it below 0, where a log scale fails.
     """
-    positive = values[np.isfinite(values) & (values > 0)]
+    positive = values[np.isfinite(values) & (values > NEGLIGIBLE_NORM)]
     if not positive.size:
         return 0.0, Normalize(vmin=0.0, vmax=1.0), "‖θ unit‖₂ (all zero)"
     top = float(positive.max())

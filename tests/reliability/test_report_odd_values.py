@@ -55,7 +55,7 @@ def _colorbar_label(fig: Any) -> str:
     return str(labels[0])
 
 
-@pytest.mark.parametrize("value", [0.0, -1.0])
+@pytest.mark.parametrize("value", [0.0, -1.0, 1.5460005317472502e-298])  # the last: found by the fuzz test
 def test_unit_norms_that_are_all_zero_draw_on_a_linear_scale(results: dict[str, Any], value: float) -> None:
     norms = results["fit"]["unit_norms"]
     for layer in norms:
