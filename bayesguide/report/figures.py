@@ -120,7 +120,8 @@ def _loss_panel(ax: Any, steps: np.ndarray, values: np.ndarray, color: str, ylab
         steps = np.arange(len(values), dtype=float)
     ax.plot(steps, values, color=color, lw=1.2)
     finite = values[np.isfinite(values)]
-    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
+    # decades compared as logarithms: the ratio of a huge and a subnormal value overflows
+    if finite.size and finite.min() > 0 and np.log10(finite.max()) - np.log10(finite.min()) > 2:
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

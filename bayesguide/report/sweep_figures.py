@@ -83,7 +83,8 @@ def effect_figure(effect: KeyEffect, metric: str) -> Figure | None:
         return None
     x_num = _numeric_axis(effect.values)
     x = x_num if x_num is not None else np.arange(len(effect.values), dtype=float)
-    log_x = x_num is not None and bool((x_num > 0).all()) and float(x_num.max() / x_num.min()) > _LOG_SPAN
+    log_x = (x_num is not None and bool((x_num > 0).all())
+             and float(np.log10(x_num.max()) - np.log10(x_num.min())) > np.log10(_LOG_SPAN))
     fig = _new(8.5, 3.0)
     axes: Sequence[Axes] = fig.subplots(1, 3)
     several = len(effect.series) > 1

@@ -21,6 +21,7 @@ from bayesguide.report.figures import (
     FIGURE_TITLES,
     decomposition_figure,
     elpd_figure,
+    loss_figure,
     metric_figure,
     to_png,
     unit_norms_figure,
@@ -166,3 +167,13 @@ def test_a_zero_initialised_relu_network_gets_a_report(tmp_path: Path) -> None:
     cmp = bg.compare(bg.pruning_path(fit, X, y, n_candidates=2), X, y, progress=False)
     page = bg.write_report(cmp, tmp_path / "report.html").read_text()
     assert "Unit norms over training" in page and page.count("data:image/png;base64,") >= 3
+
+
+def test_a_loss_history_from_huge_to_subnormal_draws_on_a_log_scale(results: dict[str, Any]) -> None:
+    """Found by the fuzz test: the ratio of 1050 and 5.8e-306 overflowed (a warning, an error under -W error)."""
+    results["fit"]["losses"] = [1050.0, 5.839478517830691e-306]
+    results["fit"]["loss_steps"] = [0, 1]
+    results["fit"].pop("loss_terms", None)
+    fig = loss_figure(results)
+    assert fig is not None and fig.axes[0].get_yscale() == "log"
+    assert to_png(fig).startswith(PNG)
