@@ -145,14 +145,24 @@ class Likelihood(Option):
         self, out: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None
     ) -> torch.Tensor:
         """``Σ_i log p(y_i | out_i)`` over the batch, written directly in torch."""
+        return -self.nll_sum(out, y, noise)
+
+    def nll_sum(
+        self, out: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``−Σ_i log p(y_i | out_i)``: `log_prob_sum` negated, computed without the negation.
+
+        The training objectives minimise this, so their autograd graph holds no
+        negation nodes (``−(−cross_entropy)`` costs two kernels forward and two backward).
+        """
         if self is Likelihood.CATEGORICAL:
-            return -F.cross_entropy(out, y, reduction="sum")
+            return F.cross_entropy(out, y, reduction="sum")
         if self is Likelihood.GAUSSIAN:
             assert noise is not None
             sq = (y - out).pow(2).sum()
             n = y.numel()
-            return -0.5 * sq / noise.pow(2) - n * torch.log(noise) - 0.5 * n * math.log(2 * math.pi)
-        return -F.binary_cross_entropy_with_logits(out, y, reduction="sum")
+            return 0.5 * sq / noise.pow(2) + n * torch.log(noise) + 0.5 * n * math.log(2 * math.pi)
+        return F.binary_cross_entropy_with_logits(out, y, reduction="sum")
 
     def pointwise_log_prob(
         self, out: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None

@@ -100,9 +100,32 @@ class Site:
 
     def pack(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The ``(n, p)`` unit matrix from the module's parameter tensors."""
-        n = self.n_units
-        parts = [params[k].reshape(n, -1) for k in self.param_names]
+        parts = self.blocks(params)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def blocks(self, params: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The column blocks of the unit matrix: each parameter tensor as ``(n, ·)``, no copy.
+
+        A tensor already of that shape (a ``Linear`` weight) is itself, not a view: a
+        view puts a node into the autograd graph whose gradient cannot be accumulated in
+        place into the weight's, which costs a full-size addition per step in training.
+        """
+        n = self.n_units
+        return [t if t.dim() == 2 and t.shape[0] == n else t.reshape(n, -1)
+                for t in (params[k] for k in self.param_names)]
+
+    def unit_norms(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``‖θ_j‖₂`` of every unit's row of the unit matrix, without building it.
+
+        The blocks' own row norms combined by ``hypot``: the same value to rounding as
+        ``vector_norm(pack(params), dim=-1)`` (overflow-safe like it), with no
+        concatenated copy of the weights (it runs while training, at every snapshot).
+        """
+        parts = self.blocks(params)
+        norms = torch.linalg.vector_norm(parts[0], dim=-1)
+        for p in parts[1:]:
+            norms = torch.hypot(norms, p.squeeze(-1).abs() if p.shape[-1] == 1 else torch.linalg.vector_norm(p, dim=-1))
+        return norms
 
     def unpack(self, value: torch.Tensor) -> dict[str, torch.Tensor]:
         """The module's parameter tensors from a ``(n, p)`` unit matrix (views when possible)."""

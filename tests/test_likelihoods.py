@@ -25,6 +25,19 @@ def _log_softmax_by_hand(logits: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- log-likelihood sums
 
 
+@pytest.mark.parametrize("lik", list(Likelihood))
+def test_nll_sum_is_the_negated_log_prob_sum_of_the_pyro_distribution(lik: Likelihood) -> None:
+    gen = torch.Generator().manual_seed(0)
+    out = torch.randn(6, 3, generator=gen, dtype=F64)
+    noise = torch.tensor(0.7, dtype=F64) if lik is Likelihood.GAUSSIAN else None
+    y = {Likelihood.CATEGORICAL: torch.tensor([0, 2, 1, 1, 0, 2]),
+         Likelihood.GAUSSIAN: torch.randn(6, 3, generator=gen, dtype=F64),
+         Likelihood.BERNOULLI: (torch.rand(6, 3, generator=gen) < 0.5).to(F64)}[lik]
+    expected = -float(lik.distribution(out, noise).log_prob(y).sum())
+    assert float(lik.nll_sum(out, y, noise)) == pytest.approx(expected, rel=1e-12)
+    assert float(lik.log_prob_sum(out, y, noise)) == -float(lik.nll_sum(out, y, noise))
+
+
 def test_categorical_log_prob_sum() -> None:
     out = torch.randn(7, 4, dtype=F64) * 3
     y = torch.tensor([0, 3, 1, 1, 2, 0, 3])

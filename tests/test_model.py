@@ -184,6 +184,29 @@ def test_unit_norms_by_hand() -> None:
     torch.testing.assert_close(norms["0"], torch.tensor(expected, dtype=F64), rtol=1e-12, atol=0)
 
 
+def test_site_blocks_are_the_parameters_without_copies_and_unit_norms_match_the_packed_matrix() -> None:
+    net = _cnn(2).double()
+    model = bg.GuidedModel(net, bg.GuidedLaplace(0.1))
+    params = dict(net.named_parameters())
+    for site in model.sites:
+        blocks = site.blocks(params)
+        assert torch.equal(torch.cat(blocks, -1), site.pack(params))
+        for name, block in zip(site.param_names, blocks):
+            assert block.data_ptr() == params[name].data_ptr()  # views, no copy
+            if params[name].dim() == 2:
+                assert block is params[name]  # a Linear weight is itself (no view node in the graph)
+    with torch.no_grad():
+        net[0].weight[1] = 0.0
+        net[0].bias[1] = 0.0
+        net[6].weight.mul_(1e200)  # squares would overflow float64: hypot does not
+    for site in model.prunable_sites:
+        want = torch.linalg.vector_norm(site.pack(params), dim=-1).detach()
+        got = model.unit_norms(net)[site.layer.name]
+        torch.testing.assert_close(got, want, rtol=1e-14, atol=0)
+        assert torch.isfinite(got).all()
+    assert model.unit_norms(net)[model.sites[0].layer.name][1] == 0
+
+
 # --------------------------------------------------------------------------- unsupported networks
 
 

@@ -112,6 +112,12 @@ def make_adam(parameters: list[torch.nn.Parameter], lr: float) -> torch.optim.Ad
     return torch.optim.Adam(parameters, lr=lr)
 
 
+def _scalar(t: torch.Tensor) -> torch.Tensor:
+    """``t`` detached, as a 0-d tensor (a view only when it is not one already)."""
+    t = t.detach()
+    return t if t.dim() == 0 else t.reshape(())
+
+
 def optimize(
     objective: Objective | StreamObjective,
     parameters: list[torch.nn.Parameter],
@@ -258,8 +264,7 @@ def optimize(
                 else:
                     loss, terms = out
                 if terms:  # the loss and its terms read back together
-                    values = torch.stack([loss.detach().reshape(()),
-                                          *(t.detach().reshape(()) for t in terms.values())]).tolist()
+                    values = torch.stack([_scalar(loss), *map(_scalar, terms.values())]).tolist()
                     value = values[0]
                 else:
                     value = loss.item()

@@ -20,6 +20,7 @@ hand-written training loop.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import importlib.util
@@ -27,7 +28,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -421,21 +422,40 @@ def _terms(
     def terms(xb: torch.Tensor, yb: torch.Tensor,
               scale: float | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         noise = fixed_noise if fixed_noise is not None else guide.noise()
-        loglik = likelihood.log_prob_sum(module(xb), yb, noise)
+        nll = likelihood.nll_sum(module(xb), yb, noise)
         if scale is not None:
-            loglik = loglik * scale
+            nll = nll * scale
         penalty, log_norm = model.prior_terms(params)
-        nll = -loglik
         return penalty - log_norm + nll, {"nll": nll, "penalty": penalty}
 
     if not compile:
         return terms
+    with _torch_internal_warnings_ignored():
+        compiled = torch.compile(terms)
+
+    def compiled_terms(xb: torch.Tensor, yb: torch.Tensor,
+                       scale: float | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with _torch_internal_warnings_ignored():  # compilation happens at a call (the first, or a new shape)
+            return compiled(xb, yb, scale)  # type: ignore[no-any-return]
+
+    return compiled_terms
+
+
+@contextlib.contextmanager
+def _torch_internal_warnings_ignored() -> Iterator[None]:
+    """Ignore two deprecation warnings torch's compiler raises against its own code.
+
+    Its code generator imports a module of torch's that uses the deprecated ``torch.jit``
+    API, and its tracer instantiates ``autograd.Function`` classes (the priors'
+    statistics) in a way torch itself deprecates. Both are torch's to fix and would stop
+    a run where warnings are errors.
+    """
     with warnings.catch_warnings():
-        # torch's code generator imports a module of torch's own that uses its deprecated torch.jit API;
-        # the warning is torch's to fix and would stop a run where warnings are errors
         warnings.filterwarnings("ignore", message="`torch.jit.script_method` is deprecated",
                                 category=DeprecationWarning)
-        return torch.compile(terms)
+        warnings.filterwarnings("ignore", message=".*should not be instantiated. Methods on autograd functions",
+                                category=DeprecationWarning)
+        yield
 
 
 def _with_terms(

@@ -84,7 +84,7 @@ DEFAULTS = OptimSettings(steps=2000, lr=1e-3, progress=False)
 def data_loss(model: GuidedModel, module: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The summed negative log-likelihood of ``module`` on prepared ``X, y`` (no prior)."""
     noise = model.noise_tensor(None, X.dtype)
-    return -model.likelihood.log_prob_sum(module(X), y, noise)
+    return model.likelihood.nll_sum(module(X), y, noise)
 
 
 def _data_grads(model: GuidedModel, module: nn.Module, X: torch.Tensor | BatchStream, y: torch.Tensor | None,

@@ -166,4 +166,7 @@ def take_batch(X: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None,
     """
     if idx is None:
         return X, y
-    return X[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+    xb, yb = X[idx], y[idx]
+    if xb.device == device:  # already there: no call into .to per step
+        return xb, yb
+    return xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)

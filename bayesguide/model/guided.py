@@ -138,6 +138,7 @@ class GuidedModel:
         """Set every site's coefficients; reset the distribution cache and the latent sites."""
         self.coefficients: dict[str, torch.Tensor] = dict(coefficients)
         self._dist_cache: dict[tuple[str, torch.dtype, torch.device], UnitGroupDistribution] = {}
+        self._priors_cache: dict[tuple[torch.dtype, torch.device], list[tuple[Site, UnitGroupDistribution]]] = {}
         self._latent_cache: dict[torch.device, dict[str, dist.TorchDistribution]] = {}
         self.latent_sites: list[LatentSite] = []
         for site in self.sites:
@@ -282,10 +283,7 @@ class GuidedModel:
         """Euclidean norm of every unit group of every prunable layer of ``module``."""
         params = dict(module.named_parameters())
         with torch.no_grad():
-            return {
-                s.layer.name: torch.linalg.vector_norm(s.pack(params), dim=-1)
-                for s in self.prunable_sites
-            }
+            return {s.layer.name: s.unit_norms(params) for s in self.prunable_sites}
 
     # ------------------------------------------------------------------ data
 
@@ -379,10 +377,22 @@ class GuidedModel:
 
     def _prior_blocks(self, params: Mapping[str, torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Per site: its penalty on the layer's own weight and bias tensors, and its log normaliser."""
-        for site in self.sites:
-            prior = self.site_distribution(site, device=params[site.param_names[0]].device)
-            yield prior.penalty_parts([params[k].reshape(site.n_units, -1) for k in site.param_names]), \
-                prior.log_normaliser
+        first = params[self.sites[0].param_names[0]]
+        for site, prior in self._site_priors(first.dtype, first.device):
+            yield prior.penalty_parts(site.blocks(params)), prior.log_normaliser
+
+    def _site_priors(self, dtype: torch.dtype, device: torch.device) -> list[tuple[Site, UnitGroupDistribution]]:
+        """Every site with its prior (`site_distribution`), looked up once per dtype and device.
+
+        The MAP objective reads the priors at every step; the distributions are the cached
+        ones, so in-place rate updates (`set_site_rate`) are seen.
+        """
+        key = (dtype, device)
+        priors = self._priors_cache.get(key)
+        if priors is None:
+            priors = self._priors_cache[key] = [
+                (site, self.site_distribution(site, dtype, device=device)) for site in self.sites]
+        return priors
 
     def log_joint(
         self,

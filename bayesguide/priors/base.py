@@ -46,6 +46,7 @@ from pyro.distributions import TorchDistribution, constraints
 from typing_extensions import Self
 
 from bayesguide.guidance import GuidanceSpec, linear
+from bayesguide.priors.statistics import group_norm, sum_of_abs, sum_of_squares
 
 __all__ = [
     "UnitGroupDistribution",
@@ -193,40 +194,6 @@ class UnitGroupDistribution(TorchDistribution, ABC):
             )
         with torch.no_grad():
             return self._sample_proper(torch.Size(sample_shape))
-
-
-def sum_of_squares(parts: list[torch.Tensor]) -> torch.Tensor:
-    """``Σ_k x_k²`` over the last dimension of every block, summed across blocks."""
-    stat = parts[0].pow(2).sum(-1)
-    for p in parts[1:]:
-        stat = stat + p.pow(2).sum(-1)
-    return stat
-
-
-def sum_of_abs(parts: list[torch.Tensor]) -> torch.Tensor:
-    """``Σ_k |x_k|`` over the last dimension of every block, summed across blocks."""
-    stat = parts[0].abs().sum(-1)
-    for p in parts[1:]:
-        stat = stat + p.abs().sum(-1)
-    return stat
-
-
-def group_norm(parts: list[torch.Tensor]) -> torch.Tensor:
-    """``‖θ‖₂`` of the concatenated blocks, from one sum of squares (subgradient 0 at 0).
-
-    ``s = Σ_blocks Σ_k x_k²`` (a dot product per block, no squared copy), then
-    ``‖θ‖₂ = √max(s, tiny)`` with ``tiny`` the dtype's smallest normal number, and 0
-    where ``s = 0``: ``√s`` to rounding for every group with ``s ≥ tiny``, exactly 0 with
-    gradient 0 at an all-zero group — the subgradient ``torch.linalg.vector_norm`` takes
-    at 0 — and never the NaN of ``√s``'s infinite slope there. (A group whose norm is
-    below ``√tiny``, ``1e-19`` in float32, ``1e-154`` in float64, reads ``√tiny``, with
-    gradient 0.) Fewer kernels forward and backward than per-block norms stacked and
-    normed again (``benchmarks/map_overhead.py``).
-    """
-    total = torch.linalg.vecdot(parts[0], parts[0])
-    for p in parts[1:]:
-        total = total + torch.linalg.vecdot(p, p)
-    return torch.where(total > 0, total.clamp_min(torch.finfo(total.dtype).tiny).sqrt(), 0.0)
 
 
 def check_real(value: object, name: str) -> float:
