@@ -20,16 +20,9 @@ hand-written training loop.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import dataclasses
-import importlib.util
-import os
-import shutil
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -39,18 +32,16 @@ from typing_extensions import Unpack
 
 from bayesguide._options import Option
 from bayesguide.infer.common import check_continuation, check_init, check_model, make_diagnose
-from bayesguide.infer.loop import LoopOutput, Objective, optimize
-from bayesguide.infer.result import FitResult, build_result, fit_on, register_extra
+from bayesguide.infer.compile import check_compile, compile_extras, compiled
+from bayesguide.infer.loop import Objective, optimize
+from bayesguide.infer.result import FitResult, build_result, fit_on
 from bayesguide.infer.settings import OptimOptions, OptimSettings
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint
 from bayesguide.model.batches import Batches, BatchStream, as_batches
 from bayesguide.model.device import place_data, resolve_device, take_batch
 from bayesguide.posterior import DeltaGuide, Guide
 
-__all__ = [
-    "CompileReport", "Engine", "check_compile", "check_stream", "fit_map", "map_steps", "map_stream_steps",
-    "pyro_objective",
-]
+__all__ = ["Engine", "check_stream", "fit_map", "map_steps", "map_stream_steps", "pyro_objective"]
 
 DEFAULTS = OptimSettings(steps=2000, lr=1e-3)
 """The defaults of ``fit_map``."""
@@ -63,82 +54,6 @@ class Engine(Option):
     """The log joint written directly in torch (proven equal to Pyro's by the tests)."""
     PYRO = "pyro", "Pyro's Trace_ELBO"
     """``pyro.infer.Trace_ELBO`` on the Pyro model and guide."""
-
-
-@dataclass(frozen=True)
-class CompileReport:
-    """What compiling the objective cost (``fit.extras["compile"]`` of a ``compile=True`` fit).
-
-    Attributes
-    ----------
-    setup_seconds
-        Wall time of building the compiled objective, before the first step (the first
-        compiled fit of a process imports ``torch.compile``'s machinery here).
-    first_step_seconds
-        Wall time of the fit's first step, during which ``torch.compile`` traced and
-        compiled the objective's forward and backward (one ordinary step included;
-        compare with ``fit.wall_time / fit.steps``). A later fit of the same network
-        shapes in the same process reuses the compiled code and pays far less.
-    """
-
-    setup_seconds: float
-    first_step_seconds: float
-
-    @property
-    def seconds(self) -> float:
-        """``setup_seconds + first_step_seconds``: what compiling added, to one step's time."""
-        return self.setup_seconds + self.first_step_seconds
-
-    def __str__(self) -> str:
-        return (f"compiled objective: {self.seconds:.2f} s (setup {self.setup_seconds:.2f} s, first step "
-                f"{self.first_step_seconds:.2f} s, one step included)")
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CompileReport:
-        return cls(setup_seconds=float(data["setup_seconds"]), first_step_seconds=float(data["first_step_seconds"]))
-
-
-register_extra("compile", CompileReport.from_json)
-
-
-def check_compile(compile: bool, engine: Engine, device: torch.device) -> None:
-    """Refuse ``compile`` where it cannot work, naming the reason, before any step.
-
-    ``compile`` must be a bool; ``True`` needs the ``"fast"`` engine (Pyro's tracing is
-    not compiled) and ``torch.compile``'s code generator: a C++ compiler for the CPU
-    (``$CXX``, else ``g++`` / ``clang++`` / ``c++`` on the ``PATH``), Triton for a GPU;
-    ``device`` is where the steps run. (A Python that ``torch.compile`` does not support is refused by ``torch.compile``
-    itself, also before any step.)
-    """
-    if not isinstance(compile, bool):
-        raise TypeError(f"compile must be True or False, got {compile!r}")
-    if not compile:
-        return
-    if engine is not Engine.FAST:
-        raise ValueError(f"compile=True needs engine='fast': engine={engine.value!r} runs Pyro's tracing, "
-                         f"which torch.compile does not compile")
-    if device.type == "cuda":
-        if importlib.util.find_spec("triton") is None:
-            raise RuntimeError("compile=True on a GPU needs Triton, torch.compile's GPU code generator, which is "
-                               "not installed; install it or use compile=False")
-        return
-    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "clang++", "c++"]
-    if not any(shutil.which(c) for c in candidates):
-        raise RuntimeError(
-            f"compile=True on the CPU needs a C++ compiler for torch.compile's code generator, and none of "
-            f"{', '.join(candidates)} was found on the PATH; install one or use compile=False"
-        )
-
-
-def _compile_extras(extras: dict[str, Any] | None, compile: bool, out: LoopOutput,
-                    setup: float) -> dict[str, Any] | None:
-    """``extras`` with the [`CompileReport`][bayesguide.infer.map.CompileReport] of a compiled run."""
-    if not compile:
-        return extras
-    return dict(extras or {}) | {"compile": CompileReport(setup, float(out.extra["first_step_seconds"]))}
 
 
 def fit_map(
@@ -183,7 +98,7 @@ def fit_map(
         penalties, and their backward) with ``torch.compile``; the ``"fast"`` engine only.
         The same objective, so the same losses to rounding; it pays a compilation of a few
         seconds to a minute before and during the first step, reported in
-        ``fit.extras["compile"]`` ([`CompileReport`][bayesguide.infer.map.CompileReport]),
+        ``fit.extras["compile"]`` ([`CompileReport`][bayesguide.infer.compile.CompileReport]),
         and is worth it only when the run is long enough for the faster steps to repay it:
         ``benchmarks/map_overhead.py --compile`` measures both. Off by default.
         Machines where ``torch.compile`` cannot work (no C++ compiler for the CPU) get a
@@ -223,7 +138,7 @@ def fit_map(
     check_model(model)
     settings = OptimSettings.resolve(optim, DEFAULTS, "fit_map", dict(options))
     engine = Engine.resolve(engine, "engine")
-    check_compile(compile, engine, resolve_device(settings.device, model.net))
+    check_compile(compile, engine is Engine.FAST, engine.value, resolve_device(settings.device, model.net))
     check_init(init, model)
     source = as_batches(X, y)
     if source is not None:
@@ -275,7 +190,7 @@ def map_steps(
     """
     engine = Engine.resolve(engine, "engine")
     device = resolve_device(settings.device, model.net)
-    check_compile(compile, engine, device)
+    check_compile(compile, engine is Engine.FAST, engine.value, device)
     fingerprint = data_fingerprint(Xt, yt) if fingerprint is None else fingerprint
     check_continuation(init, fitter, fingerprint)
     guide, module, state, offset = _start(model, init, fitter, device)
@@ -297,7 +212,7 @@ def map_steps(
     return build_result(
         method="map", fitter=fitter, model=model, module=module, guide=guide, out=out,
         settings=settings.as_dict() | {"engine": engine.value} | ({"compile": True} if compile else {}),
-        n_data=Xt.shape[0], fingerprint=fingerprint, init=init, extras=_compile_extras(extras, compile, out, setup),
+        n_data=Xt.shape[0], fingerprint=fingerprint, init=init, extras=compile_extras(extras, compile, out, setup),
     )
 
 
@@ -345,7 +260,7 @@ def map_stream_steps(
         method="map", fitter=fitter, model=model, module=module, guide=guide, out=out,
         settings=settings.as_dict() | {"engine": Engine.FAST.value, "data": "loader"}
         | ({"compile": True} if compile else {}),
-        n_data=n, fingerprint=stream.fingerprint, init=init, extras=_compile_extras(None, compile, out, setup),
+        n_data=n, fingerprint=stream.fingerprint, init=init, extras=compile_extras(None, compile, out, setup),
     )
 
 
@@ -428,34 +343,7 @@ def _terms(
         penalty, log_norm = model.prior_terms(params)
         return penalty - log_norm + nll, {"nll": nll, "penalty": penalty}
 
-    if not compile:
-        return terms
-    with _torch_internal_warnings_ignored():
-        compiled = torch.compile(terms)
-
-    def compiled_terms(xb: torch.Tensor, yb: torch.Tensor,
-                       scale: float | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with _torch_internal_warnings_ignored():  # compilation happens at a call (the first, or a new shape)
-            return compiled(xb, yb, scale)  # type: ignore[no-any-return]
-
-    return compiled_terms
-
-
-@contextlib.contextmanager
-def _torch_internal_warnings_ignored() -> Iterator[None]:
-    """Ignore two deprecation warnings torch's compiler raises against its own code.
-
-    Its code generator imports a module of torch's that uses the deprecated ``torch.jit``
-    API, and its tracer instantiates ``autograd.Function`` classes (the priors'
-    statistics) in a way torch itself deprecates. Both are torch's to fix and would stop
-    a run where warnings are errors.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`torch.jit.script_method` is deprecated",
-                                category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*should not be instantiated. Methods on autograd functions",
-                                category=DeprecationWarning)
-        yield
+    return compiled(terms) if compile else terms
 
 
 def _with_terms(

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 import bayesguide as bg
+from bayesguide.infer.compile import CompileReport
 from bayesguide.infer.loop import make_adam, optimize
-from bayesguide.infer.map import CompileReport
 from bayesguide.infer.settings import OptimSettings
 from bayesguide.priors.base import group_norm
 
