@@ -12,6 +12,7 @@ from bayesguide.cli import main
 from bayesguide.results import load_results
 
 
+@pytest.mark.slow  # the whole demo (its candidates fine-tuned to convergence): ~1.5 min
 def test_demo_runs_the_built_in_default_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--out", str(tmp_path), "--steps", "30", "--quiet"]) == 0
     results = load_results(tmp_path)

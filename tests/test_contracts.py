@@ -68,7 +68,7 @@ def test_registration_is_consistent(family: PriorFamily) -> None:
 
 
 @pytest.mark.parametrize("family", DENSITIES, ids=lambda f: f.kind)
-@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("p", [1, pytest.param(2, marks=pytest.mark.slow)])  # p = 2: a double integral
 def test_unit_density_integrates_to_one(family: PriorFamily, p: int) -> None:
     """The normaliser is right: ∫ exp(log_prob(θ)) dθ = 1 over one unit group (numerical quadrature)."""
     d = _prior(family, strength=0.8).unit_distribution(torch.ones(1, dtype=F64), p)

@@ -13,6 +13,8 @@ import bayesguide as bg
 from bayesguide.comparison.loo import DISAGREE_SE
 from bayesguide.datasets import teacher_student
 
+pytestmark = pytest.mark.slow  # the shared path (a fit and eight fine-tuned candidates): ~20 s
+
 
 @pytest.fixture(scope="module")
 def path() -> tuple[list[bg.Candidate], torch.Tensor, torch.Tensor]:

@@ -206,7 +206,7 @@ def map_steps(
         objective = _with_terms(model, module, pyro_objective(model, guide, module, X, y))
     out = optimize(
         objective, list(guide.parameters()), Xt.shape[0], settings, label="MAP",
-        record=lambda: model.unit_norms(module), diagnose=make_diagnose(model, guide, module, X, y),
+        record=model.unit_norm_recorder(module), diagnose=make_diagnose(model, guide, module, X, y),
         optimizer_state=state, step_offset=offset, callback=callback, device=device,
     )
     return build_result(
@@ -253,7 +253,7 @@ def map_stream_steps(
 
     out = optimize(
         objective, list(guide.parameters()), n, settings, label="MAP",
-        record=lambda: model.unit_norms(module), diagnose=diagnose,
+        record=model.unit_norm_recorder(module), diagnose=diagnose,
         optimizer_state=state, step_offset=offset, callback=callback, device=device, batches=stream.__iter__,
     )
     return build_result(

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import pyro
 import pyro.distributions as dist
@@ -281,9 +281,21 @@ class GuidedModel:
 
     def unit_norms(self, module: nn.Module) -> dict[str, torch.Tensor]:
         """Euclidean norm of every unit group of every prunable layer of ``module``."""
+        return self.unit_norm_recorder(module)()
+
+    def unit_norm_recorder(self, module: nn.Module) -> Callable[[], dict[str, torch.Tensor]]:
+        """`unit_norms` of ``module`` as a function of no arguments, its parameters looked up once.
+
+        What a training loop records while it steps ``module``'s parameters in place.
+        """
         params = dict(module.named_parameters())
-        with torch.no_grad():
-            return {s.layer.name: s.unit_norms(params) for s in self.prunable_sites}
+        sites = self.prunable_sites
+
+        def record() -> dict[str, torch.Tensor]:
+            with torch.no_grad():
+                return {s.layer.name: s.unit_norms(params) for s in sites}
+
+        return record
 
     # ------------------------------------------------------------------ data
 

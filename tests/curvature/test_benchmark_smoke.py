@@ -23,6 +23,7 @@ def test_curvature_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert "diag/kron" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_full_ggn_memory_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     """Both sides run in fresh processes and compute the same log evidence; peaks are reported, not asserted."""
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "full_ggn_memory.py"

@@ -110,6 +110,7 @@ def test_site_blocks_diag_is_the_exact_ggn_diagonal() -> None:
     torch.testing.assert_close(torch.cat([b.diag for b in blocks]), G.diagonal())
 
 
+@pytest.mark.slow
 def test_the_evidence_prunes_the_units_a_teacher_does_not_have() -> None:
     """A 3-unit tanh teacher, a 12-unit student: ARD drives 9 precisions to the cap."""
     data = bg.datasets.teacher_student(n=400, n_features=5, width=3, noise=0.1, seed=1, dtype=torch.float64)

@@ -94,6 +94,7 @@ def test_local_pool_and_dask_give_the_serial_numbers(sweep_file: Callable[..., P
                                           "retries": 2}
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_from_the_settings(sweep_file: Callable[..., Path], tmp_path: Path) -> None:
     res = bg.sweep(sweep_file(tmp_path, grid='"fit.seed" = [0, 1]'), scheduler="local", workers=2, progress=False)
     serial = bg.sweep(tmp_path / "sweep.toml", dir=tmp_path / "serial", progress=False)
