@@ -68,11 +68,11 @@ class CompileReport:
 register_extra("compile", CompileReport.from_json)
 
 
-def check_compile(compile: bool, fast_engine: bool, engine: str, device: torch.device) -> None:
+def check_compile(compile: bool, engine: str, device: torch.device) -> None:
     """Refuse ``compile`` where it cannot work, naming the reason, before any step.
 
-    ``compile`` must be a bool; ``True`` needs the ``"fast"`` engine (``fast_engine``;
-    ``engine`` names the one chosen: Pyro's tracing is not compiled) and
+    ``compile`` must be a bool; ``True`` needs ``engine`` to be ``"fast"`` (Pyro's
+    tracing is not compiled) and
     ``torch.compile``'s code generator: a C++ compiler for the CPU (``$CXX``, else
     ``g++`` / ``clang++`` / ``c++`` on the ``PATH``), Triton for a GPU; ``device`` is
     where the steps run. (A Python that ``torch.compile`` does not support is refused by
@@ -82,7 +82,7 @@ def check_compile(compile: bool, fast_engine: bool, engine: str, device: torch.d
         raise TypeError(f"compile must be True or False, got {compile!r}")
     if not compile:
         return
-    if not fast_engine:
+    if engine != "fast":
         raise ValueError(f"compile=True needs engine='fast': engine={engine!r} runs Pyro's tracing, "
                          f"which torch.compile does not compile")
     if device.type == "cuda":

@@ -138,7 +138,7 @@ def fit_map(
     check_model(model)
     settings = OptimSettings.resolve(optim, DEFAULTS, "fit_map", dict(options))
     engine = Engine.resolve(engine, "engine")
-    check_compile(compile, engine is Engine.FAST, engine.value, resolve_device(settings.device, model.net))
+    check_compile(compile, engine.value, resolve_device(settings.device, model.net))
     check_init(init, model)
     source = as_batches(X, y)
     if source is not None:
@@ -190,7 +190,7 @@ def map_steps(
     """
     engine = Engine.resolve(engine, "engine")
     device = resolve_device(settings.device, model.net)
-    check_compile(compile, engine is Engine.FAST, engine.value, device)
+    check_compile(compile, engine.value, device)
     fingerprint = data_fingerprint(Xt, yt) if fingerprint is None else fingerprint
     check_continuation(init, fitter, fingerprint)
     guide, module, state, offset = _start(model, init, fitter, device)

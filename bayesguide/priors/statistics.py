@@ -26,6 +26,7 @@ torch operations, so gradients of gradients are available too (away from 0).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -41,7 +42,7 @@ def _squares(parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
 
 
 def _grads(ctx: Any, parts: tuple[torch.Tensor, ...], coef: torch.Tensor,
-           transform: Any = None) -> tuple[torch.Tensor | None, ...]:
+           transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor | None, ...]:
     """``coef[..., None] · transform(x_k)`` for every block that needs a gradient (None for the others)."""
     coef = coef.unsqueeze(-1)
     return tuple((coef * (p if transform is None else transform(p))) if need else None
