@@ -341,10 +341,12 @@ def write_outputs(records: Mapping[str, dict[str, Any]], final_jobs: Sequence[An
         "\"Within tolerance\" means within 1 accuracy point of the dense reference (the same network with a weak "
         "uniform L2 prior, same budget and seed) — for the regression task, an RMSE at most 5 % above the "
         "reference's. The evidence pick is `bg.compare` over every third point of the same path and its "
-        "smallest network, each first re-fitted to its own MAP by 100 steps from its pruned weights (the "
-        "Laplace evidence expands around a mode; `bayesguide run` does the same with `fine_tune`), with "
+        "smallest network, each first re-fitted to its own MAP from its pruned weights by the task's \"evidence "
+        "re-fit\" (MAP steps at a constant learning rate, on the task's batches; the Laplace evidence expands "
+        "around a mode; `bayesguide run` does the same with `fine_tune`), with "
         "Laplace evidence, type-II ML prior "
-        "scale and the guidance Occam prior with κ = 1; priors without a proper Gaussian counterpart are scored under "
+        "scale and the guidance Occam prior at `bayesguide run`'s default strength (κ = \"auto\": a prior range of "
+        "1 nat over the candidates); priors without a proper Gaussian counterpart are scored under "
         "a uniform Gaussian. Latency: batch of 256, one thread, median of 30 alternated forward passes of the "
         "dense and the smallest-within-tolerance network, with subnormal numbers flushed to zero (sparsity "
         "regularisers leave many dense weights subnormal, whose slow arithmetic would otherwise pass for a "
@@ -356,15 +358,17 @@ def write_outputs(records: Mapping[str, dict[str, Any]], final_jobs: Sequence[An
         "units as the geometric path; their parameters, FLOPs, accuracy and latency are measured by the same "
         "code as bayesguide's candidates. A peer has no model evidence, so its evidence columns show \"—\".",
         "",
-        "| task | Adam steps | batch | lr | tolerance | grid × |",
-        "|---|---|---|---|---|---|",
+        "| task | Adam steps | batch | lr | tolerance | grid × | evidence re-fit |",
+        "|---|---|---|---|---|---|---|",
     ]
     for t in tasks.values():
         tol = f"{t.tolerance * 100:g} % of RMSE"
         if t.higher_is_better:
             tol = f"{t.tolerance * 100:g} point" + ("" if t.tolerance == 0.01 else "s")
         batch = "full" if t.batch_size is None else t.batch_size
-        lines.append(f"| {t.title} | {t.steps} | {batch} | {t.lr:g} | {tol} | {t.strength_scale:g} |")
+        refit = getattr(t, "refit", None)
+        refit_cell = "—" if refit is None else f"{refit[0]} steps at lr {refit[1]:g}"
+        lines.append(f"| {t.title} | {t.steps} | {batch} | {t.lr:g} | {tol} | {t.strength_scale:g} | {refit_cell} |")
     lines += ["", "Strength grids are in the mean-loss convention λ′ (the prior's rate is λ = N · λ′ · the task's "
               "\"grid ×\" factor, which for the regression task is 1/σ², the likelihood's curvature, and for "
               "MNIST-1D 0.3, because at its longer, faster budget the unscaled grids' weakest values already cost "
