@@ -124,7 +124,12 @@ class Selection:
     fine_tune_lr
         The re-fits' learning rate.
     batch_size
-        The re-fits' minibatch size (``None``: full batch).
+        The re-fits' minibatch size (``None``: full batch). Minibatch re-fits need a small
+        ``fine_tune_lr``: at a training-sized rate a network wanders in the minibatch noise
+        around its mode, the plateau check still passes, and the Laplace evidence charges
+        the unsettled network thousands of nats (MNIST-1D, batch 100: 100 steps at 1e-2
+        cost the dense network ~4,000 nats and made the smallest candidate the pick; 300
+        steps at 1e-3 settled it, see docs/benchmarks.md).
     seed
         The re-fits' seed.
     evidence

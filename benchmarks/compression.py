@@ -135,7 +135,7 @@ TASKS: dict[str, Task] = {
     # (group lasso 1e-4, Torch-Pruning 3e-4, seed 0), so the task scales every grid by 0.3
     # The evidence's re-fits settle at lr 1e-3 (bayesguide run's fine-tuning rate) for 300 steps: 100
     # minibatch steps at the training rate 1e-2 leave each candidate in the noise around its mode, which
-    # cost the dense network ~5,000 nats of evidence and made the pick the smallest network (0 of 33 within
+    # cost the dense network ~4,000 nats of evidence and made the pick the smallest network (0 of 33 within
     # 1 point); 300 steps at 1e-3 put the uniform-L2 and evidence-driven picks within 0.8 point (seed 0)
     "mnist1d-mlp": Task("mnist1d-mlp", "MNIST-1D, MLP 40-256-256-10", "categorical", 4000, 100, 1e-2, 0.01,
                         strength_scale=0.3, refit_steps=300, refit_lr=1e-3),
