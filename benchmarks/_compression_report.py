@@ -94,8 +94,26 @@ def summarise(records: Mapping[str, dict[str, Any]], final_jobs: Sequence[Any], 
             "evidence_gap": None if sel is None or best_scored is None else abs(best_scored - sel["test"]),
             "speedup": None if not lat else lat["full_ms"] / lat["small_ms"],
             "curve": [(r["units"], r["test"]) for r in path],
+            "certainty": _certainty(ev, sel),
         })
     return out
+
+
+PRIOR_FLAGS = ("the architecture prior overturns", "the pick depends on the prior's strength")
+SENSITIVITY_RANGE = 3.0  # bayesguide.comparison.sensitivity.DEFAULT_RANGE: κ up to 3 × κ_auto is checked
+
+
+def _certainty(ev: Mapping[str, Any], sel: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """How sure the comparison was of its pick and whether the prior decided it (records with a κ interval)."""
+    if sel is None or "kappa_interval" not in ev or sel.get("evidence_prob") is None:
+        return None
+    kappa = float(ev["kappa"] or 0.0)
+    lo, hi = ev["kappa_interval"] if ev["kappa_interval"] else (None, None)
+    stands = lo is not None and lo <= 1e-12 and (hi is None or hi >= SENSITIVITY_RANGE * kappa)
+    flags = ev.get("flags", [])
+    return {"posterior": sel["posterior"], "evidence_prob": sel["evidence_prob"], "stands": stands,
+            "prior_flags": sum(1 for f in flags if f.startswith(PRIOR_FLAGS)),
+            "unconverged": sel.get("converged") is False}
 
 
 def _agg(seeds: list[dict[str, Any]], f: Any) -> tuple[float | None, float | None]:
@@ -204,7 +222,39 @@ def claims(tasks: Mapping[str, Any], methods: Mapping[str, Any], summary: Mappin
             err = sum(1 for x in ok if x["evidence_gap"] is None)
             cells.append(f"{hits}/{len(scored)}" + (f" ({err} not scored)" if err else ""))
         lines.append(f"| {m.title} | " + " | ".join(cells) + " |")
-    lines += ["", *fewest_units(tasks, methods, summary)]
+    lines += ["", *certainty(tasks, methods, summary), "", *fewest_units(tasks, methods, summary)]
+    return lines
+
+
+def certainty(tasks: Mapping[str, Any], methods: Mapping[str, Any], summary: Mapping[str, Any]) -> list[str]:
+    """Per task and method: the pick's posterior and evidence-only probabilities, its κ range, the prior's flags."""
+    lines = ["### How sure is the evidence pick, and does the architecture prior decide it?", "",
+             "Per fit, from the comparison behind the pick: P — the pick's posterior probability at the κ used "
+             "(\"auto\"); ev — the same candidate's probability under a uniform prior over the candidates (the "
+             "evidence alone); \"stands\" — fits whose pick is the same for every κ from 0 to 3× the κ used "
+             "(the default range `bg.compare` checks); \"flagged\" — fits where the comparison flagged that the "
+             "prior overturns the evidence or that the pick changes within that range; \"unconverged\" — fits "
+             "whose pick's re-fit was still improving. P and ev are medians over seeds. \"—\": fits stored before "
+             "these numbers were recorded.", "",
+             "| method | " + " | ".join(t.title.split(",")[0] for t in tasks.values()) + " |",
+             "|---|" + "---|" * len(tasks)]
+    for name, m in methods.items():
+        if getattr(m, "peer", False):
+            continue
+        cells = []
+        for t in tasks:
+            e = summary.get(t, {}).get(name)
+            rows = [x["certainty"] for x in (e["seeds"] if e else []) if x.get("certainty")]
+            if not rows:
+                cells.append("—")
+                continue
+            p = statistics.median(float(r["posterior"]) for r in rows)
+            ev = statistics.median(float(r["evidence_prob"]) for r in rows)
+            cell = (f"P {p:.2f} · ev {ev:.2f} · stands {sum(r['stands'] for r in rows)}/{len(rows)} · "
+                    f"flagged {sum(r['prior_flags'] > 0 for r in rows)}")
+            unconverged = sum(r["unconverged"] for r in rows)
+            cells.append(cell + (f" · unconverged {unconverged}" if unconverged else ""))
+        lines.append(f"| {m.title} | " + " | ".join(cells) + " |")
     return lines
 
 

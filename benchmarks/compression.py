@@ -456,9 +456,15 @@ def _evidence(path: list[Any], split: Split, task: Task, steps: int, seed: int) 
                            "test": metric(cand.predict(split.X_test), split.y_test, task.likelihood),
                            "status": row.get("status", "ok"), "prior_used": row.get("prior_used"),
                            "log_evidence": _finite(row["log_evidence"]),
-                           "posterior": _finite(row["posterior_prob"])})
+                           "posterior": _finite(row["posterior_prob"]),
+                           "evidence_prob": _finite(row["evidence_prob"]),
+                           "converged": bool(row["converged"]) if "converged" in row else None})
+        settings = cmp.settings
         return {"selected": cmp.best.name if cmp.best is not None else None, "fine_tune_steps": steps,
-                "seconds": time.perf_counter() - start, "candidates": scored}
+                "seconds": time.perf_counter() - start, "candidates": scored,
+                "kappa": settings.get("kappa"),
+                "kappa_interval": [v if math.isfinite(v) else None for v in settings.get("kappa_interval", [])],
+                "evidence_best": settings.get("evidence_best"), "flags": list(cmp.flags)}
     except Exception as err:
         return {"selected": None, "error": f"{type(err).__name__}: {err}"}
 
@@ -497,10 +503,11 @@ class Store:
 def _budget(task: Task) -> dict[str, Any]:
     """What a stored fit must share with the task to be reused (besides its steps)."""
     return {"batch_size": task.batch_size, "lr": task.lr, "strength_scale": task.strength_scale,
-            "refit": list(task.refit)}
+            "refit": list(task.refit), "evidence_record": EVIDENCE_RECORD}
 
 
 LEGACY_REFIT = (100, None)  # what fits stored before the re-fit was recorded used: 100 steps at the task's lr
+EVIDENCE_RECORD = 2  # 2: the evidence record holds the κ interval, the evidence-only probabilities and the flags
 
 
 def _done(record: dict[str, Any] | None, job: Job) -> bool:
@@ -515,9 +522,10 @@ def _done(record: dict[str, Any] | None, job: Job) -> bool:
     if stored is None:
         return False
     task = TASKS[job.task]
-    legacy = {"refit": [LEGACY_REFIT[0], task.lr if LEGACY_REFIT[1] is None else LEGACY_REFIT[1]]}
-    scored = job.evidence and job.method != "reference" and job.method not in PEERS  # the re-fit matters
-    return all(stored.get(k, legacy.get(k)) == v for k, v in _budget(task).items() if scored or k != "refit")
+    legacy = {"refit": [LEGACY_REFIT[0], task.lr if LEGACY_REFIT[1] is None else LEGACY_REFIT[1]],
+              "evidence_record": 1}
+    scored = job.evidence and job.method != "reference" and job.method not in PEERS  # the evidence keys matter
+    return all(stored.get(k, legacy.get(k)) == v for k, v in _budget(task).items() if scored or k not in legacy)
 
 
 def execute(jobs: list[Job], store: Store, workers: int, log: Callable[[str], None]) -> None:
