@@ -148,6 +148,29 @@ def test_two_invocations_at_once_never_run_a_point_twice(sweep_file: Callable[..
     assert set(fits().values()) == {1}
 
 
+def _worker_profiling() -> bool:
+    import dask.config
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
+@pytest.mark.slow
+def test_the_local_cluster_workers_run_without_the_statistical_profiler() -> None:
+    """The LocalCluster's workers do not sample stacks every 10 ms; this process's configuration is untouched."""
+    import dask.config
+
+    from bayesguide.sweeps import SweepSettings, make_executor
+
+    before = dask.config.get("distributed.worker.profile.enabled")
+    executor = make_executor(SweepSettings(scheduler="local", workers=1))
+    try:
+        answers = executor.client.run(_worker_profiling)
+    finally:
+        executor.close()
+    assert len(answers) == 1 and set(answers.values()) == {False}
+    assert dask.config.get("distributed.worker.profile.enabled") == before
+
+
 def test_dask_without_distributed_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from bayesguide.sweeps import SweepSettings, make_executor
 
