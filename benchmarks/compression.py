@@ -506,7 +506,6 @@ def _budget(task: Task) -> dict[str, Any]:
             "refit": list(task.refit), "evidence_record": EVIDENCE_RECORD}
 
 
-LEGACY_REFIT = (100, None)  # what fits stored before the re-fit was recorded used: 100 steps at the task's lr
 EVIDENCE_RECORD = 2  # 2: the evidence record holds the κ interval, the evidence-only probabilities and the flags
 
 
@@ -522,8 +521,8 @@ def _done(record: dict[str, Any] | None, job: Job) -> bool:
     if stored is None:
         return False
     task = TASKS[job.task]
-    legacy = {"refit": [LEGACY_REFIT[0], task.lr if LEGACY_REFIT[1] is None else LEGACY_REFIT[1]],
-              "evidence_record": 1}
+    # what records stored before these keys existed used: 100 re-fit steps at the task's lr, record 1
+    legacy = {"refit": [100, task.lr], "evidence_record": 1}
     scored = job.evidence and job.method != "reference" and job.method not in PEERS  # the evidence keys matter
     return all(stored.get(k, legacy.get(k)) == v for k, v in _budget(task).items() if scored or k not in legacy)
 

@@ -204,7 +204,7 @@ def test_the_evidence_refit_is_part_of_a_scored_fits_budget(compression: ModuleT
     """A scored fit is reused only with the task's re-fit and the current evidence record.
 
     A record stored before the re-fit was recorded counts as 100 steps at the task's lr
-    (LEGACY_REFIT) and as evidence record 1 (no κ interval): re-scored.
+    and as evidence record 1 (no κ interval): re-scored.
     """
     def record(task: str, method: str, refit: list[float] | None) -> tuple[dict[str, Any], Any]:
         t = compression.TASKS[task]
