@@ -54,6 +54,7 @@ from bayesguide.infer import FitResult, OptimSettings, fitter_for, get_fitter
 from bayesguide.model import ArrayLike, GuidedModel
 from bayesguide.model.batches import Batches, BatchStream
 from bayesguide.model.device import check_device
+from bayesguide.posterior import DeltaGuide
 from bayesguide.priors import get_family
 from bayesguide.pruning import Candidate, fine_tune_fit, pruning_path, with_tuning
 from bayesguide.pruning.convergence import TOLERANCE
@@ -95,6 +96,11 @@ class Selection:
     round_to
         Keep a multiple of this many units in every prunable layer (``None``: any count;
         see [`bayesguide.pruning_path`][]): faster kernels, a coarser path.
+    merge
+        Fold units whose incoming weights lie within this relative distance of a multiple
+        of another's into it (twins; see [`bayesguide.pruning_path`][]), for
+        point-estimate fits (an SVI posterior is sliced, not merged); ``None``: no
+        merging. The default, 0.1, merges twins up to about 6° apart (``sin`` 0.1).
     start
         Where the path starts: ``"full"``, ``"threshold"`` (without the units whose
         score is ``≤ threshold``) or ``"auto"``: the fitter's choice
@@ -166,6 +172,7 @@ class Selection:
     spacing: str = "linear"
     min_width: int = 1
     round_to: int | None = None
+    merge: float | None = 0.1
     start: str = "auto"
     score: str = "auto"
     bisect: int = 2
@@ -212,9 +219,10 @@ def make_path(fit: FitResult, X: ArrayLike, y: ArrayLike, selection: Selection,
     start = get_fitter(fit.fitter).path_start if selection.start == "auto" else selection.start
     if start == "threshold" and selection.threshold is None:
         start = "full"
+    merge = selection.merge if isinstance(fit.guide, DeltaGuide) else None  # an SVI posterior is not merged
     return pruning_path(fit, X, y, score=score, n_candidates=selection.n_candidates,
                         threshold=selection.threshold, spacing=selection.spacing, min_width=selection.min_width,
-                        start=start, removals=removals, round_to=selection.round_to)
+                        start=start, removals=removals, round_to=selection.round_to, merge=merge)
 
 
 def refine(cand: Candidate, X: ArrayLike, y: ArrayLike, selection: Selection) -> Candidate:

@@ -51,6 +51,8 @@ NOTES: dict[tuple[str, str], str] = {
                             "steps (0: run all fine_tune steps)",
     ("select", "round_to"): "keep a multiple of this many units (channels) per layer, e.g. 8: more "
                             "speed per FLOP on CPU kernels, a coarser path (0: any count)",
+    ("select", "merge"): "fold units whose incoming weights lie within this relative distance of a multiple "
+                         "of another's into it (twins; MAP fits), e.g. 0.1 (0: no merging)",
     ("select", "hessian"): "the curvature of the Laplace evidence",
     ("select", "optimize_prior"): "type-II maximum likelihood of each candidate's prior scale",
     ("select", "loo"): "PSIS-LOO columns (slower)",

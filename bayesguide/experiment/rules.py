@@ -52,7 +52,8 @@ class Experiment:
     ``[fit] device`` is listed by ``to_dict()`` only when set: where a run computes is not
     what it computes, so an experiment that leaves it at ``""`` keeps the identity (the
     runner's configuration hash) it had before the key existed; likewise ``[select]
-    round_to`` at its default 0 (no rounding), added later.
+    round_to`` at its default 0 (no rounding) and ``[select] merge = 0`` (no merging),
+    added later.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -80,6 +81,8 @@ class Experiment:
             out["fit"].pop("device")
         if not self.select.round_to:
             out["select"].pop("round_to")
+        if not self.select.merge:
+            out["select"].pop("merge")
         return out
 
     def fitter(self) -> Fitter:
@@ -108,7 +111,7 @@ class Experiment:
         s = self.select
         return Selection(
             n_candidates=s.n_candidates, threshold=s.threshold or None, bisect=s.bisect, fine_tune=s.fine_tune,
-            round_to=s.round_to or None,
+            round_to=s.round_to or None, merge=s.merge or None,
             fine_tune_patience=s.patience or None,
             fine_tune_lr=self.fit.lr, seed=self.fit.seed, evidence=s.evidence, hessian=s.hessian,
             optimize_prior=s.optimize_prior, occam=s.occam, kappa=s.kappa, loo=s.loo, progress=progress,

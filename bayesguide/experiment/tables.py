@@ -227,9 +227,15 @@ class SelectConfig:
     fine_tune: int = 3000
     patience: int = 200
     round_to: int = 0
+    merge: float = 0.1
     hessian: str = "auto"
     optimize_prior: bool = True
     loo: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.merge < 1.0:
+            raise ExperimentError(f"[select] merge must be a tolerance in [0, 1) (e.g. 0.1; 0: no merging), "
+                                  f"got {self.merge!r}")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from torch import nn
 from bayesguide.infer import FitResult
 from bayesguide.model import ArrayLike, GuidedModel
 from bayesguide.model.batches import BatchStream, is_batches
-from bayesguide.posterior import Fitted, Guide
+from bayesguide.posterior import DeltaGuide, Fitted, Guide
 from bayesguide.pruning.decisions import (
     Budget,
     BudgetUnit,
@@ -32,6 +32,7 @@ from bayesguide.pruning.decisions import (
     Threshold,
     guard_empty,
 )
+from bayesguide.pruning.merge import Merges
 from bayesguide.pruning.scores import UnitScore, make_score
 from bayesguide.pruning.structure import Structure, analyse, costs, output_positions
 from bayesguide.pruning.surgery import apply_plan, plan_surgery
@@ -195,10 +196,17 @@ def check_scores(scores: Mapping[str, np.ndarray], structure: Structure) -> dict
 
 def build(
     fit: FitResult, structure: Structure, masks: Mapping[str, np.ndarray], rule: str,
-    positions: dict[str, int] | None,
+    positions: dict[str, int] | None, merges: Merges | None = None,
 ) -> Candidate:
-    """Cut the candidate for keep-``masks`` (after [`guard_empty`][bayesguide.pruning.decisions.guard_empty])."""
-    plan = plan_surgery(structure, {k: torch.as_tensor(v) for k, v in masks.items()})
+    """Cut the candidate for keep-``masks`` (after [`guard_empty`][bayesguide.pruning.decisions.guard_empty]).
+
+    ``merges``: removed units folded into kept ones ([`bayesguide.pruning.merge`][]; the
+    fit must be a point estimate, whose guide is the network itself).
+    """
+    if merges and not isinstance(fit.guide, DeltaGuide):
+        raise ValueError(f"merging units needs a point-estimate fit (MAP); this fit's posterior is a "
+                         f"{type(fit.guide).__name__}, which is sliced, not merged")
+    plan = plan_surgery(structure, {k: torch.as_tensor(v) for k, v in masks.items()}, merges)
     module = apply_plan(fit.module, structure, plan).eval()
     model = pruned_model(fit.model, module, plan)
     guide = slice_guide(fit.guide, fit.model, model, module, plan)

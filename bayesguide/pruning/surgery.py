@@ -19,6 +19,11 @@ zero-padded ``Conv2d`` (its borders see the padding, not the constant) or nowher
 fold — is *retained* (kept unchanged) and reported. Constants that are exactly 0
 (ReLU of a negative bias, no bias and no BatchNorm) need no fold.
 
+A removed unit ``m`` *merged* into a kept unit ``r`` (its output ``c`` times ``r``'s,
+[`bayesguide.pruning.merge`][]) is folded into ``r``'s columns instead:
+``W_{l+1}[:, cols(r)] += c · W_{l+1}[:, cols(m)]``, exact for any next layer (zero
+padding included: the two feature maps are proportional everywhere).
+
 The pruned network computes, in eval mode, exactly the original network with the
 removed units' incoming weights set to zero (to float rounding). The input network is
 never changed. The output layer is never pruned.
@@ -42,12 +47,14 @@ True
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from bayesguide.pruning.merge import Merges
 from bayesguide.pruning.structure import Block, Structure, analyse
 
 __all__ = ["SurgeryPlan", "apply_plan", "plan_surgery", "shrink"]
@@ -74,6 +81,9 @@ class SurgeryPlan:
     retained
         Per prunable layer, units the decision removed but surgery kept because their
         constant could not be folded exactly.
+    merged
+        Per prunable layer, the removed units folded into a kept one: ``(unit, kept
+        unit, factor)``.
     """
 
     rows: dict[str, torch.Tensor]
@@ -82,6 +92,7 @@ class SurgeryPlan:
     mean_shift: dict[str, torch.Tensor]
     kept: dict[str, tuple[int, ...]]
     retained: dict[str, tuple[int, ...]]
+    merged: dict[str, tuple[tuple[int, int, float], ...]] = dataclasses.field(default_factory=dict)
 
 
 def _constants(b: Block) -> torch.Tensor:
@@ -112,14 +123,20 @@ def _expand(idx: torch.Tensor, block: int) -> torch.Tensor:
     return (idx[:, None] * block + torch.arange(block)[None, :]).reshape(-1)
 
 
-def plan_surgery(structure: Structure, keep: Mapping[str, torch.Tensor]) -> SurgeryPlan:
-    """Plan the removal of the units not in ``keep`` (a boolean mask per prunable layer)."""
+def plan_surgery(structure: Structure, keep: Mapping[str, torch.Tensor],
+                 merges: Merges | None = None) -> SurgeryPlan:
+    """Plan the removal of the units not in ``keep`` (a boolean mask per prunable layer).
+
+    ``merges`` ([`merge_groups`][bayesguide.pruning.merge.merge_groups]): a removed unit
+    whose representative is kept is folded into it.
+    """
     rows: dict[str, torch.Tensor] = {}
     cols: dict[str, torch.Tensor] = {}
     bias_delta: dict[str, torch.Tensor] = {}
     mean_shift: dict[str, torch.Tensor] = {}
     kept: dict[str, tuple[int, ...]] = {}
     retained: dict[str, tuple[int, ...]] = {}
+    merged: dict[str, tuple[tuple[int, int, float], ...]] = {}
     for b in structure.blocks:
         name = b.layer.name
         mask = torch.as_tensor(keep[name], dtype=torch.bool).clone() if name in keep else None
@@ -136,14 +153,17 @@ def plan_surgery(structure: Structure, keep: Mapping[str, torch.Tensor]) -> Surg
         can_fold = (nxt.bias is not None or bn is not None) and not (
             isinstance(nxt, nn.Conv2d) and _zero_padded(nxt)
         )
-        removed = (~mask).nonzero().flatten()
+        removed = (~mask).nonzero().flatten().tolist()
+        into = {j: rc for j, rc in (merges or {}).get(name, {}).items() if not mask[j] and mask[rc[0]]}
         folded: list[int] = []
         held: list[int] = []
-        for j in removed.tolist():
-            if bool((const[j] == 0).all()):
+        for j in removed:
+            if j in into or bool((const[j] == 0).all()):
                 continue
             (folded if can_fold else held).append(j)
         mask[held] = True
+        if into:
+            merged[name] = tuple((j, r, c) for j, (r, c) in sorted(into.items()))
         idx = mask.nonzero().flatten()
         kept[name] = tuple(idx.tolist())
         retained[name] = tuple(held)
@@ -164,7 +184,17 @@ def plan_surgery(structure: Structure, keep: Mapping[str, torch.Tensor]) -> Surg
             else:
                 assert bn is not None
                 mean_shift[bn.name] = delta
-    return SurgeryPlan(rows, cols, bias_delta, mean_shift, kept, retained)
+    return SurgeryPlan(rows, cols, bias_delta, mean_shift, kept, retained, merged)
+
+
+def _merge_columns(w: torch.Tensor, folds: tuple[tuple[int, int, float], ...], block: int) -> torch.Tensor:
+    """``w`` with each merged unit's input columns added, times its factor, to its representative's."""
+    if not folds:
+        return w
+    out = w.detach().to(torch.float64).clone()
+    for j, r, c in folds:
+        out[:, r * block : (r + 1) * block] += c * out[:, j * block : (j + 1) * block]
+    return out.to(w.dtype)
 
 
 def _param(t: torch.Tensor, like: torch.Tensor) -> nn.Parameter:
@@ -182,7 +212,10 @@ def apply_plan(net: nn.Module, structure: Structure, plan: SurgeryPlan) -> nn.Mo
             if isinstance(m, (nn.Linear, nn.Conv2d)):
                 w, b = m.weight, m.bias
                 cols = plan.cols.get(ly.name)
-                wt = w if cols is None else w.index_select(1, cols)
+                feeder = structure.feeding(ly.name)
+                folds = plan.merged.get(feeder.layer.name, ()) if feeder is not None else ()
+                wt = _merge_columns(w, folds, feeder.block if feeder is not None else 1)
+                wt = wt if cols is None else wt.index_select(1, cols)
                 bt = None
                 if b is not None:
                     delta = plan.bias_delta.get(ly.name)
@@ -212,7 +245,8 @@ def apply_plan(net: nn.Module, structure: Structure, plan: SurgeryPlan) -> nn.Mo
     return new
 
 
-def shrink(net: nn.Module, keep: Mapping[str, torch.Tensor]) -> tuple[nn.Module, SurgeryPlan]:
+def shrink(net: nn.Module, keep: Mapping[str, torch.Tensor],
+           merges: Merges | None = None) -> tuple[nn.Module, SurgeryPlan]:
     """Remove the units not in ``keep`` from ``net``; return the new network and the plan.
 
     Parameters
@@ -222,7 +256,9 @@ def shrink(net: nn.Module, keep: Mapping[str, torch.Tensor]) -> tuple[nn.Module,
     keep
         Per prunable layer name, a boolean mask over its units (``True`` = keep);
         layers not named keep every unit.
+    merges
+        Removed units to fold into a kept one (see `plan_surgery`).
     """
     structure = analyse(net)
-    plan = plan_surgery(structure, keep)
+    plan = plan_surgery(structure, keep, merges)
     return apply_plan(net, structure, plan), plan
