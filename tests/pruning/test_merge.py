@@ -90,7 +90,8 @@ def test_the_tolerance_must_be_in_the_open_unit_interval(bad: float) -> None:
 @pytest.mark.parametrize("act, factors", [(nn.ReLU(), {3: (0, 0.4), 4: (1, 3.0)}),
                                           (nn.LeakyReLU(0.1), {4: (2, 1.7)}),
                                           (nn.Tanh(), {3: (0, -1.0), 4: (1, 1.0)})])
-def test_surgery_with_merges_computes_the_original_network(act: nn.Module, factors: dict[int, tuple[int, float]]) -> None:
+def test_surgery_with_merges_computes_the_original_network(act: nn.Module,
+                                                           factors: dict[int, tuple[int, float]]) -> None:
     net = _planted(act, factors)
     merges = merge_groups(analyse(net), 0.01, {"0": [0, 1, 2, 3, 4]})
     assert {m: r for m, (r, _) in merges["0"].items()} == {m: r for m, (r, _) in factors.items()}

@@ -71,11 +71,12 @@ def _teacher() -> tuple[FitResult, torch.Tensor, torch.Tensor]:
 
 def test_bisection_refines_the_path_near_the_best_and_keeps_it_nested() -> None:
     fit, X, y = _teacher()
-    sel = Selection(n_candidates=3, threshold=None, fine_tune=100, progress=False, bisect=0)
+    # merge=None: the path's three points only (this fit has a twin, whose merge point the default adds)
+    sel = Selection(n_candidates=3, threshold=None, fine_tune=100, progress=False, bisect=0, merge=None)
     coarse = select_architecture(fit, X, y, sel)
     assert [c.widths[0] for c in coarse.candidates] == [24, 12, 1]
     fine = select_architecture(fit, X, y, Selection(n_candidates=3, threshold=None, fine_tune=100, progress=False,
-                                                    bisect=3))
+                                                    bisect=3, merge=None))
     widths = [c.widths[0] for c in fine.candidates]
     assert widths == sorted(widths, reverse=True) and len(set(widths)) == len(widths)
     assert set(widths) > {24, 12, 1} and len(widths) <= 3 + 6
@@ -90,7 +91,7 @@ def test_bisection_refines_the_path_near_the_best_and_keeps_it_nested() -> None:
 
 def test_every_refit_is_checked_for_convergence_and_reported() -> None:
     fit, X, y = _teacher()
-    few = select_architecture(fit, X, y, Selection(n_candidates=3, threshold=None, fine_tune=30, bisect=0,
+    few = select_architecture(fit, X, y, Selection(n_candidates=3, threshold=None, fine_tune=30, bisect=0, merge=None,
                                                    fine_tune_patience=None, fine_tune_lr=1e-4, progress=False))
     table = few.table
     assert {"converged", "fine_tune_steps", "loss_change", "grad_rms"} <= set(table.columns)
@@ -99,7 +100,7 @@ def test_every_refit_is_checked_for_convergence_and_reported() -> None:
     assert table["converged"].tolist() == [True, False, False]
     assert [f for f in few.flags if "fine-tuning did not converge for w12, w1 (" in f]
     long = select_architecture(fit, X, y, Selection(n_candidates=3, threshold=None, fine_tune=3000, bisect=0,
-                                                    fine_tune_lr=0.01, fine_tune_schedule="constant",
+                                                    merge=None, fine_tune_lr=0.01, fine_tune_schedule="constant",
                                                     fine_tune_patience=100, progress=False))
     # converged means exactly: the objective fell by less than 0.5 nats over the last window
     assert (long.table["converged"] == (long.table["loss_change"] < 0.5)).all()
