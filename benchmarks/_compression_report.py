@@ -236,7 +236,7 @@ def certainty(tasks: Mapping[str, Any], methods: Mapping[str, Any], summary: Map
              "prior overturns the evidence or that the pick changes within that range; \"unconverged\" — fits "
              "whose pick's re-fit was still improving. P and ev are medians over seeds. \"—\": fits stored before "
              "these numbers were recorded.", "",
-             "| method | " + " | ".join(t.title.split(",")[0] for t in tasks.values()) + " |",
+             "| method | " + " | ".join(t.title.split(",")[0] + " (" + n + ")" for n, t in tasks.items()) + " |",
              "|---|" + "---|" * len(tasks)]
     for name, m in methods.items():
         if getattr(m, "peer", False):
@@ -384,7 +384,7 @@ def write_outputs(records: Mapping[str, dict[str, Any]], final_jobs: Sequence[An
         "## Protocol",
         "",
         "Every method is a prior in bayesguide and is fitted with the same budget: the same Adam steps "
-        "on the same batches (see the table), learning rate, cosine schedule and seeds. 20 % of each "
+        "on the same batches, learning rate and schedule (see the table) and seeds. 20 % of each "
         "training set is a fixed validation split used to tune each method's strength on seed 0 (grid below); "
         "the test set is used for nothing but the reported numbers. Each fit's pruning path (`bg.pruning_path`, "
         "geometric spacing, the method's own unit score) is read at the final step, without fine-tuning. "
@@ -408,8 +408,8 @@ def write_outputs(records: Mapping[str, dict[str, Any]], final_jobs: Sequence[An
         "units as the geometric path; their parameters, FLOPs, accuracy and latency are measured by the same "
         "code as bayesguide's candidates. A peer has no model evidence, so its evidence columns show \"—\".",
         "",
-        "| task | Adam steps | batch | lr | tolerance | grid × | evidence re-fit |",
-        "|---|---|---|---|---|---|---|",
+        "| task | Adam steps | batch | lr | schedule | tolerance | grid × | evidence re-fit |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for t in tasks.values():
         tol = f"{t.tolerance * 100:g} % of RMSE"
@@ -418,7 +418,8 @@ def write_outputs(records: Mapping[str, dict[str, Any]], final_jobs: Sequence[An
         batch = "full" if t.batch_size is None else t.batch_size
         refit = getattr(t, "refit", None)
         refit_cell = "—" if refit is None else f"{refit[0]} steps at lr {refit[1]:g}"
-        lines.append(f"| {t.title} | {t.steps} | {batch} | {t.lr:g} | {tol} | {t.strength_scale:g} | {refit_cell} |")
+        lines.append(f"| {t.title} | {t.steps} | {batch} | {t.lr:g} | {t.schedule} | {tol} | {t.strength_scale:g} "
+                     f"| {refit_cell} |")
     lines += ["", "Strength grids are in the mean-loss convention λ′ (the prior's rate is λ = N · λ′ · the task's "
               "\"grid ×\" factor, which for the regression task is 1/σ², the likelihood's curvature, and for "
               "MNIST-1D 0.3, because at its longer, faster budget the unscaled grids' weakest values already cost "

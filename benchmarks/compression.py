@@ -1,4 +1,4 @@
-"""Who compresses best? Every method × four tasks × three seeds, on equal terms.
+"""Who compresses best? Every method × five tasks × three seeds, on equal terms.
 
 Methods (all priors in one framework, see ``docs/methods.md``): guided and uniform
 ("traditional") L1, L2 and group lasso; partial regularization (E & Gao) with group
@@ -11,8 +11,8 @@ to the same numbers of units as the geometric path; it has no evidence pick.
 
 Tasks: digits MLP 64-256-256-10; MNIST-1D MLP 40-256-256-10; a small CNN on the 8×8
 digits (conv 16 → conv 32 stride 2 → dense 64); teacher–student regression (a tanh
-teacher with 4 units, a 5-32-1 tanh student, noise σ = 0.1 known); and, only when asked
-for (``--tasks mnist1d-cnn``), the MNIST-1D CNN of Greydanus (2020).
+teacher with 4 units, a 5-32-1 tanh student, noise σ = 0.1 known); and the MNIST-1D CNN
+of Greydanus (2020) at its published budget (constant learning rate).
 
 Protocol (the same for every method):
 
@@ -20,9 +20,10 @@ Protocol (the same for every method):
   set is a validation split (fixed); every fit sees the other 80 %.
 * **Budget.** Every fit of a task: the same number of Adam steps on the same batches
   (full batch for the digits MLP and the teacher; minibatches for MNIST-1D and the CNN,
-  where a full-batch step costs too much), the same learning rate, a cosine schedule,
-  the same seeds (seed = network initialisation and minibatch order). SVI (horseshoe), the L0 gates and the
-  relevance re-estimates run inside the same number of steps.
+  where a full-batch step costs too much), the same learning rate and schedule (cosine;
+  constant for the MNIST-1D CNN, as published), the same seeds (seed = network
+  initialisation and minibatch order). SVI (horseshoe), the L0 gates and the relevance
+  re-estimates run inside the same number of steps.
 * **Reference.** The dense network trained with a weak uniform L2 prior (weight decay)
   and the same budget; its metric is "the unpruned accuracy".
 * **Strength.** Each method's strength (``τ₀`` for the horseshoe) is tuned on seed 0
@@ -115,6 +116,7 @@ class Task:
     strength_scale: float = 1.0  # multiplies every method's grid (the teacher: its likelihood's 1/σ²)
     refit_steps: int = 100  # MAP steps re-fitting each candidate the evidence scores
     refit_lr: float | None = None  # their learning rate (None: the task's)
+    schedule: str = "cosine"  # the learning-rate schedule of every fit (the peers' too)
 
     @property
     def refit(self) -> tuple[int, float]:
@@ -140,17 +142,19 @@ TASKS: dict[str, Task] = {
     "mnist1d-mlp": Task("mnist1d-mlp", "MNIST-1D, MLP 40-256-256-10", "categorical", 4000, 100, 1e-2, 0.01,
                         strength_scale=0.3, refit_steps=300, refit_lr=1e-3),
     "digits-cnn": Task("digits-cnn", "digits 8×8, CNN c16-c32-d64", "categorical", 600, 128, 3e-3, 0.01),
-    # opt-in (--tasks mnist1d-cnn): Greydanus's ConvBase, its Conv1d layers written as 1×k Conv2d (what
-    # surgery prunes); 4000 cosine steps reach 89-91 % here (2 seeds; published: about 94 %), and the task
-    # would add roughly 12 min to the 2-worker run (estimated from single fits)
-    "mnist1d-cnn": Task("mnist1d-cnn", "MNIST-1D, CNN c25-c25-c25 (1-D convolutions)", "categorical", 4000, 100,
-                        1e-2, 0.01),
+    # Greydanus's ConvBase, its Conv1d layers written as 1×k Conv2d (what surgery prunes), at the authors'
+    # budget: Adam lr 1e-2, batch 100, constant rate, 6000 steps (mnist1d's train.py). On the 3200 sequences
+    # left by the validation split it reaches 92.5 % (seed 0; the authors' own loop: 91.8 %, and 93.3 % on
+    # all 4000, against the published ~94 %); a cosine schedule reaches only 87.6-89.5 % (4000 steps) and
+    # 88.7 % (8000): the constant rate's noise is this network's regulariser. Re-fits as for the MLP
+    "mnist1d-cnn": Task("mnist1d-cnn", "MNIST-1D, CNN c25-c25-c25 (1-D convolutions)", "categorical", 6000, 100,
+                        1e-2, 0.01, refit_steps=300, refit_lr=1e-3, schedule="constant"),
     "teacher": Task("teacher", "teacher–student regression, 5-32-1 tanh (teacher: 4 units)", "gaussian",
                     1000, None, 1e-2, 0.05, strength_scale=1.0 / NOISE**2),
 }
 
 
-DEFAULT_TASKS = [t for t in TASKS if t != "mnist1d-cnn"]  # what a plain run fits
+DEFAULT_TASKS = list(TASKS)  # what a plain run fits
 
 
 def build_net(task: str) -> nn.Sequential:
@@ -367,7 +371,7 @@ def _fit(job: Job, task: Task, split: Split) -> tuple[Any, int]:
             common["lr"] = method.lr
     model = bg.GuidedModel(net, prior, task.likelihood, **kw)
     if fitter_for(prior, fit_method).schedules:  # L0 gates and relevance re-estimates run at a constant rate
-        common["schedule"] = "cosine"
+        common["schedule"] = task.schedule
     return fit_model(model, split.X, split.y, method=fit_method, progress=False, **common), steps
 
 
@@ -378,7 +382,7 @@ def _peer_fit(job: Job, task: Task, split: Split) -> tuple[nn.Module, int]:
     train_group_norm(net, split.X, split.y, likelihood=task.likelihood,
                      noise=NOISE if task.likelihood == "gaussian" else None,
                      reg=job.strength * task.strength_scale, steps=job.steps, lr=task.lr,
-                     batch_size=task.batch_size, seed=job.seed, schedule="cosine")
+                     batch_size=task.batch_size, seed=job.seed, schedule=task.schedule)
     return net, job.steps
 
 
@@ -503,7 +507,7 @@ class Store:
 def _budget(task: Task) -> dict[str, Any]:
     """What a stored fit must share with the task to be reused (besides its steps)."""
     return {"batch_size": task.batch_size, "lr": task.lr, "strength_scale": task.strength_scale,
-            "refit": list(task.refit), "evidence_record": EVIDENCE_RECORD}
+            "refit": list(task.refit), "evidence_record": EVIDENCE_RECORD, "schedule": task.schedule}
 
 
 EVIDENCE_RECORD = 2  # 2: the evidence record holds the κ interval, the evidence-only probabilities and the flags
@@ -521,10 +525,11 @@ def _done(record: dict[str, Any] | None, job: Job) -> bool:
     if stored is None:
         return False
     task = TASKS[job.task]
-    # what records stored before these keys existed used: 100 re-fit steps at the task's lr, record 1
-    legacy = {"refit": [100, task.lr], "evidence_record": 1}
+    # what records stored before these keys existed used: 100 re-fit steps at the task's lr, record 1, cosine
+    legacy = {"refit": [100, task.lr], "evidence_record": 1, "schedule": "cosine"}
+    evidence_keys = ("refit", "evidence_record")
     scored = job.evidence and job.method != "reference" and job.method not in PEERS  # the evidence keys matter
-    return all(stored.get(k, legacy.get(k)) == v for k, v in _budget(task).items() if scored or k not in legacy)
+    return all(stored.get(k, legacy.get(k)) == v for k, v in _budget(task).items() if scored or k not in evidence_keys)
 
 
 def execute(jobs: list[Job], store: Store, workers: int, log: Callable[[str], None]) -> None:
@@ -585,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page", default=None, help="Markdown page to write (default docs/benchmarks.md; "
                         "in --smoke mode OUT/benchmarks.md)")
     parser.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, choices=list(TASKS),
-                        help="default: every task but the opt-in mnist1d-cnn")
+                        help="default: every task")
     parser.add_argument("--methods", nargs="+", default=[*METHODS, *PEERS], choices=[*METHODS, *PEERS])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)

@@ -225,3 +225,22 @@ def test_the_evidence_refit_is_part_of_a_scored_fits_budget(compression: ModuleT
     # fits the evidence does not score keep their record whatever the re-fit
     assert compression._done(*record("mnist1d-mlp", "reference", None))
     assert compression._done(*record("mnist1d-mlp", "torch-pruning", [100, 1e-2]))
+
+
+def test_the_schedule_is_part_of_every_stored_fits_budget(compression: ModuleType) -> None:
+    """A fit is reused only under its task's learning-rate schedule, peers and references too.
+
+    Records stored before the schedule was recorded were fitted with the cosine schedule.
+    """
+    cnn = compression.TASKS["mnist1d-cnn"]
+    assert cnn.schedule == "constant" and compression.TASKS["digits-mlp"].schedule == "cosine"
+    for method in ("guided-l1", "reference", "torch-pruning"):
+        for task, stored, reused in (("digits-mlp", None, True), ("digits-mlp", "constant", False),
+                                     ("mnist1d-cnn", None, False), ("mnist1d-cnn", "constant", True)):
+            t = compression.TASKS[task]
+            budget = {k: v for k, v in compression._budget(t).items() if k != "schedule"}
+            if stored is not None:
+                budget["schedule"] = stored
+            record = {"status": "ok", "steps": t.steps, "budget": budget}
+            assert compression._done(record, compression.Job(task, method, 1e-3, 0, t.steps)) is reused, \
+                (method, task, stored)
