@@ -322,8 +322,8 @@ def pruning_path(
     else:
         counts = {first + r for r in _removal_counts(len(order) - first, total - first, n_candidates, spacing)}
         counts.add(collapsed)
-        if merges:  # every twin gone
-            counts.add(collapsed + sum(len(v) for v in merges.values()))
+        if merges:  # every twin gone (a twin the path never removes, kept by min_width, stays)
+            counts.add(collapsed + sum(1 for layer, j in order[collapsed:] if j in merges.get(layer, {})))
     name = score if isinstance(score, str) else getattr(score, "__name__", type(score).__name__)
     preference = _preference(order, scores) if round_to is not None and round_to > 1 else None
     path: list[Candidate] = []

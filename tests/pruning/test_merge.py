@@ -158,3 +158,10 @@ def test_the_experiment_key_reaches_the_selection_and_is_validated() -> None:
     assert off.selection(progress=False).merge is None and "merge" not in off.to_dict()["select"]
     with pytest.raises(ExperimentError, match=r"\[select\] merge must be a tolerance"):
         Experiment.from_dict({"select": {"merge": 1.5}})
+
+
+def test_a_twin_that_min_width_keeps_is_not_removed() -> None:
+    fit, X, y = _fit_with_twins(bg.GuidedNormal(1e-3))
+    path = bg.pruning_path(fit, X, y, n_candidates=2, threshold=None, merge=0.05, min_width=5)
+    assert [c.widths for c in path] == [(6,), (5,)]  # one unit removable: the half of unit 0, a twin, merged
+    torch.testing.assert_close(path[1].module(X), path[0].module(X), rtol=1e-5, atol=1e-5)
