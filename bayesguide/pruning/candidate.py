@@ -38,7 +38,7 @@ from bayesguide.pruning.structure import Structure, analyse, costs, output_posit
 from bayesguide.pruning.surgery import apply_plan, plan_surgery
 from bayesguide.pruning.transfer import pruned_model, slice_guide
 
-__all__ = ["Candidate", "build", "check_scores", "prune", "setup", "with_tuning"]
+__all__ = ["Candidate", "build", "check_mergeable", "check_scores", "prune", "setup", "with_tuning"]
 
 
 @dataclass(frozen=True)
@@ -203,9 +203,8 @@ def build(
     ``merges``: removed units folded into kept ones ([`bayesguide.pruning.merge`][]; the
     fit must be a point estimate, whose guide is the network itself).
     """
-    if merges and not isinstance(fit.guide, DeltaGuide):
-        raise ValueError(f"merging units needs a point-estimate fit (MAP); this fit's posterior is a "
-                         f"{type(fit.guide).__name__}, which is sliced, not merged")
+    if merges:
+        check_mergeable(fit)
     plan = plan_surgery(structure, {k: torch.as_tensor(v) for k, v in masks.items()}, merges)
     module = apply_plan(fit.module, structure, plan).eval()
     model = pruned_model(fit.model, module, plan)
@@ -220,6 +219,13 @@ def build(
         original_flops=None if f0 < 0 else f0, model=model, guide=guide, fit=fit, rule=rule,
         retained={k: v for k, v in plan.retained.items() if v}, data_fingerprint=fit.data_fingerprint,
     )
+
+
+def check_mergeable(fit: FitResult) -> None:
+    """Refuse to merge units of a fit whose posterior is not a point estimate (it is sliced, not merged)."""
+    if not isinstance(fit.guide, DeltaGuide):
+        raise ValueError(f"merge needs a point-estimate fit (MAP): this fit's posterior is a "
+                         f"{type(fit.guide).__name__}, which pruning slices but cannot merge")
 
 
 def setup(

@@ -109,13 +109,11 @@ def merge_groups(structure: Structure, tolerance: float,
         if kind is None or len(order) < 2:
             continue
         theta = _incoming(block)[order]
-        gram = theta @ theta.T
-        sq = gram.diagonal()
-        cross = gram
+        cross = theta @ theta.T  # <θ_m, θ_r>
+        sq = cross.diagonal()
         if kind == "homogeneous":  # c = <θ_m, θ_r> / |θ_r|², positive
-            dist2 = sq[:, None] - cross.clamp(min=0.0) ** 2 / sq[None, :].clamp(min=1e-300)
-            dist2 = torch.where(cross > 0, dist2, sq[:, None])
             factor = cross / sq[None, :].clamp(min=1e-300)
+            dist2 = torch.where(cross > 0, sq[:, None] - cross * factor, sq[:, None])
         elif kind == "odd":  # c = ±1
             dist2 = sq[:, None] - 2 * cross.abs() + sq[None, :]
             factor = torch.sign(cross)

@@ -35,8 +35,7 @@ from bayesguide.infer import FitResult
 from bayesguide.model import ArrayLike
 from bayesguide.model.batches import Batches, BatchStream, open_stream
 from bayesguide.model.device import DeviceLike, check_device
-from bayesguide.posterior import DeltaGuide
-from bayesguide.pruning.candidate import Candidate, build, check_scores, setup, with_tuning
+from bayesguide.pruning.candidate import Candidate, build, check_mergeable, check_scores, setup, with_tuning
 from bayesguide.pruning.merge import Merges, merge_groups
 from bayesguide.pruning.scores import UnitScore, make_score
 from bayesguide.pruning.structure import Structure
@@ -283,9 +282,7 @@ def pruning_path(
     if merge is not None:
         if isinstance(merge, bool) or not isinstance(merge, (int, float)) or not 0.0 < merge < 1.0:
             raise ValueError(f"merge must be a tolerance in (0, 1) (e.g. 0.1) or None, got {merge!r}")
-        if not isinstance(fit.guide, DeltaGuide):
-            raise ValueError(f"merge needs a point-estimate fit (MAP): this fit's posterior is a "
-                             f"{type(fit.guide).__name__}, which pruning slices but cannot merge")
+        check_mergeable(fit)
     if device is not None:
         check_device(device)
     stream = open_stream(X, y, fit.model.net, fit.model.likelihood, fit.model.dtype)
