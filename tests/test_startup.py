@@ -105,3 +105,27 @@ def test_an_unknown_attribute_is_an_attribute_error() -> None:
 @pytest.mark.parametrize("name", ["pruning", "priors", "infer", "marglik", "report", "experiment", "runner"])
 def test_every_submodule_is_an_attribute_as_before(name: str) -> None:
     assert getattr(bayesguide, name) is importlib.import_module(f"bayesguide.{name}")
+
+
+def test_a_sweep_worker_loads_neither_xarray_nor_scipy_stats() -> None:
+    # a worker imports the point runner (and through it the run report) once per process; xarray
+    # (~0.5 s) is only for the ArviZ views and scipy.stats (~0.6 s) only for the sweep page's ρ
+    out = _fresh("import json, sys\nimport bayesguide.sweeps.point\n"
+                 "print(json.dumps({'loaded': sorted(m for m in ('xarray', 'scipy.stats') if m in sys.modules)}))")
+    assert out == {"loaded": []}
+
+
+def test_the_arviz_view_and_the_sweep_correlation_load_what_they_need() -> None:
+    # the contrast: the lazy imports happen where they are used
+    out = _fresh(
+        "import json, sys\n"
+        "from bayesguide._arviz import xarray\n"
+        "from bayesguide.report.sweep_content import evidence_test_correlation\n"
+        "before = 'xarray' in sys.modules or 'scipy.stats' in sys.modules\n"
+        "xarray()\n"
+        "points = [{'status': 'complete', 'log_evidence': float(i), 'test_metric': 0.5 + i / 10} for i in range(4)]\n"
+        "got = evidence_test_correlation({'points': points, 'metric': 'accuracy'})\n"
+        "print(json.dumps({'before': before, 'after': ['xarray' in sys.modules, 'scipy.stats' in sys.modules],\n"
+        "                  'rho': None if got is None else got.rho}))"
+    )
+    assert out == {"before": False, "after": [True, True], "rho": 1.0}

@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import xarray as xr
 from torch import nn
 
-from bayesguide._arviz import arviz, arviz_name
+from bayesguide._arviz import arviz, arviz_name, xarray
 from bayesguide._options import Option
 from bayesguide.curvature.base import Inputs
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint, fold_batchnorm
@@ -239,7 +238,8 @@ class Fitted:
                                   around=got.around)
         ratio = (ll.sum(1) + got.log_prior - got.log_q).numpy()
 
-        post: dict[str, xr.DataArray] = {}
+        xr = xarray()
+        post: dict[str, Any] = {}
         for site in model.sites:
             layer = arviz_name(site.layer.name or "layer")  # a bare layer has the empty name
             dims = ["chain", "draw", f"unit_{layer}", f"weight_{layer}"]

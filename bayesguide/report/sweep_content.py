@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from bayesguide.report._format import (
     as_float,
@@ -264,6 +263,10 @@ def evidence_test_correlation(doc: SweepDoc) -> Correlation | None:
     ev, test = np.array([e for e, _ in ok]), np.array([t for _, t in ok])
     if np.all(ev == ev[0]) or np.all(test == test[0]):
         return None
+    # imported here: scipy.stats costs ~0.6 s of start-up, and sweep workers import this package
+    # (through bayesguide.report) without ever drawing a sweep page
+    from scipy.stats import spearmanr
+
     result = spearmanr(ev, test)
     rho, p_value = float(result[0]), as_float(result[1])
     metric = get(doc, "metric")
