@@ -161,3 +161,60 @@ def test_conditional_prior_needs_the_latent_values() -> None:
 def test_with_guidance_keeps_tau0() -> None:
     prior = GroupHorseshoe(tau0=0.05).with_guidance(bg.guidance.linear())
     assert prior.tau0 == 0.05 and prior.guidance == bg.guidance.linear()
+
+
+# --------------------------------------------------------------------------- the conditional Gaussian of the evidence
+
+
+def test_expected_rates_equal_a_monte_carlo_average_of_the_conditional_rate() -> None:
+    prior = GroupHorseshoe(tau0=0.3)
+    g = torch.ones(3, dtype=torch.float64)
+    mu_t, s_t = torch.tensor(-1.2, dtype=torch.float64), torch.tensor(0.3, dtype=torch.float64)
+    mu_l = torch.tensor([0.5, -0.4, 1.1], dtype=torch.float64)
+    s_l = torch.tensor([0.2, 0.5, 0.1], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    n = 20_000
+    tau = torch.exp(mu_t + s_t * torch.randn(n, generator=gen, dtype=torch.float64))
+    lam = torch.exp(mu_l + s_l * torch.randn(n, 3, generator=gen, dtype=torch.float64))
+    # the conditional distribution's own rate at every draw, averaged
+    draws = torch.stack([prior.unit_distribution_given({"tau": t, "lambda": lj}, g, group_size=4).rate
+                         for t, lj in zip(tau, lam)])
+    mc = draws.mean(0)
+    got = prior.expected_rates({"tau": (mu_t, s_t), "lambda": (mu_l, s_l)})
+    se = draws.std(0) / n**0.5
+    assert ((got - mc).abs() < 5 * se).all()
+    # and a hierarchical prior without a closed form gives none (the evidence falls back to uniform)
+    assert bg.priors.HierarchicalUnitPrior.expected_rates(prior, {}) is None
+
+
+def test_the_evidence_scores_a_horseshoe_fit_under_its_conditional_gaussian() -> None:
+    from bayesguide.marglik.laplace import laplace_evidence
+
+    model, X, y = _model()
+    fit = bg.fit_svi(model, X, y, steps=200, lr=1e-2, progress=False)
+    ev = bg.evidence(fit, X, y, hessian="full")
+    assert ev.prior_used == "conditional" and ev.substituted
+    # the same number from a GuidedNormal built by hand with the expected rates E_q[1/(2 τ² λ_j²)]
+    factors = fit.guide.latent_factors
+    guidance = {}
+    for layer, site in (("0", "0.units"), ("2", "2.units")):
+        mu_t, s_t, mu_l, s_l = (t.detach().double() for t in (*factors.loc_scale(f"{site}.tau"),
+                                                              *factors.loc_scale(f"{site}.lambda")))
+        rates = 0.5 * torch.exp(-2 * (mu_t + mu_l) + 2 * (s_t**2 + s_l**2))
+        guidance[layer] = bg.guidance.custom(rates / model.prior.strength)
+    by_hand = bg.GuidedModel(fit.module, bg.GuidedNormal(model.prior.strength, guidance), "gaussian", noise=0.5)
+    want = laplace_evidence(by_hand, fit.module, X, y, hessian="full")
+    assert want.prior_used == "own"
+    assert ev.log_evidence == pytest.approx(want.log_evidence, rel=1e-12)
+    # which is not the uniform Gaussian's value (what the horseshoe was scored under before)
+    uniform = laplace_evidence(model, fit.module, X, y, hessian="full")
+    assert uniform.prior_used == "uniform"
+    assert abs(uniform.log_evidence - ev.log_evidence) > 1e-3
+
+
+def test_a_fine_tuned_horseshoe_candidate_keeps_the_conditional_gaussian_of_its_fit() -> None:
+    model, X, y = _model()
+    fit = bg.fit_svi(model, X, y, steps=200, lr=1e-2, progress=False)
+    cmp = bg.compare(bg.pruning_path(fit, X, y, n_candidates=3, fine_tune=20), X, y, hessian="full",
+                     progress=False)
+    assert set(cmp.table["prior_used"]) == {"conditional"}
