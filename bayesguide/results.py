@@ -35,7 +35,7 @@ Schema (all numbers plain JSON floats; ``null`` where not computed)::
       "candidates": [{"name", "widths", "kept": {layer: [...]}, "n_params", "flops",
                       "log_evidence", "log_prior", "log_posterior", "posterior_prob",
                       "log_bayes_factor", "evidence_prob", "occam_cost", "prior_scale", "substituted", "status",
-                      "prior_used": "own" | "counterpart" | "conditional" | "uniform",  # the evidence's Gaussian prior
+                      "prior_used": "own" | "counterpart" | "uniform",   # the Gaussian prior of the evidence
                       "metrics": {"train", "test"},
                       "elpd_loo", "elpd_se", "pareto_k_max", "pareto_k_q", "loo_corrected",
                       "stacking_weight"}],                                      # LOO keys only with loo

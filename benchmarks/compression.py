@@ -391,7 +391,7 @@ def run_job(job: Job) -> dict[str, Any]:
     torch.set_num_threads(1)
     task = TASKS[job.task]
     record: dict[str, Any] = {"key": job.key, "task": job.task, "method": job.method, "strength": job.strength,
-                              "seed": job.seed, "steps": job.steps, "budget": _budget(task, job.method)}
+                              "seed": job.seed, "steps": job.steps, "budget": _budget(task)}
     try:
         split = load_split(job.task, job.n_max)
         start = time.perf_counter()
@@ -504,19 +504,10 @@ class Store:
             os.fsync(f.fileno())
 
 
-def _budget(task: Task, method: str) -> dict[str, Any]:
-    """What a stored fit must share with the task to be reused (besides its steps).
-
-    A hierarchical prior's fits (the horseshoe) also record the Gaussian their candidates
-    are scored under: "conditional" (the SVI fit's expected precisions) since 1 December
-    2026, "uniform" before.
-    """
-    budget = {"batch_size": task.batch_size, "lr": task.lr, "strength_scale": task.strength_scale,
-              "refit": list(task.refit), "evidence_record": EVIDENCE_RECORD, "schedule": task.schedule}
-    spec = METHODS.get(method)
-    if spec is not None and issubclass(bg.priors.get_family(spec.kind).prior, bg.priors.HierarchicalUnitPrior):
-        budget["evidence_prior"] = "conditional"
-    return budget
+def _budget(task: Task) -> dict[str, Any]:
+    """What a stored fit must share with the task to be reused (besides its steps)."""
+    return {"batch_size": task.batch_size, "lr": task.lr, "strength_scale": task.strength_scale,
+            "refit": list(task.refit), "evidence_record": EVIDENCE_RECORD, "schedule": task.schedule}
 
 
 EVIDENCE_RECORD = 2  # 2: the evidence record holds the κ interval, the evidence-only probabilities and the flags
@@ -535,11 +526,10 @@ def _done(record: dict[str, Any] | None, job: Job) -> bool:
         return False
     task = TASKS[job.task]
     # what records stored before these keys existed used: 100 re-fit steps at the task's lr, record 1, cosine
-    legacy = {"refit": [100, task.lr], "evidence_record": 1, "schedule": "cosine", "evidence_prior": "uniform"}
-    evidence_keys = ("refit", "evidence_record", "evidence_prior")
+    legacy = {"refit": [100, task.lr], "evidence_record": 1, "schedule": "cosine"}
+    evidence_keys = ("refit", "evidence_record")
     scored = job.evidence and job.method != "reference" and job.method not in PEERS  # the evidence keys matter
-    return all(stored.get(k, legacy.get(k)) == v for k, v in _budget(task, job.method).items()
-               if scored or k not in evidence_keys)
+    return all(stored.get(k, legacy.get(k)) == v for k, v in _budget(task).items() if scored or k not in evidence_keys)
 
 
 def execute(jobs: list[Job], store: Store, workers: int, log: Callable[[str], None]) -> None:

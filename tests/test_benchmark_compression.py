@@ -227,20 +227,6 @@ def test_the_evidence_refit_is_part_of_a_scored_fits_budget(compression: ModuleT
     assert compression._done(*record("mnist1d-mlp", "torch-pruning", [100, 1e-2]))
 
 
-def test_the_horseshoes_evidence_prior_is_part_of_its_budget(compression: ModuleType) -> None:
-    """A horseshoe fit scored before its candidates were scored under the conditional Gaussian is re-scored."""
-    t = compression.TASKS["mnist1d-mlp"]
-    budget = compression._budget(t, "horseshoe")
-    assert budget["evidence_prior"] == "conditional"
-    assert "evidence_prior" not in compression._budget(t, "guided-l1")  # a prior with a density: nothing new
-    job = compression.Job("mnist1d-mlp", "horseshoe", 1.0, 0, t.steps)
-    legacy = {k: v for k, v in budget.items() if k != "evidence_prior"}
-    assert compression._done({"status": "ok", "steps": t.steps, "budget": budget}, job)
-    assert not compression._done({"status": "ok", "steps": t.steps, "budget": legacy}, job)
-    assert not compression._done({"status": "ok", "steps": t.steps, "budget": {**budget, "evidence_prior": "uniform"}},
-                                 job)
-
-
 def test_the_schedule_is_part_of_every_stored_fits_budget(compression: ModuleType) -> None:
     """A fit is reused only under its task's learning-rate schedule, peers and references too.
 
@@ -252,7 +238,7 @@ def test_the_schedule_is_part_of_every_stored_fits_budget(compression: ModuleTyp
         for task, stored, reused in (("digits-mlp", None, True), ("digits-mlp", "constant", False),
                                      ("mnist1d-cnn", None, False), ("mnist1d-cnn", "constant", True)):
             t = compression.TASKS[task]
-            budget = {k: v for k, v in compression._budget(t, method).items() if k != "schedule"}
+            budget = {k: v for k, v in compression._budget(t).items() if k != "schedule"}
             if stored is not None:
                 budget["schedule"] = stored
             record = {"status": "ok", "steps": t.steps, "budget": budget}

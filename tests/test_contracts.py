@@ -164,9 +164,7 @@ def test_every_family_fits_prunes_and_gets_a_finite_permutation_invariant_eviden
         ev = bg.evidence(source, X, y, hessian="full", optimize_prior=True)
         assert math.isfinite(ev.log_evidence)
         assert ev.prior_used == ("counterpart" if family.kind != "l2" and family.prior.has_density else
-                                 "own" if family.kind == "l2" else
-                                 "conditional" if issubclass(family.prior, bg.priors.HierarchicalUnitPrior) else
-                                 "uniform")
+                                 "own" if family.kind == "l2" else "uniform")
     # uniform guidance: permuting the hidden units changes nothing
     perm = torch.tensor([3, 0, 4, 1, 2])
     Xp, yp = fit.prepare(X, y)

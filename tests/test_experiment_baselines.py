@@ -116,7 +116,7 @@ def _npz(tmp_path: Path) -> Path:
 METHODS = {
     "l0": ('kind = "l0"\nstrength = 2.0\nl0_weight_decay = 0.01', 'method = "map"', "HardConcreteGates", "uniform"),
     "horseshoe": ('kind = "horseshoe"\nguidance = "uniform"\ntau0 = 0.1', 'method = "svi"', "GroupHorseshoe",
-                  "conditional"),
+                  "uniform"),
     "relevance": ('kind = "l2"\nguidance = "relevance"', 'method = "map"', "GuidedNormal", None),
     "sparse_group": ('kind = "sparse_group"\nalpha = 0.3', 'method = "map"', "GuidedSparseGroupLasso",
                      "counterpart"),

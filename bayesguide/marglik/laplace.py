@@ -31,12 +31,11 @@ eigenvalues ([`bayesguide.curvature.kron`][], where the normalisation is documen
 The three are curvature backends behind one interface ([`bayesguide.curvature`][]).
 
 The Gaussian prior ``D`` is the model's own (``GuidedNormal``), its family's Gaussian
-counterpart, for a hierarchical prior fitted by SVI the Gaussian that fit put on the
-weights ([`bayesguide.pruning.tuning.conditional_model`][]), or the uniform
-``GuidedNormal(λ, uniform())`` where none exists; which one is ``Evidence.prior_used``
-([`bayesguide.posterior.gaussian_prior`][] documents the rule). Substituted priors only
-fix the *shape* of the prior precision; use ``optimize_prior=True`` (the default of
-``bg.compare``) so that type-II maximum likelihood sets its scale ``c`` from the data.
+counterpart, or the uniform ``GuidedNormal(λ, uniform())`` where neither exists; which
+one is ``Evidence.prior_used`` ([`bayesguide.posterior.gaussian_prior`][] documents
+the rule). Substituted priors only fix the *shape* of the prior precision; use
+``optimize_prior=True`` (the default of ``bg.compare``) so that type-II maximum
+likelihood sets its scale ``c`` from the data.
 
 References: MacKay, "A practical Bayesian framework for backpropagation networks"
 (1992); Immer et al., "Scalable marginal likelihood estimation for model selection in
@@ -62,7 +61,6 @@ from bayesguide.model import GuidedModel, fold_batchnorm
 from bayesguide.model.batches import BatchStream
 from bayesguide.model.device import DeviceLike, module_device, module_on, resolve_device
 from bayesguide.posterior import EvidencePrior, Fitted, gaussian_prior
-from bayesguide.pruning.tuning import conditional_model
 
 __all__ = ["laplace_estimate", "laplace_evidence"]
 
@@ -123,21 +121,14 @@ def laplace_estimate(
     normalisation); ``Evidence.batchnorm_folded`` counts them. ``device``: where the
     curvature's network passes run (default: where ``fitted.module`` is, the CPU for
     bayesguide's own fits and candidates), see [`laplace_evidence`][bayesguide.marglik.laplace.laplace_evidence].
-    A hierarchical prior fitted by SVI (the group horseshoe), and its candidates, are
-    scored under the Gaussian that fit put on the weights
-    ([`conditional_model`][bayesguide.pruning.tuning.conditional_model]; ``prior_used``
-    ``"conditional"``).
     """
     target = resolve_device(device, fitted.module)
-    conditional = conditional_model(fitted)
     # folded where the fit's network is, then our own copy is moved in place
-    model, module, folded = fold_batchnorm(conditional or fitted.model, copy.deepcopy(fitted.module))
+    model, module, folded = fold_batchnorm(fitted.model, copy.deepcopy(fitted.module))
     module.to(target)
     ev = laplace_evidence(model, module, X, y, hessian=hessian, optimize_prior=optimize_prior,
                           noise=fitted.noise, max_params=max_params, progress=progress, device=target,
                           memory_budget=memory_budget)
-    if conditional is not None:
-        ev = dataclasses.replace(ev, prior_used=EvidencePrior.CONDITIONAL.value, substituted=True)
     return dataclasses.replace(ev, batchnorm_folded=folded) if folded else ev
 
 

@@ -14,18 +14,12 @@ and reported as the strongest substitution of the two:
 * ``"counterpart"`` — a family with a density and positive coefficients is scored under
   its Gaussian counterpart ([`gaussian_counterpart`][bayesguide.priors.base.UnitPrior.gaussian_counterpart]:
   ``GuidedNormal`` with the same ``λ`` and guidance for L1, group and sparse group lasso).
-* ``"conditional"`` — a hierarchical prior fitted by SVI (the group horseshoe) is
-  scored under the Gaussian its fit put on the weights, unit ``j``'s precision the
-  conditional one averaged over the posterior of the latent scales. It needs the fit's
-  guide, so the evidence estimator builds it
-  ([`bayesguide.pruning.tuning.conditional_model`][]) and reports it; this function
-  never returns it.
 * ``"uniform"`` — where the Gaussian counterpart does not exist, ``GuidedNormal(λ,
   guidance.uniform())``, precision ``2 λ`` on every weight: when some guidance
   coefficient is 0 (``partial`` guidance, ``relevance`` estimates — an improper flat
   prior, for which the evidence is undefined), and for families without one (L0 gates:
-  ``λ`` is the cost of an open gate, not a rate; the horseshoe without its SVI fit's
-  scales, whose marginal has no closed form).
+  ``λ`` is the cost of an open gate, not a rate; the horseshoe, whose marginal has no
+  closed form).
 
 Substituted priors only fix the *shape* of the prior precision; type-II maximum
 likelihood (``optimize_prior=True``) sets its scale ``c`` from the data.
@@ -59,8 +53,6 @@ class EvidencePrior(Option):
     """The model's own ``GuidedNormal`` prior."""
     COUNTERPART = "counterpart", "Gaussian counterpart of a sparse prior (same λ and guidance)"
     """The family's Gaussian counterpart (same ``λ`` and guidance for the built-in sparse priors)."""
-    CONDITIONAL = "conditional", "the hierarchical prior's Gaussian given its scales (the SVI fit's expectation)"
-    """The Gaussian a hierarchical prior's SVI fit puts on the weights (the group horseshoe)."""
     UNIFORM = "uniform", "GuidedNormal with uniform guidance (the prior has no proper Gaussian counterpart)"
     """``GuidedNormal`` with the same ``λ`` and uniform guidance (zero coefficients, L0 gates, horseshoe)."""
 

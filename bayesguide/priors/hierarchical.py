@@ -8,13 +8,6 @@ for one layer
 sites ([`LatentSite`][bayesguide.priors.hierarchical.LatentSite]) before the unit matrix, and the SVI guides add a
 log-normal factor per latent element. The marginal density over the weights alone is
 not available, so such a prior has no MAP fit and no Gaussian counterpart.
-
-What it does have, when its conditional is a Gaussian, is the Gaussian its SVI fit puts
-on the weights: under a posterior ``q(z)`` the ELBO's prior term in ``θ_j`` is
-``E_q[log p(θ_j | z)] = const − E_q[rate_j(z)] ‖θ_j‖²``, a Gaussian with the *expected*
-conditional rate. `HierarchicalUnitPrior.expected_rates` gives it in closed form for
-log-normal factors; the evidence scores a hierarchical prior's candidates under it
-([`bayesguide.pruning.tuning.conditional_model`][]).
 """
 
 from __future__ import annotations
@@ -73,17 +66,6 @@ class HierarchicalUnitPrior(UnitPrior):
     def unit_distribution_given(
         self, latents: Mapping[str, torch.Tensor], g: torch.Tensor, group_size: int
     ) -> UnitGroupDistribution: ...
-
-    def expected_rates(self, moments: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor | None:
-        """``E_q[rate_j(z)]`` of a Gaussian conditional, under independent log-normal factors.
-
-        ``moments`` maps each latent's local name to ``(μ, σ)``, the mean and standard
-        deviation of ``log z`` under ``q`` (shapes as the latent's); the result has one
-        rate per unit (``log p(θ_j | z) = const − rate_j(z) ‖θ_j‖²``). ``None`` (the
-        default) when the conditional is not Gaussian or the expectation has no closed
-        form: the evidence then falls back to the uniform Gaussian.
-        """
-        return None
 
     def _distribution(self, rate: torch.Tensor, group_size: int) -> UnitGroupDistribution:
         raise ValueError(

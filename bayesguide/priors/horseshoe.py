@@ -117,16 +117,6 @@ class GroupHorseshoe(HierarchicalUnitPrior):
         scale = latents["tau"] * latents["lambda"]
         return UnitNormal(0.5 * scale.pow(-2), group_size)
 
-    def expected_rates(self, moments: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """``E_q[1 / (2 τ² λ_j²)] = ½ exp(−2(μ_τ + μ_j) + 2(σ_τ² + σ_j²))`` for log-normal ``q(τ)``, ``q(λ_j)``.
-
-        The log of the conditional precision ``(τ λ_j)⁻²`` is ``−2(log τ + log λ_j)``, a
-        Normal with mean ``−2(μ_τ + μ_j)`` and variance ``4(σ_τ² + σ_j²)``; the mean of
-        its exponential is the log-normal mean ``exp(mean + variance / 2)``.
-        """
-        (mu_t, s_t), (mu_l, s_l) = moments["tau"], moments["lambda"]
-        return 0.5 * torch.exp(-2.0 * (mu_t + mu_l) + 2.0 * (s_t.pow(2) + s_l.pow(2)))
-
     def __str__(self) -> str:
         return f"GroupHorseshoe(tau0={self.tau0:g}, guidance={self.guidance!r})"
 

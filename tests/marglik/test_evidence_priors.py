@@ -62,7 +62,7 @@ def test_prior_used_reports_the_strongest_substitution_of_both_families() -> Non
     model = bg.GuidedModel(net, bg.GuidedLaplace(0.4), plain_prior=bg.GuidedNormal(0.4, bg.guidance.partial(count=1)))
     ev = laplace_evidence(model, net, *model.prepare_data(X, y))
     assert ev.prior_used == EvidencePrior.UNIFORM.value
-    assert EvidencePrior.choices() == ["own", "counterpart", "conditional", "uniform"]
+    assert EvidencePrior.choices() == ["own", "counterpart", "uniform"]
     assert "uniform" in EvidencePrior.UNIFORM.description
 
 
@@ -90,7 +90,7 @@ def test_horseshoe_svi_fit_candidates_compare() -> None:
     X, y = _data()
     model = bg.GuidedModel(_net(), bg.GroupHorseshoe(tau0=0.1))
     fit = bg.fit_svi(model, X, y, steps=10, progress=False)
-    _check(_compare(fit, X, y), {"conditional"})
+    _check(_compare(fit, X, y), {"uniform"})
 
 
 def test_relevance_fit_candidates_compare() -> None:
