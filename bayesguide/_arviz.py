@@ -2,8 +2,8 @@
 
 A leaf module (no bayesguide imports), so every stage can use it without an import
 cycle. Lazily, because only the ArviZ views (``to_arviz``, PSIS-LOO) need them and
-xarray alone costs about 0.5 s of start-up: every sweep worker and CLI call would pay
-it at ``import bayesguide``.
+xarray alone costs about 0.5 s of start-up, which every sweep worker would otherwise pay
+when it imports the pipeline.
 """
 
 from __future__ import annotations
