@@ -13,7 +13,9 @@ directory is locked) comes back ``"busy"`` — it is not run twice.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import os
 import socket
 import time
@@ -26,7 +28,7 @@ from bayesguide.experiment import Experiment
 from bayesguide.results import load_results
 from bayesguide.runner import RunLockedError, run_experiment
 
-__all__ = ["SUMMARY_KEYS", "PointTask", "run_point", "summarize", "worker_id"]
+__all__ = ["SUMMARY_KEYS", "PointTask", "prepare_worker", "run_point", "summarize", "worker_id"]
 
 SUMMARY_KEYS = ("best", "widths", "units", "n_params", "n_params_full", "log_evidence", "posterior_prob",
                 "evidence_prob", "train_metric", "test_metric", "full_test_metric", "metric", "n_flags", "flags",
@@ -50,6 +52,27 @@ class PointTask:
 def worker_id() -> str:
     """``host:pid`` of this process."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+_PREPARED = False
+
+
+def prepare_worker() -> None:
+    """Set up a worker process of a sweep: at its exit, skip the collector's pass over torch.
+
+    A process that has imported torch and run a fit spends 1–2 s at exit in the
+    interpreter's last garbage collections over torch's objects (measured here: 2.2 s
+    from the end of the work to the end of the process; 0.4 s with this). A sweep waits
+    for its workers to end, so it waited that long. ``gc.freeze()`` at exit (after the
+    other exit handlers, which still run) moves those objects out of the collector's
+    reach; the process's memory is returned to the system whole. Called in the processes
+    the sweep starts — the local pool's and the LocalCluster's workers — never in the
+    user's own process (the ``serial`` executor), whose exit is the user's business.
+    """
+    global _PREPARED
+    if not _PREPARED:
+        atexit.register(gc.freeze)
+        _PREPARED = True
 
 
 def _number(value: Any) -> float | None:
