@@ -4,6 +4,7 @@ Each notebook is executed with nbclient in a fresh kernel running this interpret
 (``sys.executable``, through a kernelspec written for the test, so a user's own
 ``python3`` kernelspec cannot substitute another environment). ``BAYESGUIDE_SMOKE=1``
 makes the notebooks shrink their data and step counts; any cell error fails the test.
+The quick-start runs in the default test run, every notebook in the slow one (CI runs both).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import pytest
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 KERNEL = "bayesguide-smoke"
+QUICK = "01_quickstart.ipynb"
+"""The notebook the default test run executes; the others (13–16 s each) run with ``-m slow``."""
+SMOKE_RUNS = [pytest.param(p, id=p.name, marks=() if p.name == QUICK else pytest.mark.slow) for p in NOTEBOOKS]
 
 
 @pytest.fixture
@@ -60,7 +64,7 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
             assert cell.execution_count is None, f"{path.name}: cell {i} has an execution count"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SMOKE_RUNS)
 def test_notebook_runs_in_smoke_mode(path: Path, smoke_kernel: str) -> None:
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(

@@ -43,6 +43,7 @@ def test_nan_during_training_exits_1_with_its_message(tmp_path: Path, small_expe
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_bayesguide_debug_shows_the_traceback(tmp_path: Path, small_experiment: Callable[..., Path]) -> None:
     done = _cli("run", str(small_experiment(tmp_path, lr="1e30")), "--quiet", env={"BAYESGUIDE_DEBUG": "1"})
     assert done.returncode == 1

@@ -189,6 +189,7 @@ torch.optim.Adam(torch.nn.Linear(3, 2).parameters())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["prepared", "plain"])
 def test_a_prepared_worker_freezes_the_collector_after_its_exit_handlers(mode: str) -> None:
     """What the sweep's own processes do at exit; a process that did not ask is left alone."""

@@ -62,6 +62,7 @@ def test_a_serial_sweep_writes_one_run_per_point_and_an_index(sweep_file: Callab
     assert main(["report", str(out / doc["points"][0]["dir"])]) == 0
 
 
+@pytest.mark.slow
 def test_a_rerun_runs_nothing_and_a_removed_point_only_that(sweep_file: Callable[..., Path], tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     path = sweep_file(tmp_path)
@@ -103,6 +104,7 @@ def test_a_changed_base_never_overwrites_old_results(sweep_file: Callable[..., P
         "config"]["fit"]["steps"] == 31
 
 
+@pytest.mark.slow
 def test_a_failing_point_is_recorded_and_the_others_finish(sweep_file: Callable[..., Path], tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     real = point_module.run_experiment
