@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from bayesguide.cli import main
+from bayesguide.cli import console
 
-sys.exit(main())
+sys.exit(console())
