@@ -148,27 +148,33 @@ def test_two_invocations_at_once_never_run_a_point_twice(sweep_file: Callable[..
     assert set(fits().values()) == {1}
 
 
-def _worker_profiling() -> bool:
+_QUIET_KEYS = ("distributed.worker.profile.enabled", "distributed.admin.tick.interval",
+               "distributed.admin.system-monitor.interval", "distributed.worker.memory.monitor-interval")
+
+
+def _worker_config() -> tuple[Any, ...]:
     import dask.config
 
-    return bool(dask.config.get("distributed.worker.profile.enabled"))
+    return tuple(dask.config.get(key) for key in _QUIET_KEYS)
 
 
 @pytest.mark.slow
-def test_the_local_cluster_workers_run_without_the_statistical_profiler() -> None:
-    """The LocalCluster's workers do not sample stacks every 10 ms; this process's configuration is untouched."""
+def test_the_local_cluster_workers_run_quietly() -> None:
+    """No statistical profiler, a slow tick and slow monitors in the LocalCluster's workers;
+    this process's configuration is untouched."""
     import dask.config
 
     from bayesguide.sweeps import SweepSettings, make_executor
 
-    before = dask.config.get("distributed.worker.profile.enabled")
+    before = _worker_config()
     executor = make_executor(SweepSettings(scheduler="local", workers=1))
     try:
-        answers = executor.client.run(_worker_profiling)
+        answers = executor.client.run(_worker_config)
     finally:
         executor.close()
-    assert len(answers) == 1 and set(answers.values()) == {False}
-    assert dask.config.get("distributed.worker.profile.enabled") == before
+    assert list(answers.values()) == [(False, "1s", "5s", "1s")]
+    assert _worker_config() == before and before[0] is not False
+    assert dask.config.get("distributed.admin.tick.interval") != "1s"
 
 
 def _prepared() -> bool:
