@@ -4,10 +4,11 @@ A Python process that has imported torch and run a fit spends 1.5–2.2 s at exi
 interpreter's last garbage collections over torch's objects (measured from the end of the
 work to the end of the process: a ``bayesguide run`` of a tiny experiment, a sweep worker).
 Everyone waiting on that process waits with it: the shell for the ``bayesguide`` command,
-a sweep for its workers. [`freeze_at_exit`][bayesguide.process.freeze_at_exit] registers
-``gc.freeze()`` as the first exit handler, so it runs last, after every handler registered
-later (libraries' clean-ups, temporary directories, logging): those objects are then out of
-the collector's reach and the memory goes back to the system with the process, in 0.1–0.4 s.
+a sweep for its workers. [`freeze_at_exit`][bayesguide.process.freeze_at_exit], called early
+in the process's life, registers ``gc.freeze()`` as an exit handler; exit handlers run last
+in, first out, so it runs after those registered later (torch's, libraries' clean-ups,
+temporary directories). The objects then alive are out of the collector's reach and their
+memory goes back to the system with the process, in 0.1–0.4 s.
 Objects still alive are finalised as always; only garbage caught in reference cycles is
 not collected before the process ends. It is used only in processes bayesguide starts —
 the ``bayesguide`` executable and a sweep's workers — never in a user's own Python
