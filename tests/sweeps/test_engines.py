@@ -158,10 +158,20 @@ def _worker_config() -> tuple[Any, ...]:
     return tuple(dask.config.get(key) for key in _QUIET_KEYS)
 
 
+def _prepared() -> bool:
+    from bayesguide import process
+
+    return process._REGISTERED
+
+
+def _worker_state() -> tuple[tuple[Any, ...], bool]:
+    return _worker_config(), _prepared()
+
+
 @pytest.mark.slow
-def test_the_local_cluster_workers_run_quietly() -> None:
-    """No statistical profiler, a slow tick and slow monitors in the LocalCluster's workers;
-    this process's configuration is untouched."""
+def test_the_local_cluster_workers_run_quietly_and_are_prepared() -> None:
+    """No statistical profiler, a slow tick and slow monitors in the LocalCluster's workers, which
+    freeze the collector at exit; this process's configuration is untouched."""
     import dask.config
 
     from bayesguide.sweeps import SweepSettings, make_executor
@@ -169,18 +179,12 @@ def test_the_local_cluster_workers_run_quietly() -> None:
     before = _worker_config()
     executor = make_executor(SweepSettings(scheduler="local", workers=1))
     try:
-        answers = executor.client.run(_worker_config)
+        answers = executor.client.run(_worker_state)
     finally:
         executor.close()
-    assert list(answers.values()) == [(False, "1s", "5s", "1s")]
+    assert list(answers.values()) == [((False, "1s", "5s", "1s"), True)]
     assert _worker_config() == before and before[0] is not False
     assert dask.config.get("distributed.admin.tick.interval") != "1s"
-
-
-def _prepared() -> bool:
-    from bayesguide import process
-
-    return process._REGISTERED
 
 
 def test_the_pool_prepares_its_workers_and_not_this_process() -> None:
@@ -193,18 +197,6 @@ def test_the_pool_prepares_its_workers_and_not_this_process() -> None:
     finally:
         executor.close()
     assert _prepared() is False
-
-
-@pytest.mark.slow
-def test_the_local_cluster_prepares_its_workers() -> None:
-    from bayesguide.sweeps import SweepSettings, make_executor
-
-    executor = make_executor(SweepSettings(scheduler="local", workers=1))
-    try:
-        answers = executor.client.run(_prepared)
-    finally:
-        executor.close()
-    assert set(answers.values()) == {True}
 
 
 def test_dask_without_distributed_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
