@@ -424,7 +424,8 @@ def write_outputs(records: Mapping[str, dict[str, Any]], final_jobs: Sequence[An
               "\"grid ×\" factor, which for the regression task is 1/σ², the likelihood's curvature, and for "
               "MNIST-1D 0.3, because at its longer, faster budget the unscaled grids' weakest values already cost "
               "the dense network 2–5 validation points); the horseshoe's "
-              "grid is its global scale τ₀.", "",
+              "grid is its global scale τ₀, and its SVI starts from MAP steps under the Gaussian its Laplace "
+              "evidence uses, taken from the same budget (`fit_svi(warm_start=...)`, \"fitted by\" below).", "",
               "| method | grid | fitted by | learning rate |", "|---|---|---|---|"]
     for m in methods.values():
         lr = "task's" if m.lr is None else f"{m.lr:g}"

@@ -31,6 +31,7 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     batch_size = 0             # 0: full batch
     schedule = "constant"      # constant | cosine | anneal
     guide = "normal"           # svi: normal | lowrank
+    warm_start = 0             # svi: the first this many steps are MAP steps the posterior starts from
     device = ""                # "" (the CPU) | cpu | cuda | cuda:N: where the fit, fine-tuning and evidence run
 
     [select]

@@ -180,6 +180,12 @@ def check_method(exp: Experiment) -> None:
     if not fitter.schedules and fit.schedule != "constant":
         raise ExperimentError(f'{subject} (bg.fit_{fitter.name}) has no learning-rate schedule: '
                               f'set [fit] schedule = "constant"')
+    if fit.warm_start and "warm_start" not in fitter.options:
+        raise ExperimentError(f"[fit] warm_start = {fit.warm_start} is for SVI fits; {subject} is fitted by "
+                              f"bg.fit_{fitter.name}: set warm_start = 0")
+    if not 0 <= fit.warm_start < int(fit.steps):
+        raise ExperimentError(f"[fit] warm_start must lie in [0, steps) = [0, {fit.steps}): the MAP steps are part "
+                              f"of the fit's steps; got {fit.warm_start}")
     estimator = get_estimator(exp.select.evidence)
     if estimator.needs_posterior and not fitter.posterior:
         raise ExperimentError(

@@ -185,6 +185,8 @@ class FitConfig:
     batch_size: int = 0
     schedule: str = "constant"
     guide: str = "normal"
+    warm_start: int = 0
+    """svi only: the first this many of ``steps`` are MAP steps the posterior starts from (``bg.fit_svi``)."""
     device: str = ""
     """Where the fit, the fine-tuning and the evidence run: "" (the CPU), "cpu", "cuda" or "cuda:N"."""
 

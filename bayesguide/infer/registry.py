@@ -171,7 +171,7 @@ _OWN_KEYS = ("engine", "compile")
 
 register_fitter(Fitter("map", fit_map, "MAP training: guided L1 / L2 / group penalties (bg.fit_map)"))
 register_fitter(Fitter("svi", fit_svi, "SVI: a mean-field or low-rank Gaussian posterior (bg.fit_svi)",
-                       posterior=True, options=("guide",)))
+                       posterior=True, options=("guide", "warm_start")))
 register_fitter(Fitter("l0", fit_l0, "weights and hard-concrete L0 gates jointly (bg.fit_l0)",
                        schedules=False, kinds=("l0",)))
 register_fitter(Fitter("relevance", fit_relevance,

@@ -7,6 +7,8 @@
   (``GuidedModel.prepare_data``) and the data fingerprint later stages check;
 * [`fold`][bayesguide.model.fold] — ``BatchNorm`` folded into the layer before it, the
   network the Laplace evidence and posterior score;
+* [`counterpart`][bayesguide.model.counterpart] — the model MAP steps use when the prior
+  has no MAP (L0 gates, the group horseshoe): its Gaussian counterpart;
 * [`device`][bayesguide.model.device] — ``device=``: resolving it
 ([`resolve_device`][bayesguide.model.device.resolve_device])
   and the rules for moving networks and data to it.
@@ -16,6 +18,7 @@ Layer: above [`bayesguide.priors`][], below [`bayesguide.curvature`][].
 
 from __future__ import annotations
 
+from bayesguide.model.counterpart import map_model
 from bayesguide.model.data import ArrayLike, data_fingerprint
 from bayesguide.model.device import available_devices, resolve_device
 from bayesguide.model.fold import fold_batchnorm, has_batchnorm
@@ -23,5 +26,5 @@ from bayesguide.model.guided import GuidedModel
 
 __all__ = [
     "ArrayLike", "GuidedModel", "available_devices", "data_fingerprint", "fold_batchnorm", "has_batchnorm",
-    "resolve_device",
+    "map_model", "resolve_device",
 ]

@@ -16,12 +16,10 @@ import dataclasses
 
 from typing_extensions import Unpack
 
-from bayesguide.guidance import uniform
 from bayesguide.infer import FitResult, OptimSettings, fit_map
 from bayesguide.infer.settings import OptimOptions
-from bayesguide.model import ArrayLike, GuidedModel
+from bayesguide.model import ArrayLike, GuidedModel, map_model
 from bayesguide.posterior import Fitted
-from bayesguide.priors import GuidedNormal
 
 __all__ = ["DEFAULTS", "fine_tune_fit", "tuning_model"]
 
@@ -34,7 +32,7 @@ def tuning_model(cand: Fitted) -> GuidedModel:
 
     The candidate's own, except for priors without a MAP fit (L0 gates, the group
     horseshoe): for those ``GuidedNormal(strength, uniform())``, the Gaussian prior
-    their Laplace evidence uses.
+    their Laplace evidence uses ([`bayesguide.model.counterpart.map_model`][]).
 
     Examples
     --------
@@ -49,11 +47,7 @@ def tuning_model(cand: Fitted) -> GuidedModel:
     >>> fine_tune_fit(cand, X, y, steps=3).model is cand.model  # re-fitted, still carrying its own prior
     True
     """
-    model = cand.model
-    if model.prior.has_density:
-        return model
-    return GuidedModel(cand.module, GuidedNormal(model.prior.strength, uniform()), model.likelihood,
-                       noise=model.noise)
+    return map_model(cand.model, cand.module)
 
 
 def fine_tune_fit(cand: Fitted, X: ArrayLike, y: ArrayLike, optim: OptimSettings | None = None,
