@@ -31,7 +31,7 @@ Every key has a default, so an empty file is the built-in demo. Tables and keys:
     batch_size = 0             # 0: full batch
     schedule = "constant"      # constant | cosine | anneal
     guide = "normal"           # svi: normal | lowrank
-    warm_start = 0             # svi: the first this many steps are MAP steps the posterior starts from
+    warm_start = "auto"        # svi: MAP steps the posterior starts from ("auto": steps // 4 for the horseshoe, else 0)
     device = ""                # "" (the CPU) | cpu | cuda | cuda:N: where the fit, fine-tuning and evidence run
 
     [select]

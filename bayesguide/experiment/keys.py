@@ -38,8 +38,8 @@ NOTES: dict[tuple[str, str], str] = {
     ("fit", "batch_size"): "0: full batch",
     ("fit", "schedule"): "the learning-rate schedule",
     ("fit", "guide"): "svi only: the variational family",
-    ("fit", "warm_start"): "svi only: the first this many of steps are MAP steps the posterior starts from "
-                           "(0: none)",
+    ("fit", "warm_start"): "svi only: the first this many of steps are MAP steps the posterior starts from; "
+                           "\"auto\": steps // 4 for kind = \"horseshoe\", else 0",
     ("fit", "device"): "\"\" (the CPU) | cpu | cuda | cuda:N",
     ("select", "evidence"): "the evidence estimator (elbo, iwae: svi fits only)",
     ("select", "occam"): "the prior over architectures",

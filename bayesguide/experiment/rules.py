@@ -29,6 +29,7 @@ from bayesguide.experiment.tables import (
     parse_table,
     resolve_guidance,
     resolve_steps,
+    resolve_warm_start,
 )
 from bayesguide.guidance import ProfileName, adaptive_fitter
 from bayesguide.guidance import get as get_guidance
@@ -52,8 +53,8 @@ class Experiment:
     ``[fit] device`` is listed by ``to_dict()`` only when set: where a run computes is not
     what it computes, so an experiment that leaves it at ``""`` keeps the identity (the
     runner's configuration hash) it had before the key existed; likewise ``[select]
-    round_to`` at its default 0 (no rounding) and ``[select] merge = 0`` (no merging),
-    added later.
+    round_to`` at its default 0 (no rounding), ``[select] merge = 0`` (no merging) and
+    ``[fit] warm_start = 0`` (no MAP steps before SVI), added later.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -70,6 +71,9 @@ class Experiment:
                                                                                           self.fit.method)))
         if self.fit.steps == "auto":
             object.__setattr__(self, "fit", replace(self.fit, steps=resolve_steps(self.prior.guidance)))
+        if self.fit.warm_start == "auto":
+            warm = resolve_warm_start(self.prior.kind, self.fit.method, int(self.fit.steps))
+            object.__setattr__(self, "fit", replace(self.fit, warm_start=warm))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -79,6 +83,8 @@ class Experiment:
                 f.name: getattr(part, f.name) for f in fields(part)}
         if not self.fit.device:
             out["fit"].pop("device")
+        if not self.fit.warm_start:
+            out["fit"].pop("warm_start")
         if not self.select.round_to:
             out["select"].pop("round_to")
         if not self.select.merge:
@@ -183,7 +189,7 @@ def check_method(exp: Experiment) -> None:
     if fit.warm_start and "warm_start" not in fitter.options:
         raise ExperimentError(f"[fit] warm_start = {fit.warm_start} is for SVI fits; {subject} is fitted by "
                               f"bg.fit_{fitter.name}: set warm_start = 0")
-    if not 0 <= fit.warm_start < int(fit.steps):
+    if not 0 <= int(fit.warm_start) < int(fit.steps):
         raise ExperimentError(f"[fit] warm_start must lie in [0, steps) = [0, {fit.steps}): the MAP steps are part "
                               f"of the fit's steps; got {fit.warm_start}")
     estimator = get_estimator(exp.select.evidence)

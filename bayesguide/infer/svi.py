@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,17 +28,54 @@ from typing_extensions import Unpack
 from bayesguide.infer.common import check_continuation, check_init, check_model, make_diagnose
 from bayesguide.infer.loop import Objective, StreamObjective, optimize
 from bayesguide.infer.map import Engine, check_stream, map_steps, map_stream_steps, pyro_objective
-from bayesguide.infer.result import FitResult, build_result, fit_on
+from bayesguide.infer.result import FitResult, build_result, fit_on, register_extra
 from bayesguide.infer.settings import OptimOptions, OptimSettings
 from bayesguide.model import ArrayLike, GuidedModel, data_fingerprint, map_model
 from bayesguide.model.batches import Batches, BatchStream, as_batches
 from bayesguide.model.device import place_data, resolve_device, take_batch
 from bayesguide.posterior import Guide, GuideKind, make_guide
 
-__all__ = ["fit_svi"]
+__all__ = ["WarmStart", "fit_svi"]
 
 DEFAULTS = OptimSettings(steps=3000, lr=1e-3)
 """The defaults of ``fit_svi``."""
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """The MAP steps an SVI fit started from (``fit.extras["warm_start"]`` of ``fit_svi(warm_start=k)``).
+
+    Attributes
+    ----------
+    steps
+        The MAP steps taken (``k``; the fit's own ``losses`` are its SVI steps only).
+    prior
+        The prior they were taken under, as text (the model's, or for a prior without a
+        MAP its Gaussian counterpart).
+    final_loss
+        The MAP objective at their last step.
+    seconds
+        Their wall time.
+    """
+
+    steps: int
+    prior: str
+    final_loss: float
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"warm start: {self.steps} MAP steps under {self.prior} ({self.seconds:.1f} s)"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WarmStart:
+        return cls(steps=int(data["steps"]), prior=str(data["prior"]), final_loss=float(data["final_loss"]),
+                   seconds=float(data["seconds"]))
+
+
+register_extra("warm_start", WarmStart.from_json)
 
 
 def fit_svi(
@@ -96,8 +134,8 @@ def fit_svi(
         made them useful: on MNIST-1D (3,200 sequences, a 40-256-256-10 MLP), the group
         horseshoe's posterior mean reached 42.7 % test accuracy after 4,000 SVI steps,
         and 59.3 % after 1,000 MAP + 3,000 SVI steps (``docs/benchmarks.md``). The MAP
-        part is in ``fit.extras["warm_start"]`` (its steps, prior and final loss), not in
-        ``fit.losses``. 0 (default): none; a new fit only (not with ``init``).
+        part is in ``fit.extras["warm_start"]`` ([`WarmStart`][bayesguide.infer.svi.WarmStart]: its steps,
+        prior and final loss), not in ``fit.losses``. 0 (default): none; a new fit only (not with ``init``).
     **options
         Fields of [`OptimSettings`][bayesguide.OptimSettings] overriding ``optim`` (``steps``,
         ``lr``, ``batch_size``, ``schedule``, ``patience``, ``min_delta``, ``seed``,
@@ -156,8 +194,8 @@ def fit_svi(
             warm_fit = _warm_start(model, dataclasses.replace(settings, steps=warm), engine_kind,
                                    stream if stream is not None else (Xt, yt, fingerprint))
             start, settings = warm_fit.module, dataclasses.replace(settings, steps=settings.steps - warm)
-            extras["warm_start"] = {"steps": warm, "prior": str(warm_fit.model.prior),
-                                    "final_loss": float(warm_fit.losses[-1]), "seconds": warm_fit.wall_time}
+            extras["warm_start"] = WarmStart(warm, str(warm_fit.model.prior), float(warm_fit.losses[-1]),
+                                             warm_fit.wall_time)
         module = copy.deepcopy(start)
         q = make_guide(guide_kind, model, module, rank=rank, init_scale=init_scale)
         state, offset = None, 0

@@ -14,6 +14,7 @@ from torch import nn
 
 import bayesguide as bg
 from bayesguide.experiment import ExperimentError, load_experiment
+from bayesguide.runner import config_hash
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,8 +51,8 @@ def test_warm_start_is_map_steps_then_svi_from_their_point(prior: bg.priors.Unit
     for (name, a), b in zip(fit.module.state_dict().items(), by_hand.module.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=0, msg=name)
     info = fit.extras["warm_start"]
-    assert info["steps"] == 20 and info["prior"] == str(counterpart.prior)
-    assert info["final_loss"] == pytest.approx(float(warm.losses[-1]), rel=1e-12)
+    assert info.steps == 20 and info.prior == str(counterpart.prior)
+    assert info.final_loss == pytest.approx(float(warm.losses[-1]), rel=1e-12)
     assert fit.settings["steps"] == 50 and len(fit.losses) == 30  # the MAP part is not in the SVI losses
 
 
@@ -76,6 +77,15 @@ def test_warm_start_and_init_are_exclusive_and_a_resume_does_not_repeat_it() -> 
     np.testing.assert_array_equal(resumed.losses[:15], fit.losses)
 
 
+def test_the_warm_start_record_survives_save_and_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    X, y = _data()
+    model = bg.GuidedModel(_net(), bg.GroupHorseshoe(tau0=0.1), "gaussian", noise=0.1)
+    fit = bg.fit_svi(model, X, y, steps=20, warm_start=5, progress=False)
+    loaded = bg.FitResult.load(fit.save(tmp_path / "fit"), model)
+    assert loaded.extras["warm_start"] == fit.extras["warm_start"]
+    assert "warm start: 5 MAP steps under GuidedNormal" in str(fit.extras["warm_start"])
+
+
 def _experiment(tmp_path, fit: str):  # type: ignore[no-untyped-def]
     path = tmp_path / "exp.toml"
     path.write_text(f'[data]\nsource = "teacher"\n[prior]\nkind = "horseshoe"\n[fit]\n{fit}\n')
@@ -91,3 +101,22 @@ def test_experiment_files_pass_warm_start_to_the_svi_fitter_and_check_it(tmp_pat
     path.write_text('[data]\nsource = "teacher"\n[prior]\nkind = "group"\n[fit]\nsteps = 100\nwarm_start = 10\n')
     with pytest.raises(ExperimentError, match="warm_start = 10 is for SVI fits"):
         load_experiment(path)
+
+
+def test_auto_warm_start_is_a_quarter_of_the_steps_for_the_horseshoe_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert _experiment(tmp_path, 'method = "svi"\nsteps = 101').fit.warm_start == 25  # 101 // 4
+    assert _experiment(tmp_path, 'method = "svi"\nsteps = 100\nwarm_start = 0').fit.warm_start == 0
+    for fit in ('method = "svi"', 'method = "map"'):  # a prior with a MAP: no warm start unless asked
+        path = tmp_path / "group.toml"
+        path.write_text(f'[data]\nsource = "teacher"\n[prior]\nkind = "group"\n[fit]\n{fit}\nsteps = 100\n')
+        exp = load_experiment(path)
+        assert exp.fit.warm_start == 0
+        assert "warm_start" not in exp.to_dict()["fit"]  # the identity of runs made before the key existed
+
+
+def test_warm_start_is_part_of_a_runs_identity_when_set(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    auto = _experiment(tmp_path, 'method = "svi"\nsteps = 100')
+    explicit = _experiment(tmp_path, 'method = "svi"\nsteps = 100\nwarm_start = 25')
+    none = _experiment(tmp_path, 'method = "svi"\nsteps = 100\nwarm_start = 0')
+    assert auto.to_dict()["fit"]["warm_start"] == 25
+    assert config_hash(auto) == config_hash(explicit) != config_hash(none)
