@@ -262,6 +262,7 @@ def setup_groups(results: Results) -> list[tuple[str, Items]]:
         ("Fit", [
             ("method", fmt_value(fit.get("method", get(config, "fit", "method")))),
             ("steps", fmt_int(fit.get("steps"))),
+            *_warm_start(config),
             ("wall time", fmt_seconds(fit.get("wall_time_s"))),
             ("stop reason", fmt_value(fit.get("stop_reason"))),
             ("final objective", fmt_float(fit.get("final_loss"), 6)),
@@ -278,6 +279,14 @@ def setup_groups(results: Results) -> list[tuple[str, Items]]:
 
 _SELECT_LABELS = {"occam": "architecture prior (occam)", "kappa": "architecture prior strength κ (kappa)"}
 """Reader's labels of ``[select]`` keys whose names alone mislead (the key in brackets)."""
+
+
+def _warm_start(config: Any) -> Items:
+    """The MAP steps an SVI fit started from (``[fit] warm_start``), when there were any: ``steps`` counts the rest."""
+    warm = get(config, "fit", "warm_start")
+    if isinstance(warm, bool) or not isinstance(warm, int) or warm <= 0:
+        return []
+    return [("warm start", f"{fmt_int(warm)} MAP steps before these (bg.fit_svi(warm_start=...))")]
 
 
 def _final_terms(results: Results) -> Items:

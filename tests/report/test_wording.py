@@ -82,3 +82,14 @@ def test_candidate_table_wraps_inside_a_container(complete_page: str) -> None:
     assert '<span class="nowrap">P(M\u00a0|\u00a0D)</span>' in table
     css = complete_page.split("<style>", 1)[1].split("</style>", 1)[0]
     assert ".tablewrap { overflow-x:auto" in css and "td.text { white-space:normal" in css
+
+
+def test_an_svi_fits_warm_start_is_shown_beside_its_steps(results: dict[str, Any]) -> None:
+    assert "warm start" not in dict(dict(setup_groups(results))["Fit"])  # no [fit] warm_start: no row
+    results["config"]["fit"]["warm_start"] = 0
+    assert "warm start" not in dict(dict(setup_groups(results))["Fit"])
+    results["config"]["fit"]["warm_start"] = 375
+    fit = dict(dict(setup_groups(results))["Fit"])
+    assert fit["warm start"] == "375 MAP steps before these (bg.fit_svi(warm_start=...))"
+    assert list(fit).index("warm start") == list(fit).index("steps") + 1
+    assert "375 MAP steps before these" in render_html(results)
