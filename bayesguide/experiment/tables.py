@@ -127,7 +127,9 @@ def resolve_warm_start(kind: str, method: str, steps: int) -> int:
     every task of ``benchmarks/compression.py`` (MNIST-1D MLP 42.5 → 55.1 %, digits MLP
     82.9 → 93.5 %, MNIST-1D CNN 74.3 → 92.3 %; docs/benchmarks.md). Other SVI fits (of a
     density prior, which has a MAP) start from the initialisation unless the file sets
-    a number: that was not measured.
+    a number: for the benchmark's uniform group lasso (λ′ = 1e-4, seed 0) a quarter of
+    the steps of MAP first moved the posterior mean by under a point (MNIST-1D 52.7 →
+    53.6 %, digits 97.3 → 97.8 %).
 
     Examples
     --------
