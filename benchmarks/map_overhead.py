@@ -22,6 +22,14 @@ prints per-round wall and CPU times (``time.process_time``), minor page faults
 (``getrusage``) and the median ratios bayesguide / reference. Targets: MAP ≤ 1.10 (against
 the fused reference, at batch 32, 128 and full), SVI ≤ 1.3.
 
+``--interleaved`` alternates single steps instead of whole fits: ``fit_map``'s ``callback``
+(called after every optimizer step) takes one step of the hand loop, so each side's steps
+are timed between the other's, a few milliseconds apart, and both see the same machine
+state; it prints per round the median step of each side and their ratio. Whole fits
+alternated by rounds spread by ±0.15 on a shared 2-core machine; this spreads by ±0.02.
+It leaves out ``fit_map``'s fixed cost per call (about 10 ms: data checks, copies, the
+result), which whole-fit rounds include.
+
 ``--compile`` times ``fit_map(compile=True)`` against ``fit_map`` uncompiled instead (ratio
 compiled / eager; below 1 is faster), after one compiled warm-up fit whose compilation
 time is printed separately (later fits in the process reuse the compiled code).
@@ -31,6 +39,7 @@ Usage::
     python benchmarks/map_overhead.py                    # 7 rounds × 300 steps
     python benchmarks/map_overhead.py --rounds 5 --steps 200 --prior l1
     python benchmarks/map_overhead.py --fused --batch 32 128 full --skip-svi
+    python benchmarks/map_overhead.py --interleaved --fused --batch 32 128 full --rounds 5
     python benchmarks/map_overhead.py --compile --batch 32 full
     python benchmarks/map_overhead.py --stable-malloc     # without page-fault noise
     python benchmarks/map_overhead.py --smoke            # tiny, seconds (CI)
@@ -106,12 +115,13 @@ def hand_penalty(problem: Problem, params: Sequence[torch.Tensor]) -> torch.Tens
     return total + lam * (params[4].pow(2).sum() + params[5].pow(2).sum())
 
 
-def reference_map(problem: Problem, net: nn.Sequential, steps: int, batch: int | None = None,
-                  fused: bool = False) -> list[float]:
-    """The hand-written MAP loop on ``net`` (an identical copy of the template).
+def reference_step(problem: Problem, net: nn.Sequential, batch: int | None = None,
+                   fused: bool = False) -> Callable[[], float]:
+    """One step of the hand-written MAP loop on ``net`` (an identical copy of the template) per call.
 
     ``batch``: minibatches drawn as ``fit_map`` draws them (same seed, same order), the
-    likelihood scaled by ``N / B``; ``fused``: ``Adam(fused=True)``.
+    likelihood scaled by ``N / B``; ``fused``: ``Adam(fused=True)``. Each call returns
+    the step's loss.
     """
     X, y = problem.X, problem.y
     n = X.shape[0]
@@ -119,26 +129,68 @@ def reference_map(problem: Problem, net: nn.Sequential, steps: int, batch: int |
     optimizer = torch.optim.Adam(params, lr=LR, fused=True) if fused else torch.optim.Adam(params, lr=LR)
     minibatch = batch is not None and batch < n
     generator = torch.Generator().manual_seed(SEED)
-    perm, cursor = torch.randperm(n, generator=generator), 0
-    losses = []
-    for _ in range(steps):
+    state = {"perm": torch.randperm(n, generator=generator), "cursor": 0}
+
+    def step() -> float:
         xb, yb = X, y
         if minibatch:
             assert batch is not None
-            if cursor + batch > n:
-                perm, cursor = torch.randperm(n, generator=generator), 0
-            idx = perm[cursor : cursor + batch]
-            cursor += batch
+            if state["cursor"] + batch > n:
+                state["perm"], state["cursor"] = torch.randperm(n, generator=generator), 0
+            idx = state["perm"][state["cursor"] : state["cursor"] + batch]
+            state["cursor"] += batch
             xb, yb = X[idx], y[idx]
         optimizer.zero_grad(set_to_none=True)
         nll = F.cross_entropy(net(xb), yb, reduction="sum")
         if minibatch:
             nll = nll * (n / xb.shape[0])
         loss = nll + hand_penalty(problem, params)
-        losses.append(loss.item())
+        value = loss.item()
         loss.backward()
         optimizer.step()
-    return losses
+        return value
+
+    return step
+
+
+def reference_map(problem: Problem, net: nn.Sequential, steps: int, batch: int | None = None,
+                  fused: bool = False) -> list[float]:
+    """The hand-written MAP loop: ``steps`` calls of `reference_step`, their losses."""
+    step = reference_step(problem, net, batch, fused)
+    return [step() for _ in range(steps)]
+
+
+def interleaved(problem: Problem, steps: int, batch: int | None, fused: bool,
+                warmup: int = 10) -> tuple[list[float], list[float]]:
+    """Per-step seconds of ``fit_map`` and of the hand loop, their steps alternating one by one.
+
+    ``fit_map`` calls ``callback`` after every optimizer step; the callback takes one step
+    of the reference loop (on its own copy of the network). A ``fit_map`` step is timed
+    from the end of one callback to the start of the next (its whole loop body: batch,
+    objective, backward, Adam, loss record, unit-norm snapshot), a reference step inside
+    the callback. Alternating every step (a few ms) exposes both to the same machine
+    state, which rounds of hundreds of steps do not; the first ``warmup`` steps of each
+    are dropped. ``fit_map``'s fixed cost per call (data checks, copies, result: ~10 ms)
+    is not in these times.
+    """
+    ref = reference_step(problem, copy.deepcopy(problem.net), batch, fused)
+    lib_times: list[float] = []
+    ref_times: list[float] = []
+    resumed = [math.nan]  # when fit_map's next step began: the end of the last callback
+
+    def callback(_step: int) -> None:
+        arrived = time.perf_counter()
+        if not math.isnan(resumed[0]):
+            lib_times.append(arrived - resumed[0])
+        start = time.perf_counter()
+        ref()
+        ref_times.append(time.perf_counter() - start)
+        resumed[0] = time.perf_counter()
+
+    bg.fit_map(problem.model, problem.X, problem.y, steps=steps + 1, lr=LR, progress=False, batch_size=batch,
+               callback=callback)
+    warmup = min(warmup, steps // 2)  # the smoke run's few steps keep half
+    return lib_times[warmup:], ref_times[warmup : len(lib_times)]
 
 
 def reference_svi(problem: Problem, net: nn.Sequential, steps: int) -> list[float]:
@@ -272,6 +324,29 @@ def compare(
     return median, first
 
 
+def compare_interleaved(name: str, problem: Problem, rounds: int, steps: int, batch: int | None,
+                        fused: bool) -> float:
+    """`interleaved` ``rounds`` times; print per round the median step of each side and their ratios.
+
+    Returns the median over rounds of the ratio of median step times (bayesguide / reference).
+    """
+    interleaved(problem, 12, batch, fused, warmup=2)  # warm-up (allocator, thread pools, lazy imports)
+    print(f"\n{name}, steps alternating one by one: {rounds} rounds × {steps} steps")
+    print(f"{'round':>5} {'reference ms':>13} {'bayesguide ms':>14} {'ratio of medians':>17} {'ratio of means':>15}")
+    ratios = []
+    for r in range(rounds):
+        gc.collect()
+        lib, ref = interleaved(problem, steps, batch, fused)
+        ratio = statistics.median(lib) / statistics.median(ref)
+        ratios.append(ratio)
+        print(f"{r:>5} {1e3 * statistics.median(ref):>13.3f} {1e3 * statistics.median(lib):>14.3f} {ratio:>17.3f} "
+              f"{statistics.fmean(lib) / statistics.fmean(ref):>15.3f}")
+    median = statistics.median(ratios)
+    print(f"{name} median ratio bayesguide/reference, per step: {median:.3f} "
+          f"(rounds {min(ratios):.3f}–{max(ratios):.3f})")
+    return median
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -287,6 +362,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                         help="minibatch sizes for MAP, 'full' for the full batch (default: full)")
     parser.add_argument("--compile", action="store_true",
                         help="time fit_map(compile=True) against fit_map eager instead of the hand loops")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="time MAP steps alternating one by one (fit_map's callback takes a reference "
+                             "step) instead of whole fits alternating by rounds")
     args = parser.parse_args(argv)
     batches = [None if b == "full" else int(b) for b in args.batch]
     rounds, steps, hidden, n = args.rounds, args.steps, 256, None
@@ -326,15 +404,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             results[key.replace("map", "compile")], _ = compare(
                 f"MAP compiled vs eager, {label}", rounds, steps, eager, compiled, labels=("eager", "compiled"))
             continue
+        name = "MAP" if batch is None else f"MAP ({label})"
+        if args.interleaved:
+            results[key] = compare_interleaved(name, problem, rounds, steps, batch, args.fused)
+            continue
         reference = functools.partial(reference_map, batch=batch, fused=args.fused)
         run_ref = functools.partial(_reference_run, reference, problem)
-        name = "MAP" if batch is None else f"MAP ({label})"
         results[key], (lib0, ref0) = compare(name, rounds, steps, run_ref, eager)
         # same objective: bayesguide's loss is the reference's minus the priors' log normaliser
         gap = abs(lib0 - (ref0 - problem.log_normaliser)) / abs(ref0)
         print(f"MAP step-0 loss {lib0:.6g} vs reference − Σ log c {ref0 - problem.log_normaliser:.6g} "
               f"(relative gap {gap:.1e})")
-    if not args.skip_svi and not args.compile:
+    if not args.skip_svi and not args.compile and not args.interleaved:
         run_ref = functools.partial(_reference_run, reference_svi, problem)
         results["svi"], _ = compare("SVI", rounds, steps, run_ref, functools.partial(_library_run, run_svi))
     print()
