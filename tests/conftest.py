@@ -4,11 +4,13 @@ session for the docs tests."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pyro
 import pytest
@@ -23,6 +25,23 @@ def _isolate() -> Iterator[None]:
     pyro.set_rng_seed(0)  # seeds torch, numpy and random
     yield
     pyro.clear_param_store()
+
+
+@pytest.fixture
+def load_benchmark(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
+    """A loader of ``benchmarks/<file>`` as a fresh module, registered in ``sys.modules`` for the test
+    (dataclasses look their module up there) under ``benchmark_<stem>``."""
+
+    def load(file: str) -> ModuleType:
+        name = "benchmark_" + Path(file).stem
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / file)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, module)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,10 @@ visibly — and CI (``BAYESGUIDE_REQUIRE_PEERS=1``) fails instead. Timings are n
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import json
 import os
-import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,16 +21,8 @@ from torch import nn
 
 import bayesguide as bg
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "marglik_peer.py"
-
-
-def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("marglik_peer_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "marglik_peer_benchmark", module)
-    spec.loader.exec_module(module)
-    return module
+Loader = Callable[[str], ModuleType]
+"""The ``load_benchmark`` fixture (tests/conftest.py): ``benchmarks/<file>`` as a fresh module."""
 
 
 def _require_laplace_torch() -> None:
@@ -50,8 +41,8 @@ def _net() -> nn.Sequential:
     return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2))
 
 
-def test_unit_precisions_are_the_mean_over_each_units_row_and_bias(monkeypatch: pytest.MonkeyPatch) -> None:
-    bench = _load(monkeypatch)
+def test_unit_precisions_are_the_mean_over_each_units_row_and_bias(load_benchmark: Loader) -> None:
+    bench = load_benchmark("marglik_peer.py")
     net = _net()
     model = bg.GuidedModel(net, bg.GuidedNormal(1.0, bg.guidance.uniform()), "gaussian")
     n = sum(p.numel() for p in net.parameters())
@@ -79,8 +70,8 @@ def test_unit_precisions_are_the_mean_over_each_units_row_and_bias(monkeypatch: 
         bench.unit_precisions(model, torch.ones(7))
 
 
-def test_peer_fit_keeps_the_weights_precisions_and_noise(monkeypatch: pytest.MonkeyPatch) -> None:
-    bench = _load(monkeypatch)
+def test_peer_fit_keeps_the_weights_precisions_and_noise(load_benchmark: Loader) -> None:
+    bench = load_benchmark("marglik_peer.py")
     net = _net()
     weights = [p.detach().clone() for p in net.parameters()]
     X = torch.randn(20, 3, generator=torch.Generator().manual_seed(2))
@@ -99,10 +90,10 @@ def test_peer_fit_keeps_the_weights_precisions_and_noise(monkeypatch: pytest.Mon
 
 
 def test_smoke_run_writes_both_picks_on_their_paths(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], load_benchmark: Loader, tmp_path: Path
 ) -> None:
     _require_laplace_torch()
-    bench = _load(monkeypatch)
+    bench = load_benchmark("marglik_peer.py")
     out = tmp_path / "marglik_peer.json"
     records = bench.main(["--smoke", "--out", str(out)])
     printed = capsys.readouterr().out
@@ -125,7 +116,7 @@ def test_smoke_run_writes_both_picks_on_their_paths(
 
 
 def test_without_the_peer_it_says_so(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                                     tmp_path: Path) -> None:
+                                     tmp_path: Path, load_benchmark: Loader) -> None:
     real_import = builtins.__import__
 
     def no_laplace(name: str, *args: Any, **kwargs: Any) -> Any:
@@ -134,7 +125,7 @@ def test_without_the_peer_it_says_so(capsys: pytest.CaptureFixture[str], monkeyp
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_laplace)
-    bench = _load(monkeypatch)
+    bench = load_benchmark("marglik_peer.py")
     out = tmp_path / "never.json"
     assert bench.main(["--smoke", "--out", str(out)]) == []
     assert "laplace-torch is not usable here (ImportError" in capsys.readouterr().out

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
-import sys
-from pathlib import Path
+from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 import bayesguide as bg
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "map_overhead.py"
+Loader = Callable[[str], ModuleType]
+"""The ``load_benchmark`` fixture (tests/conftest.py): ``benchmarks/<file>`` as a fresh module."""
 
 
-def test_map_overhead_smoke(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = importlib.util.spec_from_file_location("map_overhead", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "map_overhead", module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
+def test_map_overhead_smoke(capsys: pytest.CaptureFixture[str], load_benchmark: Loader) -> None:
+    module = load_benchmark("map_overhead.py")
 
     ratios = module.main(["--smoke"])
 
@@ -35,19 +31,12 @@ def test_map_overhead_smoke(capsys: pytest.CaptureFixture[str], monkeypatch: pyt
     assert gap < 1e-5
 
 
-def _load(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("map_overhead", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "map_overhead", module)
-    spec.loader.exec_module(module)
-    return module
 
 
-def test_interleaved_steps_do_the_same_work_on_both_sides(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interleaved_steps_do_the_same_work_on_both_sides(load_benchmark: Loader) -> None:
     """The hand loop takes the same minibatches as fit_map and follows the same trajectory, so the
     per-step times compare like with like; the interleaved mode runs and times every step."""
-    mo = _load(monkeypatch)
+    mo = load_benchmark("map_overhead.py")
     problem = mo.make_problem("group", 16, 200)
     fit = bg.fit_map(problem.model, problem.X, problem.y, steps=12, lr=mo.LR, progress=False, batch_size=32)
     hand = mo.reference_map(problem, copy.deepcopy(problem.net), 12, batch=32, fused=True)

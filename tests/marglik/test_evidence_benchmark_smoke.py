@@ -8,27 +8,17 @@ the peer is checked on every run there."""
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import math
 import os
-import sys
 import warnings
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "evidence.py"
-
-
-def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("evidence_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "evidence_benchmark", module)
-    spec.loader.exec_module(module)
-    return module
+Loader = Callable[[str], ModuleType]
+"""The ``load_benchmark`` fixture (tests/conftest.py): ``benchmarks/<file>`` as a fresh module."""
 
 
 def _require_laplace_torch() -> None:
@@ -42,11 +32,9 @@ def _require_laplace_torch() -> None:
         pytest.skip(f"laplace-torch is not usable ({err}): pip install -c constraints.txt -e '.[peers]'")
 
 
-def test_evidence_benchmark_smoke(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_evidence_benchmark_smoke(capsys: pytest.CaptureFixture[str], load_benchmark: Loader) -> None:
     _require_laplace_torch()
-    bench = _load(monkeypatch)
+    bench = load_benchmark("evidence.py")
     results = bench.main(["--smoke"])
     out = capsys.readouterr().out
     assert set(results) == {"full", "kron"}, out
@@ -58,7 +46,7 @@ def test_evidence_benchmark_smoke(
 
 
 def test_evidence_benchmark_without_the_peer(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, load_benchmark: Loader
 ) -> None:
     real_import = builtins.__import__
 
@@ -68,6 +56,6 @@ def test_evidence_benchmark_without_the_peer(
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_laplace)
-    bench = _load(monkeypatch)
+    bench = load_benchmark("evidence.py")
     assert bench.main(["--smoke"]) == {}
     assert "laplace-torch is not usable here (ImportError" in capsys.readouterr().out
