@@ -260,8 +260,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     # 3e-3 they cannot close within the budget, so L0 keeps fit_l0's default rate 1e-2
     Method("l0", "hard-concrete L0 gates", (3e-3, 1e-2, 3e-2), "l0", "uniform", lr=1e-2),
     # SVI from a random start lets the KL term switch units off before the data make them useful (MNIST-1D
-    # posterior mean 42.7 % test, seed 0, τ₀ = 1); from 1000 MAP steps under its Gaussian counterpart, then
-    # 3000 SVI steps: 59.3 % (fit_svi(warm_start=...), the same 4000 steps)
+    # posterior mean 41.7 % test, seed 0, τ₀ = 1); from 1000 MAP steps under its Gaussian counterpart, then
+    # 3000 SVI steps: 55.4 % (fit_svi(warm_start=...), the same 4000 steps; benchmarks/svi_warm_start.py)
     Method("horseshoe", "group horseshoe (SVI)", (1.0, 0.3, 0.1), "horseshoe", "uniform", "svi", grid_key="tau0",
            warm_start=0.25),
     # evidence-driven fitting (the default of ``bayesguide run``): the grid is only the precisions' starting

@@ -132,9 +132,10 @@ def fit_svi(
         (learning rate, batches, schedule over its own steps, seed). From a random
         initialisation the ELBO's KL term can switch units off before the data have
         made them useful: on MNIST-1D (3,200 sequences, a 40-256-256-10 MLP, seed 0,
-        ``tau0=1``), the group horseshoe's posterior mean reached 42.7 % test accuracy
-        after 4,000 SVI steps, and 59.3 % after 1,000 MAP + 3,000 SVI steps (docs/methods.md;
-        ``benchmarks/compression.py`` measures it on five tasks, docs/benchmarks.md). The MAP
+        ``tau0=1``), the group horseshoe's posterior mean reached 41.7 % test accuracy
+        after 4,000 SVI steps, and 55.4 % after 1,000 MAP + 3,000 SVI steps
+        (``benchmarks/svi_warm_start.py``; ``benchmarks/compression.py`` measures it on five
+        tasks, docs/benchmarks.md). The MAP
         part is in ``fit.extras["warm_start"]`` ([`WarmStart`][bayesguide.infer.svi.WarmStart]: its steps,
         prior and final loss), not in ``fit.losses``. 0 (default): none; a new fit only (not with ``init``).
     **options

@@ -45,3 +45,14 @@ def test_interleaved_steps_do_the_same_work_on_both_sides(load_benchmark: Loader
     lib, ref = mo.interleaved(problem, 12, 32, True, warmup=2)
     assert len(lib) == len(ref) == 10 and all(t > 0 for t in lib + ref)
     assert math.isfinite(mo.main(["--smoke", "--interleaved", "--fused", "--batch", "32"])["map@32"])
+
+
+def test_svi_warm_start_benchmark_smoke(load_benchmark: Loader) -> None:
+    rows = load_benchmark("svi_warm_start.py").main(["--smoke"])
+    # every case fitted from the initialisation and from a quarter of its steps of MAP
+    assert [(r["case"], r["task"], r["warm"]) for r in rows] == [
+        ("horseshoe", "mnist1d-mlp", 0), ("horseshoe", "mnist1d-mlp", 2),
+        ("group", "mnist1d-mlp", 0), ("group", "mnist1d-mlp", 2),
+        ("group", "digits-mlp", 0), ("group", "digits-mlp", 2),
+    ]
+    assert all(0.0 <= r["test"] <= 1.0 and r["steps"] == 8 for r in rows)
