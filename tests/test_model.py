@@ -190,11 +190,12 @@ def test_site_blocks_are_the_parameters_without_copies_and_unit_norms_match_the_
     params = dict(net.named_parameters())
     for site in model.sites:
         blocks = site.blocks(params)
-        assert torch.equal(torch.cat(blocks, -1), site.pack(params))
+        columns = [b.unsqueeze(-1) if b.dim() == 1 else b for b in blocks]  # a 1-D block is one column
+        assert torch.equal(torch.cat(columns, -1), site.pack(params))
         for name, block in zip(site.param_names, blocks):
             assert block.data_ptr() == params[name].data_ptr()  # views, no copy
-            if params[name].dim() == 2:
-                assert block is params[name]  # a Linear weight is itself (no view node in the graph)
+            if params[name].dim() <= 2:
+                assert block is params[name]  # a Linear weight, a bias: itself (no view node in the graph)
     with torch.no_grad():
         net[0].weight[1] = 0.0
         net[0].bias[1] = 0.0

@@ -1,4 +1,4 @@
-"""The priors' statistics (one autograd node each, closed-form gradients) against the textbook formulas."""
+"""The priors' statistics (a few plain torch operations each) against the textbook formulas."""
 
 from __future__ import annotations
 
@@ -72,3 +72,22 @@ def test_a_block_that_needs_no_gradient_gets_none() -> None:
         w.requires_grad_()
         stat([w, b]).sum().backward()
         assert w.grad is not None and b.grad is None
+
+
+@pytest.mark.parametrize(("stat", "naive"), CASES)
+def test_a_1d_block_is_one_column(stat, naive) -> None:  # type: ignore[no-untyped-def]
+    """A bias as it is, ``(n,)``, gives what the ``(n, 1)`` column gives: values and gradients."""
+    w, b = _blocks(seed=2)
+    b = b[:, 0]
+    b[1], w[1] = 0.0, 0.0  # an all-zero group: value 0, gradient 0 (group norm)
+    weights = torch.rand(5, dtype=F64)
+    results = []
+    for column in (False, True):
+        ww, bb = w.clone().requires_grad_(), b.clone().requires_grad_()
+        value = (stat([ww, bb[:, None] if column else bb]) * weights).sum()
+        results.append((value, *torch.autograd.grad(value, [ww, bb])))
+    for a, e in zip(*results):
+        torch.testing.assert_close(a, e, rtol=1e-14, atol=0)
+    assert torch.isfinite(results[0][1]).all() and torch.isfinite(results[0][2]).all()
+    # a 1-D block alone: |x| for the norm, x² and |x| for the sums
+    torch.testing.assert_close(stat([b]), naive(b[:, None]), rtol=1e-14, atol=0)

@@ -126,9 +126,9 @@ def torch_internal_warnings_ignored() -> Iterator[None]:
     """Ignore two deprecation warnings torch's compiler raises against its own code.
 
     Its code generator imports a module of torch's that uses the deprecated ``torch.jit``
-    API, and its tracer instantiates ``autograd.Function`` classes (the priors'
-    statistics) in a way torch itself deprecates. Both are torch's to fix and would stop
-    a run where warnings are errors.
+    API, and its tracer instantiates ``autograd.Function`` classes (a user's layer or
+    prior may use them) in a way torch itself deprecates. Both are torch's to fix and
+    would stop a run where warnings are errors.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`torch.jit.script_method` is deprecated",

@@ -118,6 +118,18 @@ def _scalar(t: torch.Tensor) -> torch.Tensor:
     return t if t.dim() == 0 else t.reshape(())
 
 
+def _read(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> list[float]:
+    """The loss and its terms as floats, with one device synchronisation.
+
+    On the CPU each is read by ``item()`` (a few microseconds each, where stacking
+    them first costs ten times that); on an accelerator they are stacked and copied
+    back in one transfer, so the step waits for the device once.
+    """
+    if loss.device.type == "cpu":
+        return [loss.item(), *(t.item() for t in terms.values())]
+    return torch.stack([_scalar(loss), *map(_scalar, terms.values())]).tolist()
+
+
 def optimize(
     objective: Objective | StreamObjective,
     parameters: list[torch.nn.Parameter],
@@ -142,8 +154,8 @@ def optimize(
 
     ``objective`` returns the loss, or ``(loss, terms)`` with ``terms`` a mapping of
     named scalar tensors (the same names at every step) that are recorded per step into
-    `LoopOutput.terms`, read back with the loss in one transfer (one ``torch.stack``,
-    one ``tolist``: no more device synchronisations than the loss alone); the progress bar then
+    `LoopOutput.terms`, read back with the loss (on an accelerator in one transfer: no
+    more device synchronisations than the loss alone, see `_read`); the progress bar then
     shows them (every 50 steps) instead of the loss.
 
     ``label`` names the progress bar. ``callback``, if given, is called after every
@@ -264,7 +276,7 @@ def optimize(
                 else:
                     loss, terms = out
                 if terms:  # the loss and its terms read back together
-                    values = torch.stack([_scalar(loss), *map(_scalar, terms.values())]).tolist()
+                    values = _read(loss, terms)
                     value = values[0]
                 else:
                     value = loss.item()

@@ -327,10 +327,9 @@ def _terms(
     by ``torch.compile`` (forward, likelihood and penalties in one graph).
     """
     module = guide.module
-    params = dict(module.named_parameters())
-    # the priors are read at every evaluation, not copied, so that in-place updates
-    # (UnitGroupDistribution.set_rate, empirical-Bayes guidance) are seen
-    model.neg_log_prior_blocks(params)  # builds the priors once, before the first step
+    # set up once; the priors are read at every evaluation, not copied, so that in-place
+    # updates (UnitGroupDistribution.set_rate, empirical-Bayes guidance) are seen
+    prior_terms = model.prior_terms_function(dict(module.named_parameters()))
     likelihood = model.likelihood
     fixed_noise = model.noise_tensor(None, model.dtype) if not model.learns_noise else None
 
@@ -340,7 +339,7 @@ def _terms(
         nll = likelihood.nll_sum(module(xb), yb, noise)
         if scale is not None:
             nll = nll * scale
-        penalty, log_norm = model.prior_terms(params)
+        penalty, log_norm = prior_terms()
         return penalty - log_norm + nll, {"nll": nll, "penalty": penalty}
 
     return compiled(terms) if compile else terms
@@ -350,12 +349,12 @@ def _with_terms(
     model: GuidedModel, module: torch.nn.Module, objective: Callable[[torch.Tensor | None], torch.Tensor]
 ) -> Callable[[torch.Tensor | None], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """``objective`` (a MAP loss) with its terms: the penalty at the current weights, the rest is the NLL."""
-    params = dict(module.named_parameters())
+    prior_terms = model.prior_terms_function(dict(module.named_parameters()))
 
     def with_terms(idx: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = objective(idx)
         with torch.no_grad():
-            penalty, log_norm = model.prior_terms(params)
+            penalty, log_norm = prior_terms()
             nll = loss.detach() - (penalty - log_norm)
         return loss, {"nll": nll, "penalty": penalty}
 

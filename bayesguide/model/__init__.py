@@ -7,6 +7,8 @@
   (``GuidedModel.prepare_data``) and the data fingerprint later stages check;
 * [`fold`][bayesguide.model.fold] — ``BatchNorm`` folded into the layer before it, the
   network the Laplace evidence and posterior score;
+* [`penalty`][bayesguide.model.penalty] — the prior's terms of the MAP step from the
+  network's own tensors, set up once per fit ([`PriorTerms`][bayesguide.model.penalty.PriorTerms]);
 * [`counterpart`][bayesguide.model.counterpart] — the model MAP steps use when the prior
   has no MAP (L0 gates, the group horseshoe): its Gaussian counterpart;
 * [`device`][bayesguide.model.device] — ``device=``: resolving it

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import pyro
 import pyro.distributions as dist
@@ -44,6 +44,7 @@ from bayesguide.guidance import coefficients_for_layer, uniform, validate_coeffi
 from bayesguide.likelihoods import Likelihood
 from bayesguide.model.data import ArrayLike, check_dtype, prepare_data
 from bayesguide.model.device import CPU, module_device
+from bayesguide.model.penalty import PriorTerms
 from bayesguide.network import Layer, Site, functional_forward, parse_network
 from bayesguide.priors import GuidedNormal, HierarchicalUnitPrior, LatentSite, UnitGroupDistribution, UnitPrior
 
@@ -289,11 +290,11 @@ class GuidedModel:
         What a training loop records while it steps ``module``'s parameters in place.
         """
         params = dict(module.named_parameters())
-        sites = self.prunable_sites
+        sites = [(s.layer.name, s) for s in self.prunable_sites]
 
         def record() -> dict[str, torch.Tensor]:
             with torch.no_grad():
-                return {s.layer.name: s.unit_norms(params) for s in sites}
+                return {name: s.unit_norms(params) for name, s in sites}
 
         return record
 
@@ -355,12 +356,8 @@ class GuidedModel:
         and normalisers are read at every call, so in-place updates
         ([`set_rate`][bayesguide.priors.base.UnitGroupDistribution.set_rate]) are seen.
         """
-        total: torch.Tensor | None = None
-        for penalty, log_norm in self._prior_blocks(params):
-            term = penalty - log_norm
-            total = term if total is None else total + term
-        assert total is not None
-        return total
+        penalty, log_norm = self.prior_terms(params)
+        return penalty - log_norm
 
     def prior_terms(self, params: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The prior's penalty and log normaliser at the network's parameters.
@@ -376,24 +373,22 @@ class GuidedModel:
             ``(penalty, log_normaliser)``: the penalty is the regulariser
             ``Σ_sites Σ_j rate_j s(θ_j)``, the prior's negative log-density without its
             constants, and ``−log p(θ) = penalty − log_normaliser`` (the value of
-            `neg_log_prior_blocks`, from the same per-layer tensors). Rates and
-            normalisers are read at every call.
+            `neg_log_prior_blocks`, from the same per-layer tensors). A training loop
+            that calls this at every step sets it up once with `prior_terms_function`.
         """
-        penalty: torch.Tensor | None = None
-        log_norm: torch.Tensor | None = None
-        for term, norm in self._prior_blocks(params):
-            penalty = term if penalty is None else penalty + term
-            log_norm = norm if log_norm is None else log_norm + norm
-        assert penalty is not None and log_norm is not None
-        return penalty, log_norm
+        return self.prior_terms_function(params)()
 
-    def _prior_blocks(self, params: Mapping[str, torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Per site: its penalty on the layer's own weight and bias tensors, and its log normaliser."""
+    def prior_terms_function(self, params: Mapping[str, torch.Tensor]) -> PriorTerms:
+        """`prior_terms` at ``params`` as a function of no arguments, set up once for a training loop.
+
+        Each call reads the parameters (stepped in place), the priors' rates and their
+        normalisers (in-place updates by [`set_site_rate`][bayesguide.model.guided.GuidedModel.set_site_rate] are seen);
+        see [`bayesguide.model.penalty`][].
+        """
         first = params[self.sites[0].param_names[0]]
-        for site, prior in self._site_priors(first.dtype, first.device):
-            yield prior.penalty_parts(site.blocks(params)), prior.log_normaliser
+        return PriorTerms(self.site_priors(first.dtype, first.device), params)
 
-    def _site_priors(self, dtype: torch.dtype, device: torch.device) -> list[tuple[Site, UnitGroupDistribution]]:
+    def site_priors(self, dtype: torch.dtype, device: torch.device) -> list[tuple[Site, UnitGroupDistribution]]:
         """Every site with its prior (`site_distribution`), looked up once per dtype and device.
 
         The MAP objective reads the priors at every step; the distributions are the cached

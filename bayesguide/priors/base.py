@@ -147,11 +147,21 @@ class UnitGroupDistribution(TorchDistribution, ABC):
     def _sample_proper(self, shape: torch.Size) -> torch.Tensor:
         """Draws of shape ``shape + (n, p)`` (all units proper)."""
 
+    vector_blocks: ClassVar[bool] = False
+    """Whether `block_statistic` takes a 1-D ``(n,)`` block (a bias as it is) as one column.
+
+    The built-in families do (their statistics are in [`bayesguide.priors.statistics`][]),
+    so the MAP objective hands them each layer's tensors without reshaping the bias (a
+    view node forward and backward at every step). A subclass that leaves it ``False``
+    gets every block as ``(n, k)``.
+    """
+
     def block_statistic(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Per-unit statistic ``s_j`` (shape ``(..., n)``) from the column blocks of the unit matrix.
 
         The blocks are e.g. ``[W_rows, b[:, None]]``; the result equals the statistic of
         their concatenation, computed without building it (no copy in the MAP hot path).
+        With `vector_blocks`, a block may also be 1-D, ``(n,)``: one column.
         """
         raise NotImplementedError(
             f"{type(self).__name__} must implement block_statistic(parts) or unit_statistic(value)"
@@ -163,7 +173,10 @@ class UnitGroupDistribution(TorchDistribution, ABC):
 
     def unit_statistic_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """`unit_statistic` of the concatenated blocks (`block_statistic` when it is the built-in)."""
-        if type(self).unit_statistic is not UnitGroupDistribution.unit_statistic:  # a subclass's own statistic
+        own = type(self).unit_statistic is not UnitGroupDistribution.unit_statistic  # a subclass's own statistic
+        if own or not self.vector_blocks:
+            parts = [p.unsqueeze(-1) if p.dim() == 1 else p for p in parts]
+        if own:
             return self.unit_statistic(parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1))
         return self.block_statistic(parts)
 
@@ -173,12 +186,16 @@ class UnitGroupDistribution(TorchDistribution, ABC):
         return self._log_norm
 
     def penalty_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        """`penalty` from the column blocks of the unit matrix (see `block_statistic`)."""
-        return (self.unit_statistic_parts(parts) * self.rate).sum(-1)
+        """`penalty` from the column blocks of the unit matrix (see `block_statistic`; 1-D blocks are columns)."""
+        return torch.matmul(self.unit_statistic_parts(parts), self.rate)
 
     def penalty(self, value: torch.Tensor) -> torch.Tensor:
-        """``Σ_j rate_j s_j(θ)``: the regularizer, so ``log_prob = log_normaliser − penalty``."""
-        return (self.unit_statistic(value) * self.rate).sum(-1)
+        """``Σ_j rate_j s_j(θ)``: the regularizer, so ``log_prob = log_normaliser − penalty``.
+
+        One product with the rates (``torch.matmul(s, rate)``: a single autograd node,
+        where ``(s * rate).sum(-1)`` puts two into the training step).
+        """
+        return torch.matmul(self.unit_statistic(value), self.rate)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:

@@ -36,6 +36,8 @@ class UnitGroupLaplace(UnitGroupDistribution):
         const = math.lgamma(p / 2) - math.log(2.0) - 0.5 * p * math.log(math.pi) - math.lgamma(p)
         return p * torch.log(rate) + const
 
+    vector_blocks = True
+
     def block_statistic(self, parts: list[torch.Tensor]) -> torch.Tensor:
         return group_norm(parts)
 

@@ -30,6 +30,8 @@ class UnitLaplace(UnitGroupDistribution):
     def _log_normaliser(self, rate: torch.Tensor) -> torch.Tensor:
         return self.group_size * torch.log(rate / 2.0)
 
+    vector_blocks = True
+
     def block_statistic(self, parts: list[torch.Tensor]) -> torch.Tensor:
         return sum_of_abs(parts)
 

@@ -31,6 +31,8 @@ class UnitNormal(UnitGroupDistribution):
     def _log_normaliser(self, rate: torch.Tensor) -> torch.Tensor:
         return 0.5 * self.group_size * torch.log(rate / math.pi)
 
+    vector_blocks = True
+
     def block_statistic(self, parts: list[torch.Tensor]) -> torch.Tensor:
         return sum_of_squares(parts)
 

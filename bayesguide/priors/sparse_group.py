@@ -83,6 +83,8 @@ class UnitSparseGroupLaplace(UnitGroupDistribution):
             self._unit_log_z = sparse_group_log_integral(wa / sigma, wb / sigma, self.group_size)
         return self.group_size * torch.log(rate * sigma) - self._unit_log_z
 
+    vector_blocks = True
+
     def block_statistic(self, parts: list[torch.Tensor]) -> torch.Tensor:
         wa, wb = self._weights
         if wb == 0:  # (1−α) √p ‖θ‖₂ alone
