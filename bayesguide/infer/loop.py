@@ -125,7 +125,7 @@ def _read(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> list[float]:
     them first costs ten times that); on an accelerator they are stacked and copied
     back in one transfer, so the step waits for the device once.
     """
-    if loss.device.type == "cpu":
+    if loss.is_cpu:
         return [loss.item(), *(t.item() for t in terms.values())]
     return torch.stack([_scalar(loss), *map(_scalar, terms.values())]).tolist()
 
