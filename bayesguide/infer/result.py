@@ -246,7 +246,11 @@ def build_result(
     init: FitResult | None,
     extras: dict[str, Any] | None = None,
 ) -> FitResult:
-    """Assemble a ``FitResult``, appending to ``init``'s histories when continuing it."""
+    """Assemble a ``FitResult``, appending to ``init``'s histories when continuing it.
+
+    A continued fit keeps ``init``'s ``extras`` (an SVI fit's warm start, say) under
+    those of the new segment, which replace an entry of the same key.
+    """
     names = list(out.records[0]) if out.records else []
     norms = {k: np.stack([r[k].detach().cpu().numpy() for r in out.records]) for k in names}
     losses, steps, wall = out.losses, out.record_steps, out.wall_time
@@ -259,6 +263,7 @@ def build_result(
         steps = np.concatenate([init.norm_steps, steps])
         norms = {k: np.concatenate([init.unit_norms[k], v]) for k, v in norms.items()}
         wall += init.wall_time
+        extras = init.extras | (extras or {})
     module.eval()
     return FitResult(
         method=method, fitter=fitter, model=model, module=module, guide=guide, losses=losses,

@@ -75,6 +75,7 @@ def test_warm_start_and_init_are_exclusive_and_a_resume_does_not_repeat_it() -> 
     resumed = bg.resume_fit(fit, X, y, 10)  # continues the SVI fit: no MAP steps again
     assert len(resumed.losses) == 25
     np.testing.assert_array_equal(resumed.losses[:15], fit.losses)
+    assert resumed.extras["warm_start"] == fit.extras["warm_start"]  # the record of where it started is kept
 
 
 def test_the_warm_start_record_survives_save_and_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
