@@ -113,7 +113,7 @@ class Site:
         step. A 1-D block is one column; `pack` makes it ``(n, 1)``.
         """
         n = self.n_units
-        return [t if (t.dim() == 2 or t.dim() == 1) and t.shape[0] == n else t.reshape(n, -1)
+        return [t if t.dim() in (1, 2) and t.shape[0] == n else t.reshape(n, -1)
                 for t in (params[k] for k in self.param_names)]
 
     def unit_norms(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -119,10 +119,10 @@ def _scalar(t: torch.Tensor) -> torch.Tensor:
 
 
 def _read(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> list[float]:
-    """The loss and its terms as floats, with one device synchronisation.
+    """The loss and its terms as floats.
 
-    On the CPU each is read by ``item()`` (a few microseconds each, where stacking
-    them first costs ten times that); on an accelerator they are stacked and copied
+    On the CPU each is read by ``item()`` (under a microsecond each; stacking them
+    first costs several times that); on an accelerator they are stacked and copied
     back in one transfer, so the step waits for the device once.
     """
     if loss.is_cpu:

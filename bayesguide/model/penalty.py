@@ -48,8 +48,6 @@ class PriorTerms:
 
     def __init__(self, priors: list[tuple[Site, UnitGroupDistribution]],
                  params: Mapping[str, torch.Tensor]) -> None:
-        if not priors:
-            raise ValueError("PriorTerms needs at least one site")
         self._params = params
         self._sites: list[tuple[Site, UnitGroupDistribution, list[torch.Tensor] | None]] = []
         for site, prior in priors:
