@@ -10,7 +10,9 @@
 2. takes the summary of every point already complete there — a rerun does only the
    missing, failed or interrupted points (an interrupted point resumes from its saved
    fit and candidates, as ``bayesguide run`` does);
-3. submits the rest to the executor ([`bayesguide.sweeps.executors`][]) and records
+3. submits the rest to the executor ([`bayesguide.sweeps.executors`][]), the points
+   with the most work first ([`Point.work`][bayesguide.sweeps.spec.Point.work]: network size × steps) so that
+   the sweep does not end waiting on one long point, and records
    each outcome in ``sweep.json`` ([`bayesguide.sweeps.state`][]) as it arrives; a
    point whose worker died is submitted again, up to ``retries`` times;
 4. writes the sweep report (``sweep-report.html``, ``sweep-report.md``).
@@ -148,7 +150,7 @@ def run_sweep(spec: SweepSpec, *, progress: bool = True, log: Callable[[str], No
         state.save()
         log(f"sweep  {len(points)} points in {spec.dir}: {len(points) - len(todo)} already complete, "
             f"{len(todo)} to run on {executor.name} ({info['workers']} worker(s))")
-        for point in todo:
+        for point in sorted(todo, key=lambda p: -p.work):  # the longest first; ties in the grid's order
             executor.submit(PointTask(point.name, point.experiment.to_dict(), spec.settings.threads))
         bar = tqdm(total=len(todo), desc="points", unit="point", disable=not progress or not todo, leave=False)
         write = bar.write if progress and todo else log

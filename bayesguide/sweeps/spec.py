@@ -122,6 +122,29 @@ class Point:
     experiment: Experiment
     config_hash: str
 
+    @property
+    def work(self) -> int:
+        """A relative estimate of the point's run time: its network's size times its training steps.
+
+        The size counts each hidden unit once (its weights to the data's inputs and outputs,
+        the same for every point of a sweep over one data set) and the weights between
+        hidden layers; the steps are the fit's and every candidate's fine-tuning. Only the
+        order matters: the sweep submits the points with the most work first, so the last
+        points to finish are short and no worker idles long at the end.
+
+        Examples
+        --------
+        >>> from bayesguide.experiment import Experiment
+        >>> small = Experiment.from_dict({"network": {"hidden": [32]}, "fit": {"steps": 400}})
+        >>> wide = Experiment.from_dict({"network": {"hidden": [64, 64]}, "fit": {"steps": 400}})
+        >>> Point("a", {}, small, "").work < Point("b", {}, wide, "").work
+        True
+        """
+        hidden = self.experiment.network.hidden
+        size = sum(hidden) + sum(a * b for a, b in zip(hidden, hidden[1:]))
+        select = self.experiment.select
+        return size * (int(self.experiment.fit.steps) + select.n_candidates * select.fine_tune)
+
     def with_dir(self, name: str, out: Path) -> Point:
         """The same point, named ``name``, writing into the run directory ``out``."""
         exp = dataclasses.replace(self.experiment, output=OutputConfig(dir=str(out)))

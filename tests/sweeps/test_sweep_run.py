@@ -62,6 +62,24 @@ def test_a_serial_sweep_writes_one_run_per_point_and_an_index(sweep_file: Callab
     assert main(["report", str(out / doc["points"][0]["dir"])]) == 0
 
 
+def test_the_points_with_the_most_work_are_submitted_first(sweep_file: Callable[..., Path], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[tuple[list[int], int]] = []
+
+    def record(exp: Any, **kwargs: Any) -> dict[str, Any]:
+        started.append((exp.network.hidden, exp.fit.seed))
+        raise RuntimeError("recorded, not run")
+
+    monkeypatch.setattr(point_module, "run_experiment", record)
+    grid = '"network.hidden" = [[3], [8], [4, 4]]\n"fit.seed" = [0, 1]'
+    res = bg.sweep(sweep_file(tmp_path, grid=grid), progress=False)
+    # work = (units + weights between hidden layers) x steps: [4, 4] 24, [8] 8, [3] 3; ties in grid order
+    assert started == [([4, 4], 0), ([4, 4], 1), ([8], 0), ([8], 1), ([3], 0), ([3], 1)]
+    # sweep.json keeps the grid's order
+    assert [p["overrides"]["network.hidden"] for p in res.points] == [[3], [3], [8], [8], [4, 4], [4, 4]]
+    assert {p["status"] for p in res.points} == {"failed"}
+
+
 @pytest.mark.slow
 def test_a_rerun_runs_nothing_and_a_removed_point_only_that(sweep_file: Callable[..., Path], tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
