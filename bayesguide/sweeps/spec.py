@@ -141,7 +141,7 @@ class Point:
         True
         """
         hidden = self.experiment.network.hidden
-        size = sum(hidden) + sum(a * b for a, b in zip(hidden, hidden[1:]))
+        size = sum(hidden) + sum(a * b for a, b in itertools.pairwise(hidden))
         select = self.experiment.select
         return size * (int(self.experiment.fit.steps) + select.n_candidates * select.fine_tune)
 

@@ -4,6 +4,7 @@ costs only a retry; two invocations of one sweep at once never run a point twice
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -199,6 +200,21 @@ def test_the_pool_prepares_its_workers_and_not_this_process() -> None:
     assert _prepared() is False
 
 
+def test_the_pool_workers_start_with_their_modules_imported_by_a_fresh_server() -> None:
+    import concurrent.futures as cf
+
+    from bayesguide.sweeps.executors import WORKER_MODULES, pool_context
+
+    context = pool_context()
+    assert context.get_start_method() == "forkserver"  # on POSIX; spawn where there is no fork server
+    probe = f"[m for m in __import__('sys').modules if m in {WORKER_MODULES!r}], __import__('os').getppid()"
+    with cf.ProcessPoolExecutor(1, mp_context=context) as pool:
+        # a builtin as the task: unpickling it imports nothing, so what is there came with the fork
+        imported, parent = pool.submit(eval, probe).result(timeout=120)
+    assert sorted(imported) == sorted(WORKER_MODULES)
+    assert parent != os.getpid()  # a fork of the server, not of this process
+
+
 def test_dask_without_distributed_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from bayesguide.sweeps import SweepSettings, make_executor
 
@@ -211,3 +227,16 @@ def test_dask_without_distributed_says_how_to_install_it(monkeypatch: pytest.Mon
 def test_an_unreachable_scheduler_is_named(sweep_file: Callable[..., Path], tmp_path: Path) -> None:
     with pytest.raises(ConnectionError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"):
         bg.sweep(sweep_file(tmp_path), scheduler="tcp://127.0.0.1:9", progress=False)
+
+
+@pytest.mark.slow
+def test_a_script_without_a_main_guard_is_told_why_its_points_are_lost(sweep_file: Callable[..., Path],
+                                                                        tmp_path: Path) -> None:
+    path = sweep_file(tmp_path, grid='"fit.seed" = [0]', settings="retries = 0")
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"import bayesguide as bg\nbg.sweep({str(path)!r}, executor='local', workers=1, "
+                      "progress=False)\n")
+    subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, timeout=300, check=False)
+    (point,) = json.loads((tmp_path / "out" / "sweep.json").read_text())["points"]
+    assert point["status"] == "failed"
+    assert "worker lost" in point["error"] and 'if __name__ == "__main__":' in point["error"]
