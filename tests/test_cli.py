@@ -246,3 +246,26 @@ def test_docs_show_the_help_transcripts(monkeypatch: pytest.MonkeyPatch) -> None
         for line in buffer.getvalue().splitlines():
             if not line.startswith("usage:"):  # argparse wraps the usage line by the terminal's width
                 assert line in docs, (argv, line)
+
+
+@pytest.mark.parametrize(("table", "flags", "expected"), [
+    ("", {}, ()),  # the default executor: the local pool
+    ('executor = "serial"', {}, None),
+    ('executor = "serial"', {"executor": "local"}, ()),  # a flag beats the file
+    ('executor = "local"', {"executor": "serial"}, None),
+    ('scheduler = "local"', {}, ("distributed",)),  # a LocalCluster's workers need distributed too
+    ('executor = "dask"', {}, ("distributed",)),  # dask without an address starts a LocalCluster
+    ('scheduler = "tcp://10.0.0.1:8786"', {}, None),  # a cluster of the user's own: its workers are not ours
+    ("", {"scheduler": "tcp://10.0.0.1:8786"}, None),
+    ("this is not TOML", {}, None),  # unreadable: nothing started; the sweep reports the file
+])
+def test_sweep_starts_its_workers_fork_server_only_for_workers_it_starts(
+        tmp_path: Path, table: str, flags: dict[str, str], expected: tuple[str, ...] | None) -> None:
+    from argparse import Namespace
+
+    from bayesguide.cli import _sweep_workers
+
+    path = tmp_path / "sweep.toml"
+    path.write_text(f"[sweep]\n{table}\n" if table != "this is not TOML" else table)
+    args = Namespace(sweep=str(path), executor=flags.get("executor"), scheduler=flags.get("scheduler"))
+    assert _sweep_workers(args) == expected

@@ -26,7 +26,8 @@ busy: on a shared 2-core machine the demo took 83 s with one thread and 412 s wi
 Start-up: this module imports only the standard library and the (lazy) ``bayesguide``
 package, so ``bayesguide --help`` and ``--version`` answer at once; the torch stack is
 imported with `bayesguide.cli.commands` when a command runs or ``bayesguide run
---help`` lists the registries' choices.
+--help`` lists the registries' choices. ``sweep`` first starts the fork server its
+workers come from, which imports the same stack meanwhile (`_sweep_workers`).
 
 Exit codes:
 
@@ -57,7 +58,12 @@ from typing import Any
 
 from bayesguide import __version__
 from bayesguide._options import env_flag
-from bayesguide.process import freeze_at_exit
+from bayesguide.process import freeze_at_exit, worker_context
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 __all__ = ["DEMO_STEPS", "EXECUTORS", "console", "main", "methods_help"]
 
@@ -212,6 +218,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sweep_workers(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """What a ``sweep`` command's fork server imports besides the workers' modules, or ``None`` if it starts none.
+
+    ``sweep`` starts its workers' fork server ([`worker_context`][bayesguide.process.worker_context]) before it
+    imports the torch stack, so that both imports run at once: the local pool and a
+    LocalCluster (which adds ``distributed``) start workers, ``serial`` and a remote
+    scheduler do not. The flags and the file's ``[sweep]`` table are read here only for
+    that head start; an unreadable file starts nothing, and the sweep reports it.
+
+    Examples
+    --------
+    >>> from argparse import Namespace
+    >>> _sweep_workers(Namespace(sweep="missing.toml", executor=None, scheduler="local"))
+    >>> _sweep_workers(Namespace(sweep="missing.toml", executor="serial", scheduler=None))
+    """
+    try:
+        with open(args.sweep, "rb") as f:
+            table = tomllib.load(f).get("sweep", {})
+    except (OSError, ValueError):  # tomllib.TOMLDecodeError is a ValueError
+        return None
+    if not isinstance(table, dict):
+        return None
+    scheduler = args.scheduler or table.get("scheduler") or ""
+    executor = args.executor or table.get("executor") or "local"
+    if scheduler == "local" or (executor == "dask" and not scheduler):
+        return ("distributed",)
+    return () if executor == "local" and not scheduler else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayesguide`` command.
 
@@ -231,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = bool(args.debug) or env_flag("BAYESGUIDE_DEBUG")
+    if args.command == "sweep" and (extra := _sweep_workers(args)) is not None:
+        worker_context(extra)  # the workers' imports run beside this process's own (below)
     commands = _commands()
     try:
         code: int = getattr(commands, args.command_name)(args)

@@ -8,8 +8,9 @@ which also yields tasks submitted while it iterates — the retries). The outcom
 point's summary, or a [`WorkerLost`][bayesguide.sweeps.executors.WorkerLost] when the process running it died (killed,
 out of memory): the sweep decides whether to submit it again. No scheduling is written
 here: the local executor is `concurrent.futures.ProcessPoolExecutor` (workers forked from
-a fresh fork server that has imported their modules, `pool_context`; a fresh pool after a
-worker died) and the Dask executor is
+a fresh fork server that has imported their modules,
+[`worker_context`][bayesguide.process.worker_context]; a fresh pool after a worker died)
+and the Dask executor is
 ``distributed``'s `Client` with its futures and
 `as_completed`.
 
@@ -20,11 +21,11 @@ worker died) and the Dask executor is
   one (every worker must have bayesguide installed and see the sweep directory),
   ``scheduler = "local"`` starts a `distributed.LocalCluster` of ``workers``
   single-threaded worker processes on loopback for the sweep's duration, started as the
-  pool's are (`pool_context`), with quiet workers (`QUIET_WORKERS`). Their statistical
-  profiler is off (`PROFILER_OFF`): it samples every thread's stack every 10 ms under
-  the GIL, and a training loop is
-  Python-heavy — a batch-32 fit ran 8–20 % faster without it in three alternated
-  comparisons of 10–20 rounds. Their event loop's tick (every 20 ms), system monitor
+  pool's are ([`worker_context`][bayesguide.process.worker_context]), with quiet workers
+  (`QUIET_WORKERS`). Their statistical profiler is off (`PROFILER_OFF`): it samples
+  every thread's stack every 10 ms under the GIL, and a training loop is Python-heavy —
+  a batch-32 fit ran 8–20 % faster without it in three alternated comparisons of 10–20
+  rounds. Their event loop's tick (every 20 ms), system monitor
   (0.5 s) and memory monitor (0.1 s) run less often (1 s, 5 s, 1 s): the same fit ran
   5–13 % faster again (medians of three alternated comparisons of 8–20 rounds, with
   the profiler off in both). For a cluster of your own, set the same keys in the
@@ -40,19 +41,17 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import multiprocessing
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from multiprocessing import forkserver
 from types import TracebackType
 from typing import Any
 
+from bayesguide.process import worker_context
 from bayesguide.sweeps.point import PointTask, prepare_worker, run_point
 from bayesguide.sweeps.spec import SweepSettings
 
-__all__ = ["WORKER_MODULES", "DaskExecutor", "Executor", "LocalExecutor", "SerialExecutor", "WorkerLost",
-           "make_executor", "pool_context"]
+__all__ = ["DaskExecutor", "Executor", "LocalExecutor", "SerialExecutor", "WorkerLost", "make_executor"]
 
 Outcome = tuple[PointTask, "dict[str, Any] | WorkerLost"]
 
@@ -120,47 +119,19 @@ class SerialExecutor(Executor):
             yield task, run_point(task)
 
 
-WORKER_MODULES = ("bayesguide.sweeps.point", "torch._dynamo", "sklearn.datasets")
-"""What every worker imports before its first point is done: the point's code, what
-`torch.optim` imports at an optimiser's first step (torch's compiler front end, 3 s) and
-the bundled data sets — 10 s in all on a 2-core machine, the local pool's whole start-up
-cost. The pool's fork server imports them once (`pool_context`)."""
-
-
-def pool_context(extra: tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
-    """How a sweep starts its workers: a fork server that has imported `WORKER_MODULES`, else ``spawn``.
-
-    ``forkserver`` (Python 3.14's default on Linux) starts one fresh interpreter — not a
-    copy of this process, its threads or its state — which imports the workers' modules
-    once; each worker is a fork of it and starts with them imported. The server is
-    started here, so it imports while the sweep prepares its points, and it lives as
-    long as this process: a second sweep from the same notebook or script starts its
-    workers at once. (A fork server this process already runs is used as it is.) Where
-    there is no fork server (Windows), workers are spawned and each imports the modules
-    itself. ``extra`` names more modules for a server started now (the Dask executor's
-    LocalCluster adds ``distributed``).
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([*WORKER_MODULES, *extra])
-    forkserver.ensure_running()
-    return context
-
-
 _LOST_HINT = ("killed, out of memory, or, when every point is lost at once, started from a script that "
               "does not guard its bg.sweep call with `if __name__ == \"__main__\":` (each worker imports "
               "the script)")
 
 
 class LocalExecutor(Executor):
-    """A `ProcessPoolExecutor` of ``workers`` processes started by `pool_context`."""
+    """A `ProcessPoolExecutor` of ``workers`` processes from [`worker_context`][bayesguide.process.worker_context]."""
 
     name = "local"
 
     def __init__(self, settings: SweepSettings) -> None:
         super().__init__(settings)
-        self._context = pool_context()
+        self._context = worker_context()
         self._pool: cf.ProcessPoolExecutor | None = None
         self._futures: dict[cf.Future[dict[str, Any]], PointTask] = {}
 
@@ -212,7 +183,7 @@ class DaskExecutor(Executor):
         self._distributed = distributed
         self._cluster: Any = None
         if settings.scheduler == "local":
-            method = {"distributed.worker.multiprocessing-method": pool_context(("distributed",)).get_start_method()}
+            method = {"distributed.worker.multiprocessing-method": worker_context(("distributed",)).get_start_method()}
             with dask.config.set({**QUIET_WORKERS, **method}):  # the nannies hand this to their workers
                 self._cluster = distributed.LocalCluster(
                     n_workers=settings.n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",

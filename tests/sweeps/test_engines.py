@@ -203,9 +203,9 @@ def test_the_pool_prepares_its_workers_and_not_this_process() -> None:
 def test_the_pool_workers_start_with_their_modules_imported_by_a_fresh_server() -> None:
     import concurrent.futures as cf
 
-    from bayesguide.sweeps.executors import WORKER_MODULES, pool_context
+    from bayesguide.process import WORKER_MODULES, worker_context
 
-    context = pool_context()
+    context = worker_context()
     assert context.get_start_method() == "forkserver"  # on POSIX; spawn where there is no fork server
     probe = f"[m for m in __import__('sys').modules if m in {WORKER_MODULES!r}], __import__('os').getppid()"
     with cf.ProcessPoolExecutor(1, mp_context=context) as pool:
