@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from bayesguide.architecture import save_module
 from bayesguide.atomic import write_atomic
@@ -113,12 +114,17 @@ def _load_data(exp: Experiment) -> Dataset:
 
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``n`` for the duration, restored after.
+    """torch's intra-op threads, and the BLAS and OpenMP pools of numpy and scipy, set to ``n`` for the duration.
+
+    The full-GGN evidence calls scipy's BLAS and LAPACK, whose pools start with a thread
+    per core whatever torch's setting: two sweep workers with one torch thread each then
+    ran four BLAS threads on two cores. The other pools are limited with
+    ``threadpoolctl``; all are restored after.
 
     Parameters
     ----------
     n
-        The thread count (at least 1); ``None`` leaves torch's setting alone.
+        The thread count (at least 1); ``None`` leaves every setting alone.
     """
     if n is None:
         yield
@@ -128,7 +134,8 @@ def torch_threads(n: int | None) -> Iterator[None]:
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield
+        with threadpool_limits(limits=n):
+            yield
     finally:
         torch.set_num_threads(before)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
 import bayesguide as bg
 import bayesguide.pipeline as pipeline
@@ -278,9 +279,13 @@ def test_every_file_of_a_run_directory_gets_the_umasks_permissions(tmp_path: Pat
 
 def test_torch_threads_sets_and_restores_and_refuses_bad_counts() -> None:
     before = torch.get_num_threads()
+    blas = {pool["filepath"]: pool["num_threads"] for pool in threadpool_info()}
     with runner.torch_threads(1):
         assert torch.get_num_threads() == 1
+        # numpy's and scipy's BLAS (and every OpenMP pool) too: scipy's BLAS runs the full-GGN evidence
+        assert {pool["num_threads"] for pool in threadpool_info()} == {1}
     assert torch.get_num_threads() == before
+    assert {pool["filepath"]: pool["num_threads"] for pool in threadpool_info()} == blas
     with runner.torch_threads(None):
         assert torch.get_num_threads() == before
     for bad in (0, -2, 1.5, True):
