@@ -17,11 +17,11 @@
   saved ``results.json``.
 * ``bayesguide --version``.
 
-Threads: ``demo`` and ``run`` use one torch thread unless ``--threads N`` says otherwise,
-like every point of a sweep (``[sweep] threads``). The networks and batches of these
-commands are small, and torch's default (a thread per core) collapses when the cores are
-busy: on a shared 2-core machine the demo took 83 s with one thread and 412 s with two
-(README, "Timings"). ``results.json`` records the count (``environment``).
+Threads: ``demo`` and ``run`` use one torch thread (and one in numpy's and scipy's BLAS)
+unless ``--threads N`` says otherwise, like every point of a sweep (``[sweep] threads``).
+The networks and batches of these commands are small, and torch's default (a thread per
+core) collapses when the cores are busy: on a shared 2-core machine the demo took 83 s
+with one thread and 412 s with two (README, "Timings"). ``results.json`` records the count (``environment``).
 
 Start-up: this module imports only the standard library and the (lazy) ``bayesguide``
 package, so ``bayesguide --help`` and ``--version`` answer at once; the torch stack is
