@@ -225,13 +225,8 @@ def _sweep_workers(args: argparse.Namespace) -> tuple[str, ...] | None:
     imports the torch stack, so that both imports run at once: the local pool and a
     LocalCluster (which adds ``distributed``) start workers, ``serial`` and a remote
     scheduler do not. The flags and the file's ``[sweep]`` table are read here only for
-    that head start; an unreadable file starts nothing, and the sweep reports it.
-
-    Examples
-    --------
-    >>> from argparse import Namespace
-    >>> _sweep_workers(Namespace(sweep="missing.toml", executor=None, scheduler="local"))
-    >>> _sweep_workers(Namespace(sweep="missing.toml", executor="serial", scheduler=None))
+    that head start; an unreadable file starts nothing, and the sweep reports it
+    (``tests/test_cli.py`` tries each combination).
     """
     try:
         with open(args.sweep, "rb") as f:
