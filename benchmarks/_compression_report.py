@@ -392,7 +392,8 @@ def write_outputs(records: Mapping[str, dict[str, Any]], final_jobs: Sequence[An
         "uniform L2 prior, same budget and seed) — for the regression task, an RMSE at most 5 % above the "
         "reference's. The evidence pick is `bg.compare` over every third point of the same path and its "
         "smallest network, each first re-fitted to its own MAP from its pruned weights by the task's \"evidence "
-        "re-fit\" (MAP steps at a constant learning rate, on the task's batches; the Laplace evidence expands "
+        "re-fit\" (MAP steps at a constant learning rate unless the table says \"cosine\", on the task's batches; "
+        "the Laplace evidence expands "
         "around a mode; `bayesguide run` does the same with `fine_tune`), with "
         "Laplace evidence, type-II ML prior "
         "scale and the guidance Occam prior at `bayesguide run`'s default strength (κ = \"auto\": a prior range of "
@@ -418,6 +419,8 @@ def write_outputs(records: Mapping[str, dict[str, Any]], final_jobs: Sequence[An
         batch = "full" if t.batch_size is None else t.batch_size
         refit = getattr(t, "refit", None)
         refit_cell = "—" if refit is None else f"{refit[0]} steps at lr {refit[1]:g}"
+        if refit is not None and getattr(t, "refit_schedule", "constant") != "constant":
+            refit_cell += f", {t.refit_schedule}"
         lines.append(f"| {t.title} | {t.steps} | {batch} | {t.lr:g} | {t.schedule} | {tol} | {t.strength_scale:g} "
                      f"| {refit_cell} |")
     lines += ["", "Strength grids are in the mean-loss convention λ′ (the prior's rate is λ = N · λ′ · the task's "
