@@ -36,11 +36,12 @@ from bayesguide.pipeline import Selection, score_candidates
 HERE = Path(__file__).resolve().parent
 
 
-def probe(key: str, task_name: str, schedules: list[str], seeds: list[int], points: list[int]) -> dict[str, Any]:
+def probe(key: str, task_name: str, schedules: list[str], seeds: list[int], points: list[int],
+          smoke: bool = False) -> dict[str, Any]:
     method, strength, seed = key.split("|")
     task = bench.TASKS[task_name]
-    split = bench.load_split(task_name, None)
-    job = bench.Job(task_name, method, float(strength), int(seed), task.steps)
+    split = bench.load_split(task_name, 160 if smoke else None)
+    job = bench.Job(task_name, method, float(strength), int(seed), 4 if smoke else task.steps)
     fit, _ = bench._fit(job, task, split)
     score = bg.priors.get_family(fit.model.prior).score
     path = bg.pruning_path(fit, split.X, split.y, score=score, n_candidates=40, spacing="geometric")
@@ -49,9 +50,9 @@ def probe(key: str, task_name: str, schedules: list[str], seeds: list[int], poin
     for schedule in schedules:
         runs[schedule] = []
         for refit_seed in seeds:
-            sel = Selection(fine_tune=task.refit_steps, fine_tune_lr=task.refit[1], fine_tune_patience=None,
-                            fine_tune_schedule=schedule, batch_size=task.batch_size, seed=refit_seed,
-                            progress=False)
+            sel = Selection(fine_tune=3 if smoke else task.refit_steps, fine_tune_lr=task.refit[1],
+                            fine_tune_patience=None, fine_tune_schedule=schedule, batch_size=task.batch_size,
+                            seed=refit_seed, progress=False)
             cmp = score_candidates(scored, split.X, split.y, sel)
             rows = {r["name"]: r for r in cmp.table.to_dict("records")}
             cands = [{"units": int(sum(c.widths)),
@@ -86,13 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", nargs="+", type=int, default=[0, 3, 6, 9],
                         help="which points of the 40-point path (the benchmark scores 0, 3, 6, ...)")
     parser.add_argument("--out", default=str(HERE / "results" / "refit_noise.json"))
+    parser.add_argument("--smoke", action="store_true", help="160 examples, 4 fit steps, 3 re-fit steps (a test)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
-    results = {key: probe(key, args.task, args.schedules, args.seeds, args.points) for key in args.fits}
+    results = {key: probe(key, args.task, args.schedules, args.seeds, args.points, args.smoke) for key in args.fits}
     task = bench.TASKS[args.task]
     meta = {"task": args.task, "points": args.points, "schedules": args.schedules, "seeds": args.seeds,
-            "refit_steps": task.refit_steps, "refit_lr": task.refit[1],
+            "smoke": args.smoke, "refit_steps": task.refit_steps, "refit_lr": task.refit[1],
             "seconds": time.perf_counter() - start, "torch": torch.__version__}
     Path(args.out).write_text(json.dumps({"meta": meta, "fits": results}, indent=1) + "\n")
     print(f"wrote {args.out}")

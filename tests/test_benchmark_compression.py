@@ -204,24 +204,32 @@ def test_the_evidence_refit_is_part_of_a_scored_fits_budget(compression: ModuleT
     """A scored fit is reused only with the task's re-fit and the current evidence record.
 
     A record stored before the re-fit was recorded counts as 100 steps at the task's lr
-    and as evidence record 1 (no κ interval): re-scored.
+    and as evidence record 1 (no κ interval): re-scored; one stored before the re-fit's
+    schedule was recorded counts as re-fitted at a constant rate.
     """
-    def record(task: str, method: str, refit: list[float] | None) -> tuple[dict[str, Any], Any]:
+    def record(task: str, method: str, refit: list[float] | None,
+               schedule: str | None = None) -> tuple[dict[str, Any], Any]:
         t = compression.TASKS[task]
         job = compression.Job(task, method, 1e-3, 0, t.steps)
-        budget = {"batch_size": t.batch_size, "lr": t.lr, "strength_scale": t.strength_scale}
+        budget: dict[str, Any] = {"batch_size": t.batch_size, "lr": t.lr, "strength_scale": t.strength_scale}
         if refit is not None:
             budget["refit"] = refit
             budget["evidence_record"] = compression.EVIDENCE_RECORD
+        if schedule is not None:
+            budget["refit_schedule"] = schedule
         return {"status": "ok", "steps": t.steps, "budget": budget}, job
 
     assert compression.TASKS["digits-mlp"].refit == (100, 3e-3)  # the default: the task's own lr
     assert compression.TASKS["mnist1d-mlp"].refit == (300, 1e-3)
-    assert compression._done(*record("digits-mlp", "guided-l1", [100, 3e-3]))
+    assert compression.TASKS["digits-mlp"].refit_schedule == "constant"
+    assert compression.TASKS["mnist1d-mlp"].refit_schedule == "cosine"
+    assert compression._done(*record("digits-mlp", "guided-l1", [100, 3e-3]))  # no schedule stored: constant
+    assert not compression._done(*record("digits-mlp", "guided-l1", [100, 3e-3], "cosine"))
     assert not compression._done(*record("digits-mlp", "guided-l1", None))  # legacy record: no κ interval
     assert not compression._done(*record("mnist1d-mlp", "guided-l1", None))  # legacy record, protocol changed
-    assert compression._done(*record("mnist1d-mlp", "guided-l1", [300, 1e-3]))
-    assert not compression._done(*record("mnist1d-mlp", "guided-l1", [100, 1e-2]))
+    assert not compression._done(*record("mnist1d-mlp", "guided-l1", [300, 1e-3]))  # re-fitted at a constant rate
+    assert compression._done(*record("mnist1d-mlp", "guided-l1", [300, 1e-3], "cosine"))
+    assert not compression._done(*record("mnist1d-mlp", "guided-l1", [100, 1e-2], "cosine"))
     # fits the evidence does not score keep their record whatever the re-fit
     assert compression._done(*record("mnist1d-mlp", "reference", None))
     assert compression._done(*record("mnist1d-mlp", "torch-pruning", [100, 1e-2]))
