@@ -62,6 +62,7 @@ Usage::
     python benchmarks/compression.py --workers 1 --tasks teacher --seeds 0
     python benchmarks/compression.py --smoke --out /tmp/c  # seconds; what CI runs
     python benchmarks/compression.py --report-only         # rebuild the page from runs.jsonl
+    python benchmarks/compression.py --tasks mnist1d-mlp --refit-schedule constant --out /tmp/c  # a control
 """
 
 from __future__ import annotations
@@ -327,10 +328,17 @@ class Job:
     fine_tune: int = 100  # MAP steps re-fitting each scored candidate before its evidence
     evidence: bool = True
     ref_test: float | None = None  # the reference's test metric (same task and seed), for the latency
+    refit_schedule: str | None = None  # overrides the task's evidence re-fit schedule (--refit-schedule)
 
     @property
     def key(self) -> str:
         return f"{self.task}|{self.method}|{self.strength:g}|{self.seed}"
+
+    @property
+    def task_spec(self) -> Task:
+        """The job's task, with its re-fit schedule overridden when the job says so."""
+        task = TASKS[self.task]
+        return task if self.refit_schedule is None else replace(task, refit_schedule=self.refit_schedule)
 
 
 def metric(out: torch.Tensor, y: torch.Tensor, likelihood: str) -> float:
@@ -403,7 +411,7 @@ def _peer_fit(job: Job, task: Task, split: Split) -> tuple[nn.Module, int]:
 def run_job(job: Job) -> dict[str, Any]:
     """Fit, walk the pruning path, score it; never raises (errors are recorded)."""
     torch.set_num_threads(1)
-    task = TASKS[job.task]
+    task = job.task_spec
     record: dict[str, Any] = {"key": job.key, "task": job.task, "method": job.method, "strength": job.strength,
                               "seed": job.seed, "steps": job.steps, "budget": _budget(task),
                               "warm_start": _warm_start(job)}
@@ -549,7 +557,7 @@ def _done(record: dict[str, Any] | None, job: Job) -> bool:
     stored = record.get("budget")
     if stored is None:
         return False
-    task = TASKS[job.task]
+    task = job.task_spec
     # what records stored before these keys existed used: 100 re-fit steps at the task's lr, record 1, cosine
     legacy = {"refit": [100, task.lr], "refit_schedule": "constant", "evidence_record": 1, "schedule": "cosine"}
     evidence_keys = ("refit", "refit_schedule", "evidence_record")
@@ -620,6 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="tiny data and budgets, one seed, one strength")
+    parser.add_argument("--refit-schedule", choices=["constant", "cosine", "anneal"], default=None,
+                        help="the evidence re-fits' learning-rate schedule for every task (default: each task's)")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the page from runs.jsonl")
     args = parser.parse_args(argv)
     if not torch_pruning_available() and "torch-pruning" in args.methods:
@@ -643,12 +653,14 @@ def main(argv: list[str] | None = None) -> int:
         return (m.grid[len(m.grid) // 2],) if args.smoke else m.grid
 
     refs_test: dict[tuple[str, int], float] = {}
+    tasks = {t: TASKS[t] if args.refit_schedule is None else replace(TASKS[t], refit_schedule=args.refit_schedule)
+             for t in TASKS}
 
     def job(task: str, method: str, strength: float, seed: int) -> Job:
         return Job(task, method, strength, seed, steps(TASKS[task]), n_max,
                    n_candidates=5 if args.smoke else 40, evidence_every=1 if args.smoke else 3,
                    fine_tune=2 if args.smoke else TASKS[task].refit_steps,
-                   ref_test=refs_test.get((task, seed)))
+                   ref_test=refs_test.get((task, seed)), refit_schedule=args.refit_schedule)
 
     ref_jobs = [job(t, "reference", REFERENCE_STRENGTH, s) for t in args.tasks for s in seeds]
     tune_jobs = {(t, m): [job(t, m, v, tune_seed) for v in grid(method_spec(m))]
@@ -681,12 +693,12 @@ def main(argv: list[str] | None = None) -> int:
         workers = args.workers
     meta = {
         "command": command, "machine": machine, "workers": workers, "smoke": args.smoke, "elapsed_s": elapsed,
-        "tasks": {t: replace(TASKS[t], steps=steps(TASKS[t])).__dict__ for t in args.tasks},
+        "tasks": {t: replace(tasks[t], steps=steps(tasks[t])).__dict__ for t in args.tasks},
         "methods": {m: method_spec(m).__dict__ for m in args.methods},
         "reference_strength": REFERENCE_STRENGTH,
     }
     write_outputs(store.records, final_jobs, ref_jobs, tune_jobs, chosen, refs_val, refs_test, meta, out, page,
-                  TASKS, {**METHODS, **PEERS})
+                  tasks, {**METHODS, **PEERS})
     log(f"wrote {page} and {out / 'summary.json'} ({elapsed / 60:.1f} min)")
     return 0
 

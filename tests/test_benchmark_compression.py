@@ -230,6 +230,12 @@ def test_the_evidence_refit_is_part_of_a_scored_fits_budget(compression: ModuleT
     assert not compression._done(*record("mnist1d-mlp", "guided-l1", [300, 1e-3]))  # re-fitted at a constant rate
     assert compression._done(*record("mnist1d-mlp", "guided-l1", [300, 1e-3], "cosine"))
     assert not compression._done(*record("mnist1d-mlp", "guided-l1", [100, 1e-2], "cosine"))
+    # --refit-schedule overrides the task's schedule through the job: what the job re-fits with and reuses
+    stored, job = record("mnist1d-mlp", "guided-l1", [300, 1e-3], "cosine")
+    control = compression.Job(job.task, job.method, job.strength, job.seed, job.steps, refit_schedule="constant")
+    assert control.task_spec.refit_schedule == "constant" and control.task_spec.refit == (300, 1e-3)
+    assert not compression._done(stored, control)
+    assert compression._done(*record("mnist1d-mlp", "guided-l1", [300, 1e-3], "constant")[:1], control)
     # fits the evidence does not score keep their record whatever the re-fit
     assert compression._done(*record("mnist1d-mlp", "reference", None))
     assert compression._done(*record("mnist1d-mlp", "torch-pruning", [100, 1e-2]))
