@@ -337,8 +337,13 @@ class Job:
     @property
     def task_spec(self) -> Task:
         """The job's task, with its re-fit schedule overridden when the job says so."""
-        task = TASKS[self.task]
-        return task if self.refit_schedule is None else replace(task, refit_schedule=self.refit_schedule)
+        return task_spec(self.task, self.refit_schedule)
+
+
+def task_spec(name: str, refit_schedule: str | None = None) -> Task:
+    """The task ``name``, its evidence re-fit's schedule replaced by ``refit_schedule`` when given."""
+    task = TASKS[name]
+    return task if refit_schedule is None else replace(task, refit_schedule=refit_schedule)
 
 
 def metric(out: torch.Tensor, y: torch.Tensor, likelihood: str) -> float:
@@ -653,8 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         return (m.grid[len(m.grid) // 2],) if args.smoke else m.grid
 
     refs_test: dict[tuple[str, int], float] = {}
-    tasks = {t: TASKS[t] if args.refit_schedule is None else replace(TASKS[t], refit_schedule=args.refit_schedule)
-             for t in TASKS}
+    tasks = {t: task_spec(t, args.refit_schedule) for t in TASKS}
 
     def job(task: str, method: str, strength: float, seed: int) -> Job:
         return Job(task, method, strength, seed, steps(TASKS[task]), n_max,

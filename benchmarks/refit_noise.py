@@ -24,6 +24,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,6 @@ import compression as bench  # the benchmark next to this script
 import torch
 
 import bayesguide as bg
-from bayesguide.pipeline import Selection, score_candidates
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,18 +49,14 @@ def probe(key: str, task_name: str, schedules: list[str], seeds: list[int], poin
     runs: dict[str, list[dict[str, Any]]] = {}
     for schedule in schedules:
         runs[schedule] = []
-        for refit_seed in seeds:
-            sel = Selection(fine_tune=3 if smoke else task.refit_steps, fine_tune_lr=task.refit[1],
-                            fine_tune_patience=None, fine_tune_schedule=schedule, batch_size=task.batch_size,
-                            seed=refit_seed, progress=False)
-            cmp = score_candidates(scored, split.X, split.y, sel)
-            rows = {r["name"]: r for r in cmp.table.to_dict("records")}
-            cands = [{"units": int(sum(c.widths)),
-                      "test": bench.metric(c.predict(split.X_test), split.y_test, task.likelihood),
-                      "log_evidence": float(rows[c.name]["log_evidence"])} for c in cmp.candidates]
-            runs[schedule].append({"seed": refit_seed, "selected": cmp.best.name if cmp.best else None,
-                                   "candidates": cands})
-            print(f"{key} {schedule:8s} re-fit seed {refit_seed}: pick {runs[schedule][-1]['selected']}  "
+        refit = replace(task, refit_schedule=schedule)
+        for refit_seed in seeds:  # the benchmark's own scoring (bench._evidence), the re-fit seed varied
+            ev = bench._evidence(scored, split, refit, 3 if smoke else task.refit_steps, refit_seed)
+            if "error" in ev:
+                raise RuntimeError(f"{key}, {schedule}, re-fit seed {refit_seed}: {ev['error']}")
+            cands = [{k: c[k] for k in ("units", "test", "log_evidence")} for c in ev["candidates"]]
+            runs[schedule].append({"seed": refit_seed, "selected": ev["selected"], "candidates": cands})
+            print(f"{key} {schedule:8s} re-fit seed {refit_seed}: pick {ev['selected']}  "
                   + "  ".join(f"{c['units']}u {100 * c['test']:.1f}% {c['log_evidence']:.0f}" for c in cands),
                   flush=True)
     spread = {}
